@@ -1,0 +1,151 @@
+"""The websocket protocol: frame shapes both ways, and `parse_frame()` for what a browser sends.
+
+Documented with examples in docs/protocol.md; this module and that page change together.
+"""
+
+from typing import Any, Literal, NotRequired, TypedDict
+
+import orjson
+
+# A frame bigger than this is refused before it is parsed (a question's own limit is
+# CHAT_MAX_MESSAGE_CHARS; this only bounds the work of reading JSON).
+MAX_FRAME_BYTES = 256 * 1024
+
+
+class ProtocolError(Exception):
+    """A frame the server cannot act on; `code` is stable, the message is for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# Browser → server
+
+
+class SubscribeFrame(TypedDict):
+    type: Literal["subscribe"]
+    conversation: int
+    since: NotRequired[int]  # the newest message id the tab already shows
+
+
+class SendFrame(TypedDict):
+    type: Literal["send"]
+    conversation: int | None  # None starts a new conversation
+    text: str
+    model: NotRequired[str]
+
+
+class StopFrame(TypedDict):
+    type: Literal["stop"]
+    conversation: int
+
+
+class RetryFrame(TypedDict):
+    type: Literal["retry"]
+    message: int
+
+
+class ResyncFrame(TypedDict):
+    type: Literal["resync"]
+    message: int
+
+
+ClientFrame = SubscribeFrame | SendFrame | StopFrame | RetryFrame | ResyncFrame
+
+
+# Server → browser
+
+
+class MessageData(TypedDict):
+    id: int
+    conversation: int
+    role: str
+    text: str
+    html: str  # settled blocks while streaming, the whole answer once ended
+    tail: str  # the open last block while streaming, else ""
+    status: str
+    seq: int  # deltas already folded into `text`
+    model: str
+    error_code: str
+    error_text: str
+    finish_reason: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    time_to_first_token_ms: int | None
+    duration_ms: int | None
+
+
+class DeltaFrame(TypedDict):
+    type: Literal["delta"]
+    conversation: int
+    message: int
+    seq: int
+    text: str
+    settled: list[str]  # html of blocks that settled with this delta, rendered once
+    tail: str  # html of the open tail
+
+
+class ErrorFrame(TypedDict):
+    type: Literal["error"]
+    code: str
+    message: str
+    conversation: NotRequired[int]
+    retry_after: NotRequired[float]
+
+
+def _int(frame: dict[str, Any], key: str, *, optional: bool = False) -> int | None:
+    value = frame.get(key)
+    if value is None and optional:
+        return None
+    if type(value) is not int or value < 0:
+        raise ProtocolError("invalid", f"'{key}' must be a non-negative integer.")
+    return value
+
+
+def parse_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame:
+    """Parse and validate one frame from a browser, or raise ProtocolError."""
+    if len(raw) > MAX_FRAME_BYTES:
+        raise ProtocolError("frame_too_large", f"Frames are limited to {MAX_FRAME_BYTES} bytes.")
+    try:
+        frame = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ProtocolError("bad_json", "The frame is not valid JSON.") from None
+    if not isinstance(frame, dict):
+        raise ProtocolError("bad_json", "A frame must be a JSON object.")
+    kind = frame.get("type")
+    if kind == "subscribe":
+        parsed: dict[str, Any] = {"type": kind, "conversation": _int(frame, "conversation")}
+        if (since := _int(frame, "since", optional=True)) is not None:
+            parsed["since"] = since
+        return parsed  # type: ignore[return-value]
+    if kind == "send":
+        text = frame.get("text")
+        if not isinstance(text, str):
+            raise ProtocolError("invalid", "'text' must be a string.")
+        if not text.strip():
+            raise ProtocolError("empty_message", "The message is empty.")
+        if len(text) > max_text_chars:
+            raise ProtocolError(
+                "too_long",
+                f"The message is {len(text):,} characters; the limit is {max_text_chars:,}.",
+            )
+        parsed = {"type": kind, "conversation": _int(frame, "conversation", optional=True)}
+        parsed["text"] = text
+        model = frame.get("model")
+        if model is not None:
+            if not isinstance(model, str) or not 0 < len(model) <= 100:
+                raise ProtocolError("invalid", "'model' must be a model id.")
+            parsed["model"] = model
+        return parsed  # type: ignore[return-value]
+    if kind == "stop":
+        return {"type": kind, "conversation": _int(frame, "conversation")}  # type: ignore[typeddict-item]
+    if kind in ("retry", "resync"):
+        return {"type": kind, "message": _int(frame, "message")}  # type: ignore[return-value]
+    raise ProtocolError("unknown_type", f"Unknown frame type: {str(kind)[:40]!r}.")
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """One JSON encoding per frame, shared by every tab it goes to."""
+    return orjson.dumps(frame).decode()
