@@ -1,0 +1,84 @@
+"""Delivers frames to every open tab.
+
+Tabs in this process get each frame directly from the generation, encoded once; the
+channel layer carries it only to other processes (with REDIS_URL set), because a group
+send per delta through the layer costs more than the rest of the relay together (see
+docs/performance.md). User events (sidebar changes, session end) are rare and always go
+through the layer, so sync views in any process can send them.
+"""
+
+import uuid
+from collections import defaultdict
+from typing import Any, Protocol
+
+from asgiref.sync import async_to_sync
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+from .protocol import encode
+
+# Tells this process's own frames apart when they come back through the channel layer.
+PROCESS_ID = uuid.uuid4().hex
+
+
+class Tab(Protocol):
+    async def send_text(self, text: str) -> None: ...
+
+
+_watchers: defaultdict[int, set[Tab]] = defaultdict(set)
+
+
+def conversation_group(conversation_id: int) -> str:
+    return f"conversation.{conversation_id}"
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def other_processes_listen() -> bool:
+    """Only a shared layer (Redis) can reach another process."""
+    return not isinstance(get_channel_layer(), InMemoryChannelLayer)
+
+
+def watch(conversation_id: int, tab: Tab) -> None:
+    _watchers[conversation_id].add(tab)
+
+
+def unwatch(conversation_id: int, tab: Tab) -> None:
+    tabs = _watchers.get(conversation_id)
+    if tabs is not None:
+        tabs.discard(tab)
+        if not tabs:
+            del _watchers[conversation_id]
+
+
+def watcher_count(conversation_id: int) -> int:
+    return len(_watchers.get(conversation_id, ()))
+
+
+async def conversation_publish(conversation_id: int, frame: dict[str, Any]) -> None:
+    """Send a frame to every tab watching the conversation, in this and other processes."""
+    text = encode(frame)
+    for tab in tuple(_watchers.get(conversation_id, ())):
+        await tab.send_text(text)
+    if other_processes_listen():
+        await get_channel_layer().group_send(
+            conversation_group(conversation_id),
+            {"type": "relay.frame", "origin": PROCESS_ID, "text": text},
+        )
+
+
+async def user_publish(user_id: int, frame: dict[str, Any]) -> None:
+    """Send a frame to every socket of a user (sidebar events)."""
+    await get_channel_layer().group_send(
+        user_group(user_id), {"type": "relay.frame", "origin": "", "text": encode(frame)}
+    )
+
+
+async def user_sessions_end(user_id: int) -> None:
+    """Close every socket of a user: logout, password change, deactivation."""
+    await get_channel_layer().group_send(user_group(user_id), {"type": "session.end"})
+
+
+user_publish_sync = async_to_sync(user_publish)
+user_sessions_end_sync = async_to_sync(user_sessions_end)

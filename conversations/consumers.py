@@ -1,0 +1,201 @@
+"""The socket protocol (docs/protocol.md): each browser frame is parsed, checked against
+its sender, handed to a service or the generation, and answered; group events become
+frames. Nothing here talks to the model server or renders markdown."""
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from . import broadcast
+from .generation import (
+    conversation_data,
+    ensure_recovered,
+    generation_start,
+    generation_stop,
+    live_message_data,
+    message_data,
+    running,
+)
+from .protocol import ProtocolError, encode, parse_frame
+from .selectors import (
+    ConversationNotFound,
+    access_conversation,
+    access_message,
+    active_answers,
+    messages_since,
+)
+from .services import (
+    AnswerInProgress,
+    NotRetryable,
+    conversation_create,
+    message_retry,
+    message_submit,
+)
+
+# Close code for "not signed in" and "your session ended"; the page goes to the login.
+CLOSE_UNAUTHENTICATED = 4401
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    watching: int | None = None
+
+    async def connect(self) -> None:
+        self.user = self.scope["user"]
+        await self.accept()
+        if not self.user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        await self.channel_layer.group_add(broadcast.user_group(self.user.pk), self.channel_name)
+        await ensure_recovered()
+
+    async def disconnect(self, code: int) -> None:
+        if not self.user.is_authenticated:
+            return
+        await self._unwatch()
+        await self.channel_layer.group_discard(
+            broadcast.user_group(self.user.pk), self.channel_name
+        )
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            frame = parse_frame(
+                text_data if text_data is not None else bytes_data or b"",
+                max_text_chars=settings.CHAT_MAX_MESSAGE_CHARS,
+            )
+            handler = getattr(self, f"on_{frame['type']}")
+            await handler(frame)
+        except ProtocolError as err:
+            await self.send_error(err.code, err.message)
+        except ConversationNotFound:
+            await self.send_error("not_found", "No such conversation or message.")
+
+    # Browser frames
+
+    async def on_subscribe(self, frame: dict[str, Any]) -> None:
+        conversation = await database_sync_to_async(access_conversation)(
+            user=self.user, conversation_id=frame["conversation"]
+        )
+        await self._watch(conversation.pk)
+        if "since" in frame:
+            messages = await database_sync_to_async(messages_since)(
+                conversation_id=conversation.pk, since_id=frame["since"]
+            )
+        else:
+            messages = await database_sync_to_async(active_answers)(conversation_id=conversation.pk)
+        # Live state is read and sent with no await in between, so the next delta
+        # this tab receives is exactly the one after the `seq` it is given here.
+        await self.send_json(
+            {
+                "type": "subscribed",
+                "conversation": conversation.pk,
+                "messages": [live_message_data(m) for m in messages],
+            }
+        )
+
+    async def on_send(self, frame: dict[str, Any]) -> None:
+        if frame["conversation"] is None:
+            conversation = await database_sync_to_async(conversation_create)(
+                owner=self.user, model=frame.get("model") or settings.MISTRAL_MODEL
+            )
+            created = {"type": "conversation", "conversation": conversation_data(conversation)}
+            await self.send_json(created)
+            await broadcast.user_publish(self.user.pk, created)
+        else:
+            conversation = await database_sync_to_async(access_conversation)(
+                user=self.user, conversation_id=frame["conversation"]
+            )
+        try:
+            question, answer = await database_sync_to_async(message_submit)(
+                conversation=conversation, text=frame["text"]
+            )
+        except AnswerInProgress:
+            await self.send_busy(conversation.pk)
+            return
+        await self._watch(conversation.pk)
+        for message in (question, answer):
+            await broadcast.conversation_publish(
+                conversation.pk, {"type": "message", "message": message_data(message)}
+            )
+        generation_start(conversation=conversation, answer=answer)
+
+    async def on_stop(self, frame: dict[str, Any]) -> None:
+        conversation = await database_sync_to_async(access_conversation)(
+            user=self.user, conversation_id=frame["conversation"]
+        )
+        generation_stop(conversation.pk)
+
+    async def on_retry(self, frame: dict[str, Any]) -> None:
+        message = await database_sync_to_async(access_message)(
+            user=self.user, message_id=frame["message"]
+        )
+        if running(message.conversation_id) is not None:
+            await self.send_busy(message.conversation_id)
+            return
+        try:
+            answer = await database_sync_to_async(message_retry)(answer=message)
+        except NotRetryable:
+            await self.send_error(
+                "not_retryable", "Only the last answer, once it has ended, can be retried."
+            )
+            return
+        await self._watch(answer.conversation_id)
+        await broadcast.conversation_publish(
+            answer.conversation_id, {"type": "message", "message": message_data(answer)}
+        )
+        generation_start(conversation=answer.conversation, answer=answer)
+
+    async def on_resync(self, frame: dict[str, Any]) -> None:
+        message = await database_sync_to_async(access_message)(
+            user=self.user, message_id=frame["message"]
+        )
+        await self.send_json({"type": "message", "message": live_message_data(message)})
+
+    # Channel-layer events
+
+    async def relay_frame(self, event: dict[str, Any]) -> None:
+        if event["origin"] != broadcast.PROCESS_ID:  # this process's tabs already have it
+            await self.send(text_data=event["text"])
+
+    async def session_end(self, event: dict[str, Any]) -> None:
+        await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    # Sending
+
+    async def send_text(self, text: str) -> None:
+        await self.send(text_data=text)
+
+    async def send_json(self, frame: dict[str, Any]) -> None:
+        await self.send(text_data=encode(frame))
+
+    async def send_error(self, code: str, message: str, **extra: Any) -> None:
+        await self.send_json({"type": "error", "code": code, "message": message, **extra})
+
+    async def send_busy(self, conversation_id: int) -> None:
+        await self.send_error(
+            "busy",
+            "An answer is still being written in this conversation.",
+            conversation=conversation_id,
+        )
+
+    async def _watch(self, conversation_id: int) -> None:
+        if self.watching == conversation_id:
+            return
+        await self._unwatch()
+        self.watching = conversation_id
+        broadcast.watch(conversation_id, self)
+        if broadcast.other_processes_listen():
+            await self.channel_layer.group_add(
+                broadcast.conversation_group(conversation_id), self.channel_name
+            )
+
+    async def _unwatch(self) -> None:
+        if self.watching is None:
+            return
+        conversation_id, self.watching = self.watching, None
+        broadcast.unwatch(conversation_id, self)
+        if broadcast.other_processes_listen():
+            await self.channel_layer.group_discard(
+                broadcast.conversation_group(conversation_id), self.channel_name
+            )

@@ -1,0 +1,461 @@
+"""A running answer, and this process's registry of them.
+
+A generation belongs to its conversation, not to a socket: it is an asyncio task that
+streams from the model server, publishes each batch of text to every tab watching the
+conversation, and stores the answer (about once a second while it grows, and always at
+the end). Closing a tab only stops that tab from watching.
+
+Frames are batched naturally: every network read from the model server becomes at most
+one `delta` frame, sent at once; whatever arrives while a send is in flight goes into the
+next one. No timer ever holds text back.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from . import broadcast
+from .mistral import (
+    MistralClient,
+    MistralError,
+    ModelError,
+    RateLimited,
+    StreamBatch,
+    StreamInterrupted,
+    UpstreamTimeout,
+    build_chat_body,
+)
+from .models import Conversation, Message
+from .protocol import MessageData
+from .rendering import StreamingMarkdown, render_markdown
+from .selectors import message_history
+from .services import (
+    Outcome,
+    conversation_title_set,
+    message_finish,
+    message_interrupt_orphans,
+    message_progress_save,
+)
+
+logger = logging.getLogger(__name__)
+
+# After tokens have reached the user, these failures mean the stream was cut: the
+# answer is kept as interrupted. Anything else that breaks a stream marks it failed.
+_CUT_ERRORS = (StreamInterrupted, UpstreamTimeout)
+
+
+@dataclass(eq=False)
+class Generation:
+    conversation_id: int
+    message_id: int
+    owner_id: int
+    model: str
+    chunks: list[str] = field(default_factory=list)
+    seq: int = 0
+    settled_html: list[str] = field(default_factory=list)
+    tail_html: str = ""
+    markdown: StreamingMarkdown = field(default_factory=StreamingMarkdown)
+    started: float = field(default_factory=time.monotonic)
+    first_token_at: float | None = None
+    stop_requested: bool = False
+    # "new" until the task runs, "streaming" while Stop can cancel it, then "finishing".
+    phase: str = "new"
+    saved_seq: int = 0
+    task: asyncio.Task | None = None
+
+    @property
+    def text(self) -> str:
+        if len(self.chunks) > 1:
+            self.chunks[:] = ["".join(self.chunks)]
+        return self.chunks[0] if self.chunks else ""
+
+    def add(self, text: str) -> dict[str, Any]:
+        """Fold one batch of text in and return its delta frame."""
+        if self.first_token_at is None:
+            self.first_token_at = time.monotonic()
+        self.chunks.append(text)
+        self.seq += 1
+        settled, self.tail_html = self.markdown.feed(text)
+        self.settled_html.extend(settled)
+        return {
+            "type": "delta",
+            "conversation": self.conversation_id,
+            "message": self.message_id,
+            "seq": self.seq,
+            "text": text,
+            "settled": settled,
+            "tail": self.tail_html,
+        }
+
+
+# Running generations of this process, by conversation id (one answer at a time each).
+_running: dict[int, Generation] = {}
+# Background tasks (title generation, the flusher) kept referenced until they end.
+_background: set[asyncio.Task] = set()
+_flusher: asyncio.Task | None = None
+_recovered = False
+
+
+def model_client() -> MistralClient:
+    """The client for the configured model server; one per configuration, so its model
+    list cache lives as long as the process."""
+    key = (
+        settings.MISTRAL_BASE_URL,
+        settings.MISTRAL_API_KEY,
+        settings.MISTRAL_CONNECT_TIMEOUT,
+        settings.MISTRAL_READ_TIMEOUT,
+        settings.MISTRAL_MAX_RETRIES,
+    )
+    client = _clients.get(key)
+    if client is None:
+        client = _clients[key] = MistralClient(
+            base_url=settings.MISTRAL_BASE_URL,
+            api_key=settings.MISTRAL_API_KEY,
+            connect_timeout=settings.MISTRAL_CONNECT_TIMEOUT,
+            read_timeout=settings.MISTRAL_READ_TIMEOUT,
+            max_retries=settings.MISTRAL_MAX_RETRIES,
+        )
+    return client
+
+
+_clients: dict[tuple, MistralClient] = {}
+
+
+def running(conversation_id: int) -> Generation | None:
+    return _running.get(conversation_id)
+
+
+def message_data(message: Message, *, seq: int = 0) -> MessageData:
+    """A message as the browser sees it, from its row."""
+    return {
+        "id": message.pk,
+        "conversation": message.conversation_id,
+        "role": message.role,
+        "text": message.text,
+        "html": message.html,
+        "tail": "",
+        "status": message.status,
+        "seq": seq,
+        "model": message.model,
+        "error_code": message.error_code,
+        "error_text": message.error_text,
+        "finish_reason": message.finish_reason,
+        "prompt_tokens": message.prompt_tokens,
+        "completion_tokens": message.completion_tokens,
+        "time_to_first_token_ms": message.time_to_first_token_ms,
+        "duration_ms": message.duration_ms,
+    }
+
+
+def live_message_data(message: Message) -> MessageData:
+    """A message as the browser sees it; an answer running in this process comes with
+    its text so far and `seq`, read in one step so the next delta follows exactly."""
+    data = message_data(message)
+    gen = _running.get(message.conversation_id)
+    if gen is not None and gen.message_id == message.pk:
+        data["status"] = Message.Status.STREAMING if gen.seq else Message.Status.PENDING
+        data["text"] = gen.text
+        data["html"] = "".join(gen.settled_html)
+        data["tail"] = gen.tail_html
+        data["seq"] = gen.seq
+        data["model"] = gen.model
+    return data
+
+
+def chat_messages(*, system_prompt: str, history: list[Message]) -> list[dict[str, Any]]:
+    """The conversation in the model server's shape. Answers that produced no text are
+    left out (the API rejects empty assistant turns; a user turn may follow a user turn)."""
+    messages: list[dict[str, Any]] = []
+    if system_prompt.strip():
+        messages.append({"role": "system", "content": system_prompt})
+    for message in history:
+        if message.role == Message.Role.ASSISTANT and not message.text:
+            continue
+        messages.append({"role": message.role, "content": message.text})
+    return messages
+
+
+async def ensure_recovered() -> None:
+    """Once per process, before its first generation: answers left running by a process
+    that died are marked interrupted. With one process (the in-memory layer) every
+    running row is an orphan; with several, only rows no live process has touched."""
+    global _recovered
+    if _recovered:
+        return
+    _recovered = True
+    quiet_for = (
+        timedelta(seconds=settings.CHAT_SAVE_INTERVAL * 3 + 5)
+        if broadcast.other_processes_listen()
+        else timedelta(0)
+    )
+    count = await database_sync_to_async(message_interrupt_orphans)(quiet_for=quiet_for)
+    if count:
+        logger.warning("Marked %d answers left running by a stopped process as interrupted", count)
+
+
+def generation_start(*, conversation: Conversation, answer: Message) -> Generation:
+    """Start streaming an answer whose row exists (pending). Returns at once."""
+    gen = Generation(
+        conversation_id=conversation.pk,
+        message_id=answer.pk,
+        owner_id=conversation.owner_id,
+        model=conversation.model,
+    )
+    _running[conversation.pk] = gen
+    gen.task = asyncio.create_task(_generate(gen, conversation))
+    _ensure_flusher()
+    return gen
+
+
+def generation_stop(conversation_id: int) -> bool:
+    """Stop the answer streaming in a conversation; its text so far is kept."""
+    gen = _running.get(conversation_id)
+    if gen is None or gen.phase == "finishing":
+        return False
+    gen.stop_requested = True
+    if gen.phase == "streaming":
+        gen.task.cancel()
+    return True
+
+
+async def _generate(gen: Generation, conversation: Conversation) -> None:
+    outcome: Outcome | None = None
+    try:
+        gen.phase = "streaming"
+        if gen.stop_requested:
+            raise asyncio.CancelledError
+        history = await database_sync_to_async(message_history)(
+            conversation_id=gen.conversation_id, before_id=gen.message_id
+        )
+        body = build_chat_body(
+            model=conversation.model,
+            messages=chat_messages(system_prompt=conversation.system_prompt, history=history),
+            stream=True,
+            temperature=conversation.temperature,
+            top_p=conversation.top_p,
+            max_tokens=conversation.max_tokens,
+            random_seed=conversation.random_seed,
+            safe_prompt=conversation.safe_prompt,
+        )
+        outcome = await _stream(gen, body)
+    except asyncio.CancelledError:
+        if not gen.stop_requested:
+            raise  # the process is shutting down: the row is recovered as interrupted
+        asyncio.current_task().uncancel()
+        outcome = _outcome(gen, status=Message.Status.STOPPED, finish_reason="stopped")
+    except MistralError as err:
+        outcome = _failure(gen, err)
+    except Exception:
+        logger.exception("Generation of message %s broke", gen.message_id)
+        outcome = _outcome(
+            gen,
+            status=Message.Status.FAILED,
+            error_code="internal",
+            error_text="Something went wrong on this server while writing the answer.",
+        )
+    finally:
+        gen.phase = "finishing"
+        if outcome is not None:
+            await _finish(gen, outcome)
+            if outcome.status == Message.Status.COMPLETE:
+                _spawn(_title_after_first_answer(gen, conversation, outcome))
+
+
+async def _stream(gen: Generation, body: dict[str, Any]) -> Outcome:
+    usage = None
+    finish_reason = ""
+    batch: StreamBatch
+    async with contextlib.aclosing(model_client().stream_chat(body)) as stream:
+        async for batch in stream:
+            if batch.text:
+                await broadcast.conversation_publish(gen.conversation_id, gen.add(batch.text))
+            if batch.usage is not None:
+                usage = batch.usage
+            if batch.finish_reason:
+                finish_reason = batch.finish_reason
+            if batch.model:
+                gen.model = batch.model
+    return _outcome(
+        gen,
+        status=Message.Status.COMPLETE,
+        finish_reason=finish_reason,
+        prompt_tokens=usage.prompt_tokens if usage else None,
+        completion_tokens=usage.completion_tokens if usage else None,
+    )
+
+
+def _failure(gen: Generation, err: MistralError) -> Outcome:
+    status = Message.Status.FAILED
+    if gen.seq and isinstance(err, _CUT_ERRORS):
+        status = Message.Status.INTERRUPTED
+    text = err.message
+    if isinstance(err, RateLimited) and err.retry_after:
+        text = f"{text.rstrip('.')}. Try again in {err.retry_after:.0f} s."
+    elif isinstance(err, ModelError):
+        status = Message.Status.FAILED
+    return _outcome(gen, status=status, error_code=err.code, error_text=text)
+
+
+def _outcome(gen: Generation, *, status: str, **fields: Any) -> Outcome:
+    now = time.monotonic()
+    text = gen.text
+    return Outcome(
+        status=status,
+        text=text,
+        html=render_markdown(text) if text else "",
+        model=gen.model,
+        time_to_first_token_ms=(
+            round((gen.first_token_at - gen.started) * 1000) if gen.first_token_at else None
+        ),
+        duration_ms=round((now - gen.started) * 1000),
+        **fields,
+    )
+
+
+async def _finish(gen: Generation, outcome: Outcome) -> None:
+    """Store the ending, then tell every tab; the answer leaves the registry last, so a
+    tab subscribing meanwhile still gets its live state."""
+    try:
+        message = await database_sync_to_async(message_finish)(
+            message_id=gen.message_id, outcome=outcome
+        )
+        data = message_data(message, seq=gen.seq)
+        await broadcast.conversation_publish(
+            gen.conversation_id, {"type": "message", "message": data}
+        )
+    finally:
+        if _running.get(gen.conversation_id) is gen:
+            del _running[gen.conversation_id]
+
+
+async def _title_after_first_answer(
+    gen: Generation, conversation: Conversation, outcome: Outcome
+) -> None:
+    """Name a conversation after its first exchange, with a cheap non-streaming call;
+    if the model server cannot, the question's first words serve."""
+    if conversation.title:
+        return
+    history = await database_sync_to_async(message_history)(
+        conversation_id=gen.conversation_id, before_id=gen.message_id
+    )
+    questions = [m.text for m in history if m.role == Message.Role.USER]
+    if len(questions) != 1:
+        return
+    title = await _generated_title(questions[0], outcome.text)
+    updated = await database_sync_to_async(conversation_title_set)(
+        conversation_id=gen.conversation_id, title=title
+    )
+    if updated is not None:
+        await broadcast.user_publish(
+            gen.owner_id, {"type": "conversation", "conversation": conversation_data(updated)}
+        )
+
+
+async def _generated_title(question: str, answer: str) -> str:
+    fallback = _short(question.strip().splitlines()[0] if question.strip() else "New chat")
+    body = build_chat_body(
+        model=settings.MISTRAL_TITLE_MODEL,
+        messages=[
+            {
+                "role": "system",
+                "content": "Write a title of at most six words for this conversation. "
+                "Reply with the title only, no quotes, no final period.",
+            },
+            {"role": "user", "content": f"Question: {question[:2000]}\n\nAnswer: {answer[:2000]}"},
+        ],
+        stream=False,
+        max_tokens=24,
+        temperature=0.3,
+    )
+    try:
+        result = await model_client().complete_chat(body)
+    except MistralError as err:
+        logger.info("Title generation failed (%s); using the question", err.code)
+        return fallback
+    title = result.text.strip().strip("\"'*#").strip().splitlines()
+    return _short(title[0]) if title and title[0] else fallback
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def conversation_data(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "id": conversation.pk,
+        "title": conversation.title,
+        "model": conversation.model,
+        "updated_at": conversation.updated_at.isoformat(),
+    }
+
+
+def _spawn(coro) -> None:
+    task = asyncio.create_task(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+def _ensure_flusher() -> None:
+    global _flusher
+    if _flusher is None or _flusher.done() or _flusher.get_loop() is not asyncio.get_running_loop():
+        _flusher = asyncio.create_task(_flush_while_running())
+
+
+async def _flush_while_running() -> None:
+    """Save every running answer's text about once a second, all in one transaction.
+    With several processes, rows are touched even without new text, to show they live."""
+    touch = broadcast.other_processes_listen()
+    while _running:
+        await asyncio.sleep(settings.CHAT_SAVE_INTERVAL)
+        progress = {}
+        for gen in tuple(_running.values()):
+            if gen.seq != gen.saved_seq:
+                progress[gen.message_id] = gen.text
+                gen.saved_seq = gen.seq
+            elif touch:
+                progress[gen.message_id] = ""
+        if progress:
+            await database_sync_to_async(message_progress_save)(progress=progress)
+
+
+async def model_catalog() -> list[dict[str, Any]]:
+    """Chat models the server offers, with what they can do; the configured default
+    alone when the list cannot be had."""
+    default = settings.MISTRAL_MODEL
+    try:
+        cards = await model_client().list_models()
+    except MistralError as err:
+        logger.info("Listing models failed (%s)", err.code)
+        cards = []
+    models = [
+        {
+            "id": card.id,
+            "name": card.name or card.id,
+            "description": card.description,
+            "vision": card.vision,
+            "function_calling": card.function_calling,
+            "max_context_length": card.max_context_length,
+        }
+        for card in cards
+        if card.completion_chat
+    ]
+    if not any(m["id"] == default for m in models):
+        models.insert(
+            0,
+            {
+                "id": default,
+                "name": default,
+                "description": "",
+                "vision": False,
+                "function_calling": False,
+                "max_context_length": None,
+            },
+        )
+    return models
