@@ -43,12 +43,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.user = self.scope["user"]
-        await self.accept()
         if not self.user.is_authenticated:
+            await self.accept()  # accepted first, so the browser sees why it is closed
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        await self.channel_layer.group_add(broadcast.user_group(self.user.pk), self.channel_name)
         await ensure_recovered()
+        await self.channel_layer.group_add(broadcast.user_group(self.user.pk), self.channel_name)
+        await self.accept()
 
     async def disconnect(self, code: int) -> None:
         if not self.user.is_authenticated:

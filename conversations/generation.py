@@ -320,19 +320,18 @@ def _outcome(gen: Generation, *, status: str, **fields: Any) -> Outcome:
 
 
 async def _finish(gen: Generation, outcome: Outcome) -> None:
-    """Store the ending, then tell every tab; the answer leaves the registry last, so a
-    tab subscribing meanwhile still gets its live state."""
+    """Store the ending, take the answer out of the registry, then tell every tab: by the
+    time a tab sees the ending, the conversation takes a new question."""
     try:
         message = await database_sync_to_async(message_finish)(
             message_id=gen.message_id, outcome=outcome
         )
-        data = message_data(message, seq=gen.seq)
-        await broadcast.conversation_publish(
-            gen.conversation_id, {"type": "message", "message": data}
-        )
     finally:
         if _running.get(gen.conversation_id) is gen:
             del _running[gen.conversation_id]
+    await broadcast.conversation_publish(
+        gen.conversation_id, {"type": "message", "message": message_data(message, seq=gen.seq)}
+    )
 
 
 async def _title_after_first_answer(

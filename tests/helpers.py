@@ -1,0 +1,62 @@
+"""Waiting on sockets and rows with a deadline, never a fixed sleep."""
+
+import asyncio
+import time
+
+import orjson
+from channels.db import database_sync_to_async
+
+
+async def frames_until(communicator, predicate, *, within: float = 5.0) -> list[dict]:
+    """Receive frames until one satisfies `predicate`; return all received, in order."""
+    frames = []
+    deadline = time.monotonic() + within
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"no matching frame within {within}s; got {frames!r}")
+        frame = orjson.loads(await communicator.receive_from(timeout=remaining))
+        frames.append(frame)
+        if predicate(frame):
+            return frames
+
+
+def is_final(frame: dict) -> bool:
+    """The `message` frame that ends an answer."""
+    return (
+        frame["type"] == "message"
+        and frame["message"]["role"] == "assistant"
+        and frame["message"]["status"] not in ("pending", "streaming")
+    )
+
+
+async def until(check, *, within: float = 5.0, interval: float = 0.01):
+    """Poll a sync callable (run in a thread, for the ORM) until it returns a truthy value."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await database_sync_to_async(check)()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(interval)
+
+
+def streamed_text(frames: list[dict], message_id: int) -> str:
+    """The text a tab assembles from deltas, asserting seq runs without gaps or repeats."""
+    deltas = [f for f in frames if f["type"] == "delta" and f["message"] == message_id]
+    seqs = [f["seq"] for f in deltas]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))) if seqs else True
+    return "".join(f["text"] for f in deltas)
+
+
+async def frames_during(communicator, seconds: float) -> list[dict]:
+    """Every frame that arrives within the next `seconds` (to show that nothing more came)."""
+    frames = []
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            frames.append(orjson.loads(await communicator.receive_from(timeout=remaining)))
+        except TimeoutError:
+            break
+    return frames
