@@ -470,3 +470,25 @@ async def test_unreachable_model_server_fails_clearly(user, open_socket, setting
     socket = await open_socket(user)
     final = answer_of(await ask(socket, "hello?"))
     assert (final["status"], final["error_code"]) == ("failed", "connection_failed")
+
+
+def test_history_sent_upstream_passes_mistrals_own_validator():
+    """mistral-common holds the rules Mistral's API applies to a conversation (who may
+    follow whom, what the last message may be); the history we build must pass them."""
+    from mistral_common.protocol.instruct.request import ChatCompletionRequest
+    from mistral_common.protocol.instruct.validator import (
+        MistralRequestValidator,
+        ValidationMode,
+    )
+
+    history = [
+        Message(role="user", text="first"),
+        Message(role="assistant", text="", status="failed"),  # left out
+        Message(role="user", text="again"),
+        Message(role="assistant", text="partial", status="stopped"),
+        Message(role="user", text="go on"),
+    ]
+    messages = generation.chat_messages(system_prompt="Be brief.", history=history)
+    request = ChatCompletionRequest.model_validate({"model": "m", "messages": messages})
+    MistralRequestValidator(ValidationMode.serving).validate_messages(request.messages)
+    assert [m["role"] for m in messages] == ["system", "user", "user", "assistant", "user"]

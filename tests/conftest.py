@@ -1,0 +1,93 @@
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings as django_settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
+
+from conversations import broadcast, generation
+from conversations.mistral import aclose_clients
+from tests.fake_mistral import FakeMistral
+
+
+@pytest.fixture(scope="session")
+def fake_server():
+    with FakeMistral() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_mistral(fake_server, settings):
+    """The fake model server, reset, with the site pointed at it and quick timings."""
+    fake_server.reset()
+    fake_server.api_key = "test-key"
+    settings.MISTRAL_BASE_URL = fake_server.base_url
+    settings.MISTRAL_API_KEY = "test-key"
+    settings.MISTRAL_READ_TIMEOUT = 2.0
+    settings.MISTRAL_CONNECT_TIMEOUT = 2.0
+    settings.MISTRAL_MAX_RETRIES = 2
+    settings.CHAT_SAVE_INTERVAL = 0.05
+    yield fake_server
+    fake_server.reset()
+
+
+@pytest.fixture(autouse=True)
+async def _process_state():
+    """Each test starts as a fresh process: no running answers, no watchers, no pools."""
+    generation._running.clear()
+    generation._clients.clear()
+    generation._recovered = False
+    broadcast._watchers.clear()
+    yield
+    tasks = [g.task for g in generation._running.values() if g.task] + list(generation._background)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    generation._running.clear()
+    await aclose_clients()
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user(username="ada", password="pw-for-tests-1")
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    return django_user_model.objects.create_user(username="bob", password="pw-for-tests-2")
+
+
+@sync_to_async
+def session_cookie(user) -> bytes:
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = django_settings.AUTHENTICATION_BACKENDS[0]
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return f"{django_settings.SESSION_COOKIE_NAME}={session.session_key}".encode()
+
+
+@pytest.fixture
+async def open_socket():
+    """Opens sockets through the real ASGI application, so origin and session checks
+    run; signed in as `user` when given. All are closed at the end of the test."""
+    from chatsite.asgi import application
+
+    opened: list[WebsocketCommunicator] = []
+
+    async def _open(user=None) -> WebsocketCommunicator:
+        headers = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
+        if user is not None:
+            headers.append((b"cookie", await session_cookie(user)))
+        communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+        connected, _ = await communicator.connect()
+        assert connected
+        opened.append(communicator)
+        return communicator
+
+    yield _open
+    for communicator in opened:
+        if not communicator.future.done():
+            await communicator.disconnect()
