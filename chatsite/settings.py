@@ -5,6 +5,7 @@ the defaults give a working single-process site: SQLite, the in-memory channel l
 and a secret key generated once into `var/secret_key`.
 """
 
+import os
 import secrets
 from pathlib import Path
 
@@ -86,7 +87,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
     )
-    DATABASES["default"].setdefault("TEST", {})["NAME"] = str(DATA_DIR / "test.sqlite3")
+    # A file, not memory: async tests and live servers need a database other threads see;
+    # one per process, so two test runs side by side do not share it.
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = str(
+        DATA_DIR / f"test-{os.getpid()}.sqlite3"
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

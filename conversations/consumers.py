@@ -16,8 +16,11 @@ from .generation import (
     generation_stop,
     live_message_data,
     message_data,
+    remote_request,
     running,
+    worker_channel,
 )
+from .models import Message
 from .protocol import ProtocolError, encode, parse_frame
 from .selectors import (
     ConversationNotFound,
@@ -94,6 +97,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "messages": [live_message_data(m) for m in messages],
             }
         )
+        await self._ask_for_remote_state(messages)
 
     async def on_send(self, frame: dict[str, Any]) -> None:
         if frame["conversation"] is None:
@@ -109,7 +113,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
         try:
             question, answer = await database_sync_to_async(message_submit)(
-                conversation=conversation, text=frame["text"]
+                conversation=conversation, text=frame["text"], worker=await worker_channel()
             )
         except AnswerInProgress:
             await self.send_busy(conversation.pk)
@@ -125,7 +129,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         conversation = await database_sync_to_async(access_conversation)(
             user=self.user, conversation_id=frame["conversation"]
         )
-        generation_stop(conversation.pk)
+        if not generation_stop(conversation.pk):
+            for answer in await database_sync_to_async(active_answers)(
+                conversation_id=conversation.pk
+            ):
+                await remote_request(answer, "stop")
 
     async def on_retry(self, frame: dict[str, Any]) -> None:
         message = await database_sync_to_async(access_message)(
@@ -135,7 +143,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_busy(message.conversation_id)
             return
         try:
-            answer = await database_sync_to_async(message_retry)(answer=message)
+            answer = await database_sync_to_async(message_retry)(
+                answer=message, worker=await worker_channel()
+            )
         except NotRetryable:
             await self.send_error(
                 "not_retryable", "Only the last answer, once it has ended, can be retried."
@@ -152,6 +162,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             user=self.user, message_id=frame["message"]
         )
         await self.send_json({"type": "message", "message": live_message_data(message)})
+        await self._ask_for_remote_state([message])
 
     # Channel-layer events
 
@@ -179,6 +190,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             "An answer is still being written in this conversation.",
             conversation=conversation_id,
         )
+
+    async def _ask_for_remote_state(self, messages: list[Message]) -> None:
+        """Answers running in another process were sent as last saved; their process is
+        asked to send this tab the live state, which replaces it."""
+        for message in messages:
+            if message.is_active and running(message.conversation_id) is None:
+                await remote_request(message, "state", reply_to=self.channel_name)
 
     async def _watch(self, conversation_id: int) -> None:
         if self.watching == conversation_id:

@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.conf import settings
 
 from . import broadcast
@@ -33,7 +34,7 @@ from .mistral import (
     build_chat_body,
 )
 from .models import Conversation, Message
-from .protocol import MessageData
+from .protocol import MessageData, encode
 from .rendering import StreamingMarkdown, render_markdown
 from .selectors import message_history
 from .services import (
@@ -100,6 +101,8 @@ _running: dict[int, Generation] = {}
 # Background tasks (title generation, the flusher) kept referenced until they end.
 _background: set[asyncio.Task] = set()
 _flusher: asyncio.Task | None = None
+# With several processes: (loop, channel name, task serving it), see worker_channel().
+_control: tuple[asyncio.AbstractEventLoop, str, asyncio.Task] | None = None
 _recovered = False
 
 
@@ -160,13 +163,19 @@ def live_message_data(message: Message) -> MessageData:
     data = message_data(message)
     gen = _running.get(message.conversation_id)
     if gen is not None and gen.message_id == message.pk:
-        data["status"] = Message.Status.STREAMING if gen.seq else Message.Status.PENDING
-        data["text"] = gen.text
-        data["html"] = "".join(gen.settled_html)
-        data["tail"] = gen.tail_html
-        data["seq"] = gen.seq
-        data["model"] = gen.model
+        data.update(_live_state(gen))
     return data
+
+
+def _live_state(gen: Generation) -> dict[str, Any]:
+    return {
+        "status": Message.Status.STREAMING if gen.seq else Message.Status.PENDING,
+        "text": gen.text,
+        "html": "".join(gen.settled_html),
+        "tail": gen.tail_html,
+        "seq": gen.seq,
+        "model": gen.model,
+    }
 
 
 def chat_messages(*, system_prompt: str, history: list[Message]) -> list[dict[str, Any]]:
@@ -180,6 +189,52 @@ def chat_messages(*, system_prompt: str, history: list[Message]) -> list[dict[st
             continue
         messages.append({"role": message.role, "content": message.text})
     return messages
+
+
+async def worker_channel() -> str:
+    """This process's address for Stop and resync requests from tabs in other processes,
+    served by a task reading it; "" when there is only one process."""
+    global _control
+    if not broadcast.other_processes_listen():
+        return ""
+    loop = asyncio.get_running_loop()
+    if _control is None or _control[0] is not loop or _control[2].done():
+        layer = get_channel_layer()
+        channel = (
+            await layer.new_channel()
+        )  # the prefix every consumer uses: see channels_redis receive()
+        _control = (loop, channel, asyncio.create_task(_serve_control(layer, channel)))
+    return _control[1]
+
+
+async def _serve_control(layer, channel: str) -> None:
+    while True:
+        request = await layer.receive(channel)
+        gen = _running.get(request["conversation"])
+        if gen is None or gen.message_id != request["message"]:
+            continue
+        if request["type"] == "generation.stop":
+            generation_stop(gen.conversation_id)
+        elif request["type"] == "generation.state":
+            frame = {"type": "message", "message": {**request["row"], **_live_state(gen)}}
+            await layer.send(
+                request["reply_to"], {"type": "relay.frame", "origin": "", "text": encode(frame)}
+            )
+
+
+async def remote_request(message: Message, kind: str, *, reply_to: str = "") -> None:
+    """Ask the process running an answer elsewhere to stop it ("stop"), or to send its
+    live state to a tab's channel ("state")."""
+    if not message.worker:
+        return
+    request: dict[str, Any] = {
+        "type": f"generation.{kind}",
+        "conversation": message.conversation_id,
+        "message": message.pk,
+    }
+    if kind == "state":
+        request.update(reply_to=reply_to, row=message_data(message))
+    await get_channel_layer().send(message.worker, request)
 
 
 async def ensure_recovered() -> None:

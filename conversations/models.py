@@ -67,6 +67,9 @@ class Message(models.Model):
     error_code = models.CharField(max_length=32, blank=True)
     error_text = models.TextField(blank=True)
     model = models.CharField(max_length=100, blank=True)  # the model that actually answered
+    # The channel of the process running this answer, while it runs with several processes:
+    # where Stop and resync requests from a tab in another process are sent.
+    worker = models.CharField(max_length=200, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     finish_reason = models.CharField(max_length=32, blank=True)

@@ -40,7 +40,9 @@ def conversation_create(*, owner, model: str, title: str = "") -> Conversation:
 
 
 @transaction.atomic
-def message_submit(*, conversation: Conversation, text: str) -> tuple[Message, Message]:
+def message_submit(
+    *, conversation: Conversation, text: str, worker: str = ""
+) -> tuple[Message, Message]:
     """Create the question and its empty answer together, so a reload never shows a
     question with nowhere for its answer to stream."""
     conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
@@ -52,13 +54,14 @@ def message_submit(*, conversation: Conversation, text: str) -> tuple[Message, M
         role=Message.Role.ASSISTANT,
         status=Message.Status.PENDING,
         model=conversation.model,
+        worker=worker,
     )
     conversation.save(update_fields=["updated_at"])
     return question, answer
 
 
 @transaction.atomic
-def message_retry(*, answer: Message) -> Message:
+def message_retry(*, answer: Message, worker: str = "") -> Message:
     """Empty an ended answer so it can be generated again; only the conversation's last
     message qualifies, so history never changes under later messages."""
     conversation = Conversation.objects.select_for_update().get(pk=answer.conversation_id)
@@ -73,6 +76,7 @@ def message_retry(*, answer: Message) -> Message:
     answer.text = ""
     answer.status = Message.Status.PENDING
     answer.model = conversation.model
+    answer.worker = worker
     answer.error_code = answer.error_text = answer.finish_reason = ""
     answer.prompt_tokens = answer.completion_tokens = None
     answer.time_to_first_token_ms = answer.duration_ms = None
@@ -108,6 +112,7 @@ def message_finish(*, message_id: int, outcome: Outcome) -> Message:
         completion_tokens=outcome.completion_tokens,
         time_to_first_token_ms=outcome.time_to_first_token_ms,
         duration_ms=outcome.duration_ms,
+        worker="",
         updated_at=timezone.now(),
     )
     return Message.objects.get(pk=message_id)

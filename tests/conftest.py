@@ -39,9 +39,12 @@ async def _process_state():
     generation._running.clear()
     generation._clients.clear()
     generation._recovered = False
+    generation._control = None
     broadcast._watchers.clear()
     yield
     tasks = [g.task for g in generation._running.values() if g.task] + list(generation._background)
+    if generation._control is not None:
+        tasks.append(generation._control[2])
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,133 @@
+"""Several processes behind a load balancer share a Redis channel layer: frames reach tabs
+in other processes, and Stop and resync reach the process that runs the answer.
+
+One test process plays both sides: the "other process" is a raw channel in the group, or a
+consumer told that the answer is not running locally.
+"""
+
+import socket
+import threading
+import uuid
+
+import orjson
+import pytest
+from channels.layers import get_channel_layer
+
+from conversations import broadcast, consumers, generation
+from conversations.models import Conversation, Message
+from tests.fake_mistral import Reply
+from tests.helpers import frames_until, is_final
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REDIS = ("127.0.0.1", 6379)
+
+
+def redis_running() -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(REDIS) == 0
+
+
+@pytest.fixture
+async def redis_layer(settings):
+    if not redis_running():
+        pytest.skip("needs Redis on 127.0.0.1:6379 (the scale-out path)")
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [f"redis://{REDIS[0]}:{REDIS[1]}/15"],
+                "prefix": f"test-{uuid.uuid4().hex[:8]}",
+            },
+        }
+    }
+    layer = get_channel_layer()
+    yield layer
+    await layer.close_pools()
+
+
+def send(text: str) -> str:
+    return orjson.dumps({"type": "send", "conversation": None, "text": text}).decode()
+
+
+async def test_frames_reach_tabs_in_other_processes(redis_layer, user, open_socket, fake_mistral):
+    fake_mistral.enqueue(Reply.tokens(["far ", "away"]))
+    conversation = await Conversation.objects.acreate(owner=user, model="m")
+    elsewhere = await redis_layer.new_channel()
+    await redis_layer.group_add(broadcast.conversation_group(conversation.pk), elsewhere)
+    tab = await open_socket(user)
+    await tab.send_to(
+        text_data=orjson.dumps(
+            {"type": "send", "conversation": conversation.pk, "text": "hello over there"}
+        ).decode()
+    )
+    await frames_until(tab, is_final)
+
+    frames = []
+    while not frames or not is_final(frames[-1]):
+        event = await redis_layer.receive(elsewhere)
+        assert event["type"] == "relay.frame"
+        frames.append(orjson.loads(event["text"]))
+    assert [f["message"]["role"] for f in frames if f["type"] == "message"][:2] == [
+        "user",
+        "assistant",
+    ]
+    assert "".join(f["text"] for f in frames if f["type"] == "delta") == "far away"
+    assert frames[-1]["message"]["text"] == "far away"
+
+
+async def test_stop_from_another_process_reaches_the_running_answer(
+    redis_layer, user, open_socket, fake_mistral, monkeypatch
+):
+    gate = threading.Event()
+    fake_mistral.enqueue(Reply.tokens(["partial ", "never"], gate=gate))
+    tab = await open_socket(user)
+    await tab.send_to(text_data=send("stop me from afar"))
+    first = await frames_until(tab, lambda f: f["type"] == "delta")
+    conversation_id = first[0]["conversation"]["id"]
+    answer = await Message.objects.aget(pk=first[-1]["message"])
+    assert answer.worker == await generation.worker_channel()
+
+    # The tab that presses Stop lives in a process where the answer is not running.
+    monkeypatch.setattr(consumers, "generation_stop", lambda conversation_id: False)
+    monkeypatch.setattr(consumers, "running", lambda conversation_id: None)
+    await tab.send_to(
+        text_data=orjson.dumps({"type": "stop", "conversation": conversation_id}).decode()
+    )
+    final = (await frames_until(tab, is_final))[-1]["message"]
+    gate.set()
+
+    assert (final["status"], final["text"]) == ("stopped", "partial ")
+
+
+async def test_tab_in_another_process_gets_the_live_state(
+    redis_layer, user, open_socket, fake_mistral, monkeypatch
+):
+    gate = threading.Event()
+    fake_mistral.enqueue(Reply.tokens(["live ", "text"], gate=gate))
+    tab = await open_socket(user)
+    await tab.send_to(text_data=send("where are we"))
+    first = await frames_until(tab, lambda f: f["type"] == "delta")
+    conversation_id = first[0]["conversation"]["id"]
+
+    # A tab served by another process only has the row as last saved...
+    monkeypatch.setattr(consumers, "live_message_data", generation.message_data)
+    monkeypatch.setattr(consumers, "running", lambda conversation_id: None)
+    other = await open_socket(user)
+    await other.send_to(
+        text_data=orjson.dumps({"type": "subscribe", "conversation": conversation_id}).decode()
+    )
+    frames = await frames_until(other, lambda f: f["type"] == "message")
+    gate.set()
+
+    # ...and the running process sends it the live text and seq right after.
+    [saved] = frames[0]["messages"]
+    live = frames[-1]["message"]
+    assert saved["seq"] == 0
+    assert (live["id"], live["text"], live["seq"], live["status"]) == (
+        saved["id"],
+        "live ",
+        1,
+        "streaming",
+    )
