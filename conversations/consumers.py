@@ -166,6 +166,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     # Channel-layer events
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels runs a thread hop (closing stale ORM connections) before every handler;
+        # relaying a frame touches no database, and it is the one event sent per delta.
+        if message["type"] == "relay.frame":
+            await self.relay_frame(message)
+        else:
+            await super().dispatch(message)
+
     async def relay_frame(self, event: dict[str, Any]) -> None:
         if event["origin"] != broadcast.PROCESS_ID:  # this process's tabs already have it
             await self.send(text_data=event["text"])

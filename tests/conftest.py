@@ -25,7 +25,7 @@ def fake_mistral(fake_server, settings):
     fake_server.api_key = "test-key"
     settings.MISTRAL_BASE_URL = fake_server.base_url
     settings.MISTRAL_API_KEY = "test-key"
-    settings.MISTRAL_READ_TIMEOUT = 2.0
+    settings.MISTRAL_READ_TIMEOUT = 10.0  # gated answers wait on the test, even under load
     settings.MISTRAL_CONNECT_TIMEOUT = 2.0
     settings.MISTRAL_MAX_RETRIES = 2
     settings.CHAT_SAVE_INTERVAL = 0.05

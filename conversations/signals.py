@@ -1,0 +1,45 @@
+"""A user's open sockets close (code 4401) the moment their session ends: logout, a new
+password, deactivation. Each case calls `broadcast.user_sessions_end_sync` after commit."""
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_logged_out
+from django.db import transaction
+from django.db.models.signals import post_save, pre_save
+from django.dispatch import receiver
+
+from . import broadcast
+
+User = get_user_model()
+
+# The fields whose change ends a user's sessions.
+_WATCHED = ("password", "is_active")
+
+
+@receiver(user_logged_out, dispatch_uid="conversations.sessions_end_on_logout")
+def sessions_end_on_logout(sender, request, user, **kwargs) -> None:
+    if user is not None and user.pk is not None:
+        broadcast.user_sessions_end_sync(user.pk)
+
+
+@receiver(pre_save, sender=User, dispatch_uid="conversations.remember_session_fields")
+def remember_session_fields(sender, instance, update_fields=None, **kwargs) -> None:
+    """Keep the stored password hash and active flag, to compare after the save. Saves
+    that name other fields only (`last_login` at each login) cost no query."""
+    instance._session_fields_before = None
+    if instance.pk is None or (update_fields is not None and not set(_WATCHED) & update_fields):
+        return
+    instance._session_fields_before = (
+        User.objects.filter(pk=instance.pk).values_list(*_WATCHED).first()
+    )
+
+
+@receiver(post_save, sender=User, dispatch_uid="conversations.sessions_end_on_change")
+def sessions_end_on_change(sender, instance, created, **kwargs) -> None:
+    before = getattr(instance, "_session_fields_before", None)
+    instance._session_fields_before = None
+    if created or before is None:
+        return
+    password, was_active = before
+    if instance.password != password or (was_active and not instance.is_active):
+        user_id = instance.pk
+        transaction.on_commit(lambda: broadcast.user_sessions_end_sync(user_id))

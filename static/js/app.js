@@ -1,0 +1,298 @@
+// The chat page: wires the socket, the thread, the sidebar, the composer and the dialogs.
+// Server data reaches us through data-* attributes on <body> (no inline script: see the CSP).
+
+import { Composer } from "./composer.js";
+import { wireCopyButtons } from "./copy.js";
+import { DeleteDialog, RenameDialog, SettingsDialog } from "./dialogs.js";
+import { urlFor } from "./http.js";
+import { fetchModels, ModelPicker } from "./models.js";
+import { Sidebar } from "./sidebar.js";
+import { ChatSocket } from "./socket.js";
+import { Thread } from "./thread.js";
+
+const config = document.body.dataset;
+const $ = (selector) => document.querySelector(selector);
+const MODEL_KEY = "mistral-chat.model";
+const SESSION_END_GRACE_MS = 600;
+
+const state = {
+  conversation: config.conversation ? Number(config.conversation) : null,
+  // A `send` with conversation null is out; the server's `conversation` frame answers it.
+  creating: false,
+  // Sent, and its message frames not back yet: keeps Send from firing twice.
+  sending: false,
+  lastSent: "",
+};
+
+// Thread
+
+const thread = new Thread({
+  root: $("#thread"),
+  scroller: $("#thread-scroll"),
+  empty: $("#empty"),
+  onResync: (id) => socket.send({ type: "resync", message: id }),
+  onAnswerEnd: (m) => {
+    const words = { complete: "Answer finished.", stopped: "Answer stopped.", interrupted: "Answer interrupted." };
+    announce(words[m.status] ?? `The answer failed: ${m.error_text}`);
+  },
+});
+
+$("#thread").addEventListener("click", (event) => {
+  const retry = event.target.closest("[data-retry]");
+  if (!retry) return;
+  if (!socket.send({ type: "retry", message: Number(retry.dataset.retry) })) notConnected();
+});
+
+// Socket
+
+const socket = new ChatSocket(config.socketPath, {
+  onOpen() {
+    if (state.conversation !== null) subscribe();
+    refresh();
+  },
+  onFrame: handleFrame,
+  onState(status) {
+    document.body.dataset.connection = status;
+    $("#connection-banner").hidden = status !== "reconnecting";
+    if (status !== "open") state.sending = false;
+    refresh();
+  },
+  onUnauthorized() {
+    // The login page sends a still signed-in browser straight back. After a password change
+    // in another tab, that tab's response carries the new session cookie: give it a moment
+    // to land, or this tab would arrive with the old, deleted session.
+    $("#connection-text").textContent = "Session ended…";
+    $("#connection-banner").hidden = false;
+    const next = encodeURIComponent(location.pathname + location.search);
+    setTimeout(() => location.assign(`${config.loginUrl}?next=${next}`), SESSION_END_GRACE_MS);
+  },
+});
+// For the browser tests, which close it to check that the page reconnects.
+Object.defineProperty(window, "chatSocket", { get: () => socket.ws });
+
+function subscribe() {
+  const frame = { type: "subscribe", conversation: state.conversation };
+  const since = thread.newestId();
+  if (since !== null) frame.since = since;
+  socket.send(frame);
+}
+
+function handleFrame(frame) {
+  switch (frame.type) {
+    case "subscribed":
+      if (frame.conversation !== state.conversation) return;
+      for (const m of frame.messages) thread.applyMessage(m);
+      break;
+    case "message": {
+      const m = frame.message;
+      if (m.conversation !== state.conversation) {
+        // Only the socket that created a conversation watches it at first.
+        if (!(state.creating && thread.newestId() === null)) return;
+        adopt(m.conversation);
+      }
+      thread.applyMessage(m, { follow: m.role === "user" });
+      if (m.role === "assistant") state.sending = false;
+      if (m.role === "user") sidebar.touch(m.conversation);
+      break;
+    }
+    case "delta":
+      if (frame.conversation === state.conversation) thread.applyDelta(frame);
+      break;
+    case "conversation": {
+      const c = frame.conversation;
+      const known = sidebar.has(c.id);
+      sidebar.upsert(c);
+      if (state.creating && state.conversation === null && !known) adopt(c.id);
+      if (c.id === state.conversation) {
+        sidebar.setActive(c.id);
+        showTitle(c.title);
+        picker.set(c.model);
+        settingsDialog.setModel(c.model);
+      }
+      break;
+    }
+    case "conversation.deleted":
+      sidebar.remove(frame.conversation);
+      if (frame.conversation === state.conversation) location.assign(config.chatUrl);
+      break;
+    case "error":
+      handleError(frame);
+      break;
+  }
+  refresh();
+}
+
+function handleError(frame) {
+  state.sending = false;
+  if (["empty_message", "too_long", "invalid", "busy"].includes(frame.code)) composer.restore(state.lastSent);
+  if (state.creating && state.conversation === null) state.creating = false;
+  if (frame.code === "not_found" && state.conversation !== null && !sidebar.has(state.conversation)) {
+    notice("This conversation no longer exists.");
+    return;
+  }
+  notice(frame.message);
+}
+
+// A new chat became a conversation: give it its URL without reloading.
+function adopt(id) {
+  state.conversation = id;
+  state.creating = false;
+  document.body.dataset.conversation = String(id);
+  history.pushState({ conversation: id }, "", urlFor(config.conversationUrl, id));
+  sidebar.setActive(id);
+  settingsDialog.setConversation(id);
+  $("#settings-btn").hidden = false;
+}
+
+window.addEventListener("popstate", () => location.reload());
+
+// Composer
+
+const composer = new Composer({
+  form: $("#composer"),
+  input: $("#composer-input"),
+  button: $("#send-btn"),
+  onSend: send,
+  onStop() {
+    if (state.conversation !== null) socket.send({ type: "stop", conversation: state.conversation });
+  },
+});
+
+function send(text) {
+  const frame = { type: "send", conversation: state.conversation, text };
+  if (state.conversation === null) {
+    frame.model = picker.value;
+    state.creating = true;
+  }
+  if (!socket.send(frame)) {
+    state.creating = false;
+    notConnected();
+    return false;
+  }
+  state.sending = true;
+  state.lastSent = text;
+  notice("");
+  refresh();
+  return true;
+}
+
+for (const example of document.querySelectorAll(".example")) {
+  example.addEventListener("click", () => {
+    composer.set(example.dataset.prompt);
+    composer.send();
+  });
+}
+
+function refresh() {
+  composer.setBusy(state.sending || thread.isBusy());
+  document.body.classList.toggle("is-streaming", thread.isBusy());
+}
+
+// Sidebar and dialogs
+
+const sidebar = new Sidebar({
+  root: $("#sidebar"),
+  list: $("#conv-list"),
+  template: $("#conv-template"),
+  conversationUrl: config.conversationUrl,
+  onRename: (id, title) => renameDialog.open(id, title),
+  onDelete: (id, title) => deleteDialog.open(id, title),
+});
+
+const renameDialog = new RenameDialog({
+  dialog: $("#rename-dialog"),
+  urlTemplate: config.renameUrl,
+  onRenamed(conversation) {
+    sidebar.upsert(conversation);
+    if (conversation.id === state.conversation) showTitle(conversation.title);
+  },
+});
+
+const deleteDialog = new DeleteDialog({
+  dialog: $("#delete-dialog"),
+  urlTemplate: config.deleteUrl,
+  onDeleted(id) {
+    sidebar.remove(id);
+    if (id === state.conversation) location.assign(config.chatUrl);
+  },
+});
+
+const settingsDialog = new SettingsDialog({
+  dialog: $("#settings-dialog"),
+  urlTemplate: config.settingsUrl,
+  onSaved(conversation) {
+    sidebar.upsert(conversation);
+    picker.set(conversation.model);
+  },
+});
+$("#settings-btn").addEventListener("click", () => settingsDialog.open());
+
+// Model picker
+
+const picker = new ModelPicker({
+  root: $("#model-picker"),
+  async onChange(model) {
+    if (state.conversation === null) {
+      localStorage.setItem(MODEL_KEY, model);
+      picker.set(model);
+      return;
+    }
+    const result = await settingsDialog.saveModel(model);
+    if (!result.ok) {
+      picker.revert();
+      notice(Object.values(result.data.errors ?? {}).flat()[0] ?? "The model could not be changed.");
+    }
+  },
+});
+
+fetchModels(config.modelsUrl).then((models) => {
+  if (!models.length) return;
+  const remembered = localStorage.getItem(MODEL_KEY);
+  const useRemembered = state.conversation === null && remembered && models.some((m) => m.id === remembered);
+  picker.fill(models, useRemembered ? remembered : picker.value);
+});
+
+// Small things
+
+function showTitle(title) {
+  $("#conv-title").textContent = title || "New chat";
+  document.title = `${title || "New chat"} · Mistral Chat`;
+}
+
+function notice(text) {
+  const el = $("#notice");
+  el.textContent = text;
+  el.hidden = !text;
+}
+
+function notConnected() {
+  notice("Not connected to the server yet. Reconnecting…");
+}
+
+function announce(text) {
+  $("#live-status").textContent = text;
+}
+
+// Phone layout: the sidebar slides over the thread.
+function setSidebarOpen(open) {
+  document.body.classList.toggle("sidebar-open", open);
+  $("#menu-btn").setAttribute("aria-expanded", String(open));
+  document.querySelector(".scrim").hidden = !open;
+  if (open) $("#sidebar .new-chat").focus();
+}
+$("#menu-btn").addEventListener("click", () => setSidebarOpen(true));
+for (const el of document.querySelectorAll("[data-sidebar-close]")) {
+  el.addEventListener("click", () => setSidebarOpen(false));
+}
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && document.body.classList.contains("sidebar-open")) {
+    setSidebarOpen(false);
+    $("#menu-btn").focus();
+  }
+});
+
+wireCopyButtons(document);
+thread.scrollToEnd();
+refresh();
+socket.connect();
+if (state.conversation === null) composer.focus();

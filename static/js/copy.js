@@ -1,0 +1,38 @@
+// The "Copy" button of rendered code blocks, for every block now and later (delegation).
+
+const RESET_MS = 2000;
+
+export function wireCopyButtons(root) {
+  root.addEventListener("click", async (event) => {
+    const button = event.target.closest(".copy-code");
+    if (!button) return;
+    const code = button.closest(".code-block")?.querySelector("code");
+    if (!code) return;
+    const ok = await copyText(code.textContent);
+    button.textContent = ok ? "Copied" : "Press Ctrl+C";
+    button.classList.toggle("is-copied", ok);
+    clearTimeout(button.copyTimer);
+    button.copyTimer = setTimeout(() => {
+      button.textContent = "Copy";
+      button.classList.remove("is-copied");
+    }, RESET_MS);
+  });
+}
+
+async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    // Plain http on a LAN address has no Clipboard API; the old way still works there.
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.className = "clipboard-helper";
+    document.body.append(area);
+    area.select();
+    const ok = document.execCommand("copy");
+    area.remove();
+    return ok;
+  }
+}

@@ -1,0 +1,216 @@
+// Renders message and delta frames into the thread, keyed by message id, so the same frame
+// applied twice (a resubscribe after a reconnect, a second tab) changes nothing.
+//
+// Deltas follow docs/protocol.md: apply only seq = last + 1, drop older ones as duplicates,
+// and on a gap ask the server for the whole answer (resync) instead of guessing.
+
+const ACTIVE = new Set(["pending", "streaming"]);
+const NOTICE_LABELS = { failed: "Couldn’t answer", stopped: "Stopped", interrupted: "Interrupted" };
+const RESYNC_INTERVAL_MS = 1000;
+// Within this many pixels of the bottom, the thread follows a growing answer.
+const STICK_PX = 80;
+
+export class Thread {
+  constructor({ root, scroller, empty, onResync, onAnswerEnd }) {
+    this.root = root;
+    this.scroller = scroller;
+    this.empty = empty;
+    this.onResync = onResync;
+    this.onAnswerEnd = onAnswerEnd;
+    this.resyncSentAt = new Map();
+  }
+
+  get(id) {
+    return document.getElementById(`message-${id}`);
+  }
+
+  messages() {
+    return this.root.querySelectorAll(":scope > .msg");
+  }
+
+  newestId() {
+    const last = this.root.querySelector(":scope > .msg:last-child");
+    return last ? Number(last.dataset.id) : null;
+  }
+
+  isBusy() {
+    return this.root.querySelector('.msg[data-status="pending"], .msg[data-status="streaming"]') !== null;
+  }
+
+  scrollToEnd() {
+    this.scroller.scrollTop = this.scroller.scrollHeight;
+  }
+
+  applyMessage(m, { follow = false } = {}) {
+    this.keepingBottom(follow, () => {
+      let el = this.get(m.id);
+      if (!el) {
+        el = m.role === "user" ? userElement(m.id) : assistantElement(m.id);
+        this.insert(el, m.id);
+      }
+      const wasActive = ACTIVE.has(el.dataset.status);
+      el.dataset.status = m.status;
+      if (m.role === "user") {
+        el.querySelector(".bubble").textContent = m.text;
+        return;
+      }
+      const settled = el.querySelector(".msg-settled");
+      const tail = el.querySelector(".msg-tail");
+      if (m.html || m.tail || !m.text) {
+        settled.innerHTML = m.html;
+        tail.innerHTML = m.tail || "";
+      } else {
+        // Text without html: an answer streaming in another server process, seen from
+        // its last saved row. Show it plain until the next full state.
+        settled.replaceChildren();
+        const plain = document.createElement("p");
+        plain.className = "plain";
+        plain.textContent = m.text;
+        tail.replaceChildren(plain);
+      }
+      el.dataset.seq = String(m.seq ?? 0);
+      el.querySelector(".msg-progress-text").textContent = m.status === "pending" ? "Thinking…" : "Writing…";
+      el.querySelector(".msg-notice-label").textContent = NOTICE_LABELS[m.status] ?? "";
+      el.querySelector(".msg-error-text").textContent = m.error_text || "";
+      el.querySelector(".msg-meta").textContent = ACTIVE.has(m.status) ? "" : answerMeta(m);
+      if (wasActive && !ACTIVE.has(m.status)) this.onAnswerEnd?.(m);
+    });
+  }
+
+  applyDelta(d) {
+    const el = this.get(d.message);
+    const last = el?.dataset.seq === "" ? NaN : Number(el?.dataset.seq);
+    if (!el || Number.isNaN(last) || !ACTIVE.has(el.dataset.status)) {
+      // Unknown here, or known only from the page (no seq yet): ask for the whole state.
+      if (!el || el.dataset.role === "assistant") this.resync(d.message);
+      return;
+    }
+    if (d.seq <= last) return; // a duplicate
+    if (d.seq > last + 1) {
+      this.resync(d.message); // frames were lost
+      return;
+    }
+    this.keepingBottom(false, () => {
+      if (d.settled.length) el.querySelector(".msg-settled").insertAdjacentHTML("beforeend", d.settled.join(""));
+      el.querySelector(".msg-tail").innerHTML = d.tail;
+      el.dataset.seq = String(d.seq);
+      if (el.dataset.status === "pending") {
+        el.dataset.status = "streaming";
+        el.querySelector(".msg-progress-text").textContent = "Writing…";
+      }
+    });
+  }
+
+  resync(id) {
+    const now = performance.now();
+    if (now - (this.resyncSentAt.get(id) ?? -Infinity) < RESYNC_INTERVAL_MS) return;
+    this.resyncSentAt.set(id, now);
+    this.onResync(id);
+  }
+
+  // Messages are ordered by id; a new one almost always goes last.
+  insert(el, id) {
+    let before = null;
+    for (const other of Array.from(this.messages()).reverse()) {
+      if (Number(other.dataset.id) < id) break;
+      before = other;
+    }
+    this.root.insertBefore(el, before);
+    this.empty.hidden = true;
+  }
+
+  keepingBottom(force, change) {
+    const s = this.scroller;
+    const atBottom = s.scrollHeight - s.scrollTop - s.clientHeight < STICK_PX;
+    change();
+    if (force || atBottom) this.scrollToEnd();
+  }
+}
+
+export function answerMeta(m) {
+  const parts = m.model ? [m.model] : [];
+  if (m.prompt_tokens != null && m.completion_tokens != null) {
+    parts.push(`${m.prompt_tokens.toLocaleString("en-US")} in · ${m.completion_tokens.toLocaleString("en-US")} out tokens`);
+  }
+  const ms = m.time_to_first_token_ms;
+  if (ms != null) parts.push(`first token ${ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`}`);
+  return parts.join(" · ");
+}
+
+// The same markup as templates/conversations/_message.html.
+function userElement(id) {
+  const el = article(id, "user");
+  el.append(heading("You said", "visually-hidden"), div("bubble"));
+  return el;
+}
+
+function assistantElement(id) {
+  const el = article(id, "assistant");
+  el.dataset.seq = "";
+  const head = heading("Mistral", "msg-author");
+  const avatar = document.createElement("span");
+  avatar.className = "avatar";
+  avatar.setAttribute("aria-hidden", "true");
+  avatar.append(icon("i-logo"));
+  head.prepend(avatar);
+
+  const body = div("msg-body prose");
+  body.append(div("msg-settled"), div("msg-tail"));
+
+  const progress = document.createElement("p");
+  progress.className = "msg-progress";
+  const dots = span("dots");
+  dots.setAttribute("aria-hidden", "true");
+  dots.append(document.createElement("i"), document.createElement("i"), document.createElement("i"));
+  progress.append(dots, span("msg-progress-text"));
+
+  const notice = div("msg-notice");
+  const retry = document.createElement("button");
+  retry.type = "button";
+  retry.className = "btn btn--small msg-retry";
+  retry.dataset.retry = String(id);
+  retry.append(icon("i-retry"), "Retry");
+  notice.append(span("msg-notice-label"), " ", span("msg-error-text"), " ", retry);
+
+  const meta = document.createElement("p");
+  meta.className = "msg-meta";
+  el.append(head, body, progress, notice, meta);
+  return el;
+}
+
+function article(id, role) {
+  const el = document.createElement("article");
+  el.className = `msg msg--${role}`;
+  el.id = `message-${id}`;
+  el.dataset.id = String(id);
+  el.dataset.role = role;
+  return el;
+}
+
+function heading(text, className) {
+  const h = document.createElement("h2");
+  h.className = className;
+  h.textContent = text;
+  return h;
+}
+
+function div(className) {
+  const el = document.createElement("div");
+  el.className = className;
+  return el;
+}
+
+function span(className) {
+  const el = document.createElement("span");
+  el.className = className;
+  return el;
+}
+
+export function icon(name) {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("aria-hidden", "true");
+  const use = document.createElementNS("http://www.w3.org/2000/svg", "use");
+  use.setAttribute("href", `#${name}`);
+  svg.append(use);
+  return svg;
+}
