@@ -14,7 +14,8 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "var")))
 DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -162,6 +163,9 @@ MISTRAL_MAX_RETRIES = env.int("MISTRAL_MAX_RETRIES", default=3)
 CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=32_000)
 # How often a streaming answer's text is saved, in seconds (always saved at the end).
 CHAT_SAVE_INTERVAL = env.float("CHAT_SAVE_INTERVAL", default=1.0)
+# How often the open tail of a streaming answer is rendered to HTML, in seconds; between
+# renders, tabs show the new text as it comes and the formatting catches up.
+CHAT_RENDER_INTERVAL = env.float("CHAT_RENDER_INTERVAL", default=0.1)
 
 LOGGING = {
     "version": 1,

@@ -58,10 +58,11 @@ class Generation:
     message_id: int
     owner_id: int
     model: str
-    chunks: list[str] = field(default_factory=list)
     seq: int = 0
     settled_html: list[str] = field(default_factory=list)
     tail_html: str = ""
+    tail_stale: bool = False  # text arrived since tail_html was rendered
+    tail_rendered_at: float = 0.0
     markdown: StreamingMarkdown = field(default_factory=StreamingMarkdown)
     started: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
@@ -73,27 +74,37 @@ class Generation:
 
     @property
     def text(self) -> str:
-        if len(self.chunks) > 1:
-            self.chunks[:] = ["".join(self.chunks)]
-        return self.chunks[0] if self.chunks else ""
+        return self.markdown.text
 
     def add(self, text: str) -> dict[str, Any]:
-        """Fold one batch of text in and return its delta frame."""
+        """Fold one batch of text in and return its delta frame. The open tail is rendered
+        at most every CHAT_RENDER_INTERVAL; in between, tabs append the raw text."""
+        now = time.monotonic()
         if self.first_token_at is None:
-            self.first_token_at = time.monotonic()
-        self.chunks.append(text)
+            self.first_token_at = now
         self.seq += 1
-        settled, self.tail_html = self.markdown.feed(text)
+        due = now - self.tail_rendered_at >= settings.CHAT_RENDER_INTERVAL
+        settled, tail = self.markdown.feed(text, render_tail=due)
         self.settled_html.extend(settled)
-        return {
+        frame = {
             "type": "delta",
             "conversation": self.conversation_id,
             "message": self.message_id,
             "seq": self.seq,
             "text": text,
             "settled": settled,
-            "tail": self.tail_html,
         }
+        if tail is None:
+            self.tail_stale = True
+        else:
+            self.tail_html, self.tail_stale, self.tail_rendered_at = tail, False, now
+            frame["tail"] = tail
+        return frame
+
+    def current_tail(self) -> str:
+        if self.tail_stale:
+            self.tail_html, self.tail_stale = self.markdown.render_tail(), False
+        return self.tail_html
 
 
 # Running generations of this process, by conversation id (one answer at a time each).
@@ -172,7 +183,7 @@ def _live_state(gen: Generation) -> dict[str, Any]:
         "status": Message.Status.STREAMING if gen.seq else Message.Status.PENDING,
         "text": gen.text,
         "html": "".join(gen.settled_html),
-        "tail": gen.tail_html,
+        "tail": gen.current_tail(),
         "seq": gen.seq,
         "model": gen.model,
     }
@@ -319,8 +330,7 @@ async def _generate(gen: Generation, conversation: Conversation) -> None:
         gen.phase = "finishing"
         if outcome is not None:
             await _finish(gen, outcome)
-            if outcome.status == Message.Status.COMPLETE:
-                _spawn(_title_after_first_answer(gen, conversation, outcome))
+            _spawn(_title_after_first_answer(gen, conversation, outcome))
 
 
 async def _stream(gen: Generation, body: dict[str, Any]) -> Outcome:
@@ -393,7 +403,7 @@ async def _title_after_first_answer(
     gen: Generation, conversation: Conversation, outcome: Outcome
 ) -> None:
     """Name a conversation after its first exchange, with a cheap non-streaming call;
-    if the model server cannot, the question's first words serve."""
+    if there was no answer, or the model server cannot, the question's first words serve."""
     if conversation.title:
         return
     history = await database_sync_to_async(message_history)(
@@ -402,7 +412,7 @@ async def _title_after_first_answer(
     questions = [m.text for m in history if m.role == Message.Role.USER]
     if len(questions) != 1:
         return
-    title = await _generated_title(questions[0], outcome.text)
+    title = await _generated_title(questions[0], outcome)
     updated = await database_sync_to_async(conversation_title_set)(
         conversation_id=gen.conversation_id, title=title
     )
@@ -412,8 +422,11 @@ async def _title_after_first_answer(
         )
 
 
-async def _generated_title(question: str, answer: str) -> str:
+async def _generated_title(question: str, outcome: Outcome) -> str:
     fallback = _short(question.strip().splitlines()[0] if question.strip() else "New chat")
+    if outcome.status != Message.Status.COMPLETE:
+        return fallback
+    answer = outcome.text
     body = build_chat_body(
         model=settings.MISTRAL_TITLE_MODEL,
         messages=[

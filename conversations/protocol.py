@@ -84,7 +84,7 @@ class DeltaFrame(TypedDict):
     seq: int
     text: str
     settled: list[str]  # html of blocks that settled with this delta, rendered once
-    tail: str  # html of the open tail
+    tail: NotRequired[str]  # html of the open tail; absent: append `text` to the old tail
 
 
 class ErrorFrame(TypedDict):

@@ -226,9 +226,10 @@ class StreamingMarkdown:
         self._chunks = [joined]
         return joined
 
-    def feed(self, text: str) -> tuple[list[str], str]:
+    def feed(self, text: str, *, render_tail: bool = True) -> tuple[list[str], str | None]:
         """Append `text`; return (html of blocks that settled with this feed — each rendered
-        once, in order; html of the current open tail)."""
+        once, in order; html of the current open tail). The tail is rendered only when asked
+        or when blocks settled (the old tail is then gone); otherwise it comes back None."""
         self._chunks.append(text)
         scan_from = len(self._tail)  # earlier text holds no newline past the current line start
         self._tail += text
@@ -253,7 +254,10 @@ class StreamingMarkdown:
                 break
             self._scan_line(line)
             self._line_start = scan_from = newline + 1
-        return settled, render_markdown(self._tail)
+        return settled, render_markdown(self._tail) if render_tail or settled else None
+
+    def render_tail(self) -> str:
+        return render_markdown(self._tail)
 
     def _scan_line(self, line: str) -> None:
         if self._fence:

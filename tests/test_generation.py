@@ -492,3 +492,51 @@ def test_history_sent_upstream_passes_mistrals_own_validator():
     request = ChatCompletionRequest.model_validate({"model": "m", "messages": messages})
     MistralRequestValidator(ValidationMode.serving).validate_messages(request.messages)
     assert [m["role"] for m in messages] == ["system", "user", "user", "assistant", "user"]
+
+
+async def test_failed_first_answer_titles_from_the_question_without_a_call(
+    user, open_socket, fake_mistral
+):
+    fake_mistral.enqueue(Reply.unauthorized())
+    socket = await open_socket(user)
+    await ask(socket, "Plan a trip to Lyon")
+    titled = await frames_until(
+        socket, lambda f: f["type"] == "conversation" and f["conversation"]["title"]
+    )
+    assert titled[-1]["conversation"]["title"] == "Plan a trip to Lyon"
+    assert len(fake_mistral.requests) == 1
+
+
+async def test_open_tail_is_rendered_at_most_once_per_render_interval(
+    user, open_socket, fake_mistral, settings
+):
+    settings.CHAT_RENDER_INTERVAL = 60
+    gate = threading.Event()
+    fake_mistral.enqueue(Reply.tokens(["**bold", "** and", " more\n\nNext"], gate=gate))
+    socket = await open_socket(user)
+    await socket.send_to(text_data=send("tail"))
+    first = (await frames_until(socket, lambda f: f["type"] == "delta"))[-1]
+    gate.set()
+    frames = await frames_until(socket, is_final)
+    deltas = [first] + [f for f in frames if f["type"] == "delta"]
+
+    assert deltas[0]["tail"] == "<p>**bold</p>\n"
+    # No tail on the next delta: the tab appends its text, plain.
+    assert "tail" not in deltas[1]
+    # A block settled: it comes rendered once, with the new tail.
+    settled = [f for f in deltas if f["settled"]]
+    assert settled[0]["settled"] == ["<p><strong>bold</strong> and more</p>\n"]
+    assert settled[0]["tail"] == "<p>Next</p>\n"
+    assert answer_of(frames)["html"] == ("<p><strong>bold</strong> and more</p>\n<p>Next</p>\n")
+
+
+def test_live_state_between_tail_renders_has_the_current_tail(settings):
+    settings.CHAT_RENDER_INTERVAL = 60
+    gen = generation.Generation(conversation_id=1, message_id=2, owner_id=3, model="m")
+    first, second = gen.add("one"), gen.add(" *two*")
+
+    assert first["tail"] == "<p>one</p>\n"
+    assert "tail" not in second
+    state = generation._live_state(gen)
+    assert (state["text"], state["seq"]) == ("one *two*", 2)
+    assert state["tail"] == "<p>one <em>two</em></p>\n"

@@ -80,7 +80,8 @@ export class Thread {
   applyDelta(d) {
     const el = this.get(d.message);
     const last = el?.dataset.seq === "" ? NaN : Number(el?.dataset.seq);
-    if (!el || Number.isNaN(last) || !ACTIVE.has(el.dataset.status)) {
+    if (el && !ACTIVE.has(el.dataset.status)) return; // the answer has ended: a straggler
+    if (!el || Number.isNaN(last)) {
       // Unknown here, or known only from the page (no seq yet): ask for the whole state.
       if (!el || el.dataset.role === "assistant") this.resync(d.message);
       return;
@@ -92,7 +93,9 @@ export class Thread {
     }
     this.keepingBottom(false, () => {
       if (d.settled.length) el.querySelector(".msg-settled").insertAdjacentHTML("beforeend", d.settled.join(""));
-      el.querySelector(".msg-tail").innerHTML = d.tail;
+      const tail = el.querySelector(".msg-tail");
+      if (d.tail !== undefined) tail.innerHTML = d.tail;
+      else appendPlain(tail, d.text);
       el.dataset.seq = String(d.seq);
       if (el.dataset.status === "pending") {
         el.dataset.status = "streaming";
@@ -213,4 +216,13 @@ export function icon(name) {
   use.setAttribute("href", `#${name}`);
   svg.append(use);
   return svg;
+}
+
+// Between two renders of the open tail, new text goes in as plain text at the end of the
+// tail's last block (inside a code block's <code>), until the next rendered tail replaces it.
+function appendPlain(tail, text) {
+  let node = tail;
+  while (node.lastElementChild && node.tagName !== "CODE") node = node.lastElementChild;
+  if (node.tagName === "BUTTON" || node.tagName === "BR" || node.tagName === "IMG") node = node.parentElement;
+  node.append(text);
 }
