@@ -82,6 +82,10 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}"),
 }
+# Keep connections open: the socket path reaches the database through one worker thread,
+# and opening a connection per query cost more than the queries (docs/performance.md).
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers (page loads) run while a generation saves its progress, and the
     # timeout waits for the writer instead of failing with "database is locked".
@@ -172,4 +176,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # httpx logs every request at INFO: a line per answer is noise on the hot path.
+    "loggers": {"httpx": {"level": "WARNING"}},
 }

@@ -7,14 +7,22 @@ docs/performance.md). User events (sidebar changes, session end) are rare and al
 through the layer, so sync views in any process can send them.
 """
 
+import logging
 import uuid
 from collections import defaultdict
 from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync
+from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from redis.exceptions import RedisError
 
 from .protocol import encode
+
+logger = logging.getLogger(__name__)
+
+# What a channel layer raises when it cannot take a message (full, or Redis unreachable).
+LAYER_ERRORS = (ChannelFull, RedisError, OSError)
 
 # Tells this process's own frames apart when they come back through the channel layer.
 PROCESS_ID = uuid.uuid4().hex
@@ -57,15 +65,22 @@ def watcher_count(conversation_id: int) -> int:
 
 
 async def conversation_publish(conversation_id: int, frame: dict[str, Any]) -> None:
-    """Send a frame to every tab watching the conversation, in this and other processes."""
+    """Send a frame to every tab watching the conversation, in this and other processes.
+    A frame the channel layer drops is not an error: the row is the truth, and a tab
+    that misses a frame sees the gap in `seq` and asks for the state again."""
     text = encode(frame)
     for tab in tuple(_watchers.get(conversation_id, ())):
         await tab.send_text(text)
     if other_processes_listen():
-        await get_channel_layer().group_send(
-            conversation_group(conversation_id),
-            {"type": "relay.frame", "origin": PROCESS_ID, "text": text},
-        )
+        try:
+            await get_channel_layer().group_send(
+                conversation_group(conversation_id),
+                {"type": "relay.frame", "origin": PROCESS_ID, "text": text},
+            )
+        except LAYER_ERRORS as err:
+            logger.warning(
+                "Channel layer dropped a frame for conversation %s: %r", conversation_id, err
+            )
 
 
 async def user_publish(user_id: int, frame: dict[str, Any]) -> None:

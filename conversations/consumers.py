@@ -2,8 +2,11 @@
 its sender, handed to a service or the generation, and answered; group events become
 frames. Nothing here talks to the model server or renders markdown."""
 
+import contextlib
 from typing import Any
 
+# daphne (autobahn) raises this for a send on a socket the browser has just closed.
+from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -112,7 +115,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 user=self.user, conversation_id=frame["conversation"]
             )
         try:
-            question, answer = await database_sync_to_async(message_submit)(
+            question, answer, history = await database_sync_to_async(message_submit)(
                 conversation=conversation, text=frame["text"], worker=await worker_channel()
             )
         except AnswerInProgress:
@@ -123,7 +126,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await broadcast.conversation_publish(
                 conversation.pk, {"type": "message", "message": message_data(message)}
             )
-        generation_start(conversation=conversation, answer=answer)
+        generation_start(conversation=conversation, answer=answer, history=history)
 
     async def on_stop(self, frame: dict[str, Any]) -> None:
         conversation = await database_sync_to_async(access_conversation)(
@@ -143,7 +146,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_busy(message.conversation_id)
             return
         try:
-            answer = await database_sync_to_async(message_retry)(
+            answer, history = await database_sync_to_async(message_retry)(
                 answer=message, worker=await worker_channel()
             )
         except NotRetryable:
@@ -155,7 +158,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await broadcast.conversation_publish(
             answer.conversation_id, {"type": "message", "message": message_data(answer)}
         )
-        generation_start(conversation=answer.conversation, answer=answer)
+        generation_start(conversation=answer.conversation, answer=answer, history=history)
 
     async def on_resync(self, frame: dict[str, Any]) -> None:
         message = await database_sync_to_async(access_message)(
@@ -176,7 +179,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def relay_frame(self, event: dict[str, Any]) -> None:
         if event["origin"] != broadcast.PROCESS_ID:  # this process's tabs already have it
-            await self.send(text_data=event["text"])
+            await self.send_text(event["text"])
 
     async def session_end(self, event: dict[str, Any]) -> None:
         await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -184,7 +187,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # Sending
 
     async def send_text(self, text: str) -> None:
-        await self.send(text_data=text)
+        """Send a frame; a tab that has just gone away is skipped, not an error for the
+        answer being broadcast (its disconnect arrives next)."""
+        with contextlib.suppress(Disconnected):
+            await self.send(text_data=text)
 
     async def send_json(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=encode(frame))

@@ -83,7 +83,10 @@ class Generation:
         if self.first_token_at is None:
             self.first_token_at = now
         self.seq += 1
-        due = now - self.tail_rendered_at >= settings.CHAT_RENDER_INTERVAL
+        # A long open block (a big code block, a paragraph without end) is rendered less
+        # often, so the rendering work per second stays bounded whatever its length.
+        interval = settings.CHAT_RENDER_INTERVAL * max(1.0, self.markdown.tail_length / 2000)
+        due = now - self.tail_rendered_at >= interval
         settled, tail = self.markdown.feed(text, render_tail=due)
         self.settled_html.extend(settled)
         frame = {
@@ -220,7 +223,12 @@ async def worker_channel() -> str:
 
 async def _serve_control(layer, channel: str) -> None:
     while True:
-        request = await layer.receive(channel)
+        try:
+            request = await layer.receive(channel)
+        except broadcast.LAYER_ERRORS as err:
+            logger.warning("Reading this process's control channel failed: %r", err)
+            await asyncio.sleep(1)
+            continue
         gen = _running.get(request["conversation"])
         if gen is None or gen.message_id != request["message"]:
             continue
@@ -228,9 +236,11 @@ async def _serve_control(layer, channel: str) -> None:
             generation_stop(gen.conversation_id)
         elif request["type"] == "generation.state":
             frame = {"type": "message", "message": {**request["row"], **_live_state(gen)}}
-            await layer.send(
-                request["reply_to"], {"type": "relay.frame", "origin": "", "text": encode(frame)}
-            )
+            with contextlib.suppress(*broadcast.LAYER_ERRORS):  # the tab will ask again
+                await layer.send(
+                    request["reply_to"],
+                    {"type": "relay.frame", "origin": "", "text": encode(frame)},
+                )
 
 
 async def remote_request(message: Message, kind: str, *, reply_to: str = "") -> None:
@@ -266,8 +276,11 @@ async def ensure_recovered() -> None:
         logger.warning("Marked %d answers left running by a stopped process as interrupted", count)
 
 
-def generation_start(*, conversation: Conversation, answer: Message) -> Generation:
-    """Start streaming an answer whose row exists (pending). Returns at once."""
+def generation_start(
+    *, conversation: Conversation, answer: Message, history: list[Message]
+) -> Generation:
+    """Start streaming an answer whose row exists (pending), after `history`. Returns at
+    once."""
     gen = Generation(
         conversation_id=conversation.pk,
         message_id=answer.pk,
@@ -275,7 +288,7 @@ def generation_start(*, conversation: Conversation, answer: Message) -> Generati
         model=conversation.model,
     )
     _running[conversation.pk] = gen
-    gen.task = asyncio.create_task(_generate(gen, conversation))
+    gen.task = asyncio.create_task(_generate(gen, conversation, history))
     _ensure_flusher()
     return gen
 
@@ -291,15 +304,12 @@ def generation_stop(conversation_id: int) -> bool:
     return True
 
 
-async def _generate(gen: Generation, conversation: Conversation) -> None:
+async def _generate(gen: Generation, conversation: Conversation, history: list[Message]) -> None:
     outcome: Outcome | None = None
     try:
         gen.phase = "streaming"
         if gen.stop_requested:
             raise asyncio.CancelledError
-        history = await database_sync_to_async(message_history)(
-            conversation_id=gen.conversation_id, before_id=gen.message_id
-        )
         body = build_chat_body(
             model=conversation.model,
             messages=chat_messages(system_prompt=conversation.system_prompt, history=history),

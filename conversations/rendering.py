@@ -259,6 +259,10 @@ class StreamingMarkdown:
     def render_tail(self) -> str:
         return render_markdown(self._tail)
 
+    @property
+    def tail_length(self) -> int:
+        return len(self._tail)
+
     def _scan_line(self, line: str) -> None:
         if self._fence:
             close = _FENCE_CLOSE.fullmatch(line)

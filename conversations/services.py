@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .models import Conversation, Message
+from .selectors import message_history
 
 
 class AnswerInProgress(Exception):
@@ -42,9 +43,10 @@ def conversation_create(*, owner, model: str, title: str = "") -> Conversation:
 @transaction.atomic
 def message_submit(
     *, conversation: Conversation, text: str, worker: str = ""
-) -> tuple[Message, Message]:
+) -> tuple[Message, Message, list[Message]]:
     """Create the question and its empty answer together, so a reload never shows a
-    question with nowhere for its answer to stream."""
+    question with nowhere for its answer to stream. Returns them with the conversation up
+    to the answer, read in the same trip, since the model request needs it at once."""
     conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
     if conversation.messages.filter(status__in=Message.ACTIVE_STATUSES).exists():
         raise AnswerInProgress(conversation.pk)
@@ -57,13 +59,14 @@ def message_submit(
         worker=worker,
     )
     conversation.save(update_fields=["updated_at"])
-    return question, answer
+    return question, answer, message_history(conversation_id=conversation.pk, before_id=answer.pk)
 
 
 @transaction.atomic
-def message_retry(*, answer: Message, worker: str = "") -> Message:
+def message_retry(*, answer: Message, worker: str = "") -> tuple[Message, list[Message]]:
     """Empty an ended answer so it can be generated again; only the conversation's last
-    message qualifies, so history never changes under later messages."""
+    message qualifies, so history never changes under later messages. Returns it with the
+    conversation before it."""
     conversation = Conversation.objects.select_for_update().get(pk=answer.conversation_id)
     last = conversation.messages.order_by("-id").first()
     if (
@@ -82,7 +85,7 @@ def message_retry(*, answer: Message, worker: str = "") -> Message:
     answer.time_to_first_token_ms = answer.duration_ms = None
     answer.save()
     conversation.save(update_fields=["updated_at"])
-    return answer
+    return answer, message_history(conversation_id=conversation.pk, before_id=answer.pk)
 
 
 @transaction.atomic

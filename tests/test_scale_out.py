@@ -5,6 +5,7 @@ One test process plays both sides: the "other process" is a raw channel in the g
 consumer told that the answer is not running locally.
 """
 
+import asyncio
 import socket
 import threading
 import uuid
@@ -44,6 +45,13 @@ async def redis_layer(settings):
     }
     layer = get_channel_layer()
     yield layer
+    # Everything reading the layer stops before its connections close.
+    tasks = [g.task for g in generation._running.values() if g.task]
+    if generation._control is not None:
+        tasks.append(generation._control[2])
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     await layer.close_pools()
 
 
