@@ -169,7 +169,28 @@ CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=32_000)
 CHAT_SAVE_INTERVAL = env.float("CHAT_SAVE_INTERVAL", default=1.0)
 # How often the open tail of a streaming answer is rendered to HTML, in seconds; between
 # renders, tabs show the new text as it comes and the formatting catches up.
-CHAT_RENDER_INTERVAL = env.float("CHAT_RENDER_INTERVAL", default=0.1)
+CHAT_RENDER_INTERVAL = env.float("CHAT_RENDER_INTERVAL", default=0.25)
+
+# Images a user attaches (conversations/images.py). Vision models in order of preference: an
+# answer about images goes to the first the model server lists as able to see, when the
+# conversation's own model cannot.
+CHAT_VISION_MODELS = env.list(
+    "CHAT_VISION_MODELS",
+    default=[
+        "pixtral-large-latest",
+        "mistral-medium-latest",
+        "mistral-large-latest",
+        "mistral-small-latest",
+    ],
+)
+# The longer side of the copy sent to the model, in pixels: current vision models work up to
+# 1540 (Pixtral 1024) and the API only downscales anything larger.
+CHAT_IMAGE_MAX_SIDE = env.int("CHAT_IMAGE_MAX_SIDE", default=1540)
+# The largest HTTP request body, refused with 413 from its Content-Length before Django reads
+# it (chatsite/body_limit.py): one 10 MB image and its multipart envelope. Bodies under it are
+# parsed in memory, so no upload is spooled to disk twice.
+MAX_REQUEST_BODY_BYTES = env.int("MAX_REQUEST_BODY_BYTES", default=11_000_000)
+FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 
 LOGGING = {
     "version": 1,

@@ -34,8 +34,8 @@ from .selectors import (
 )
 from .services import (
     AnswerInProgress,
+    AttachmentsRejected,
     NotRetryable,
-    conversation_create,
     message_retry,
     message_submit,
 )
@@ -103,30 +103,32 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._ask_for_remote_state(messages)
 
     async def on_send(self, frame: dict[str, Any]) -> None:
-        if frame["conversation"] is None:
-            conversation = await database_sync_to_async(conversation_create)(
-                owner=self.user, model=frame.get("model") or settings.MISTRAL_MODEL
+        try:
+            submitted = await database_sync_to_async(message_submit)(
+                user=self.user,
+                conversation_id=frame["conversation"],
+                model=frame.get("model") or settings.MISTRAL_MODEL,
+                text=frame["text"],
+                worker=await worker_channel(),
+                attachment_ids=frame.get("attachments"),
             )
+        except AnswerInProgress as busy:
+            await self.send_busy(busy.args[0])
+            return
+        except AttachmentsRejected as err:
+            await self.send_error(err.code, err.message)
+            return
+        conversation, answer = submitted.conversation, submitted.answer
+        if submitted.created:
             created = {"type": "conversation", "conversation": conversation_data(conversation)}
             await self.send_json(created)
             await broadcast.user_publish(self.user.pk, created)
-        else:
-            conversation = await database_sync_to_async(access_conversation)(
-                user=self.user, conversation_id=frame["conversation"]
-            )
-        try:
-            question, answer, history = await database_sync_to_async(message_submit)(
-                conversation=conversation, text=frame["text"], worker=await worker_channel()
-            )
-        except AnswerInProgress:
-            await self.send_busy(conversation.pk)
-            return
         await self._watch(conversation.pk)
-        for message in (question, answer):
+        for message in (submitted.question, answer):
             await broadcast.conversation_publish(
                 conversation.pk, {"type": "message", "message": message_data(message)}
             )
-        generation_start(conversation=conversation, answer=answer, history=history)
+        generation_start(conversation=conversation, answer=answer, history=submitted.history)
 
     async def on_stop(self, frame: dict[str, Any]) -> None:
         conversation = await database_sync_to_async(access_conversation)(
@@ -190,7 +192,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Send a frame; a tab that has just gone away is skipped, not an error for the
         answer being broadcast (its disconnect arrives next)."""
         with contextlib.suppress(Disconnected):
-            await self.send(text_data=text)
+            await self.base_send({"type": "websocket.send", "text": text})
 
     async def send_json(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=encode(frame))

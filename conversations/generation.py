@@ -13,7 +13,9 @@ next one. No timer ever holds text back.
 import asyncio
 import contextlib
 import logging
+import re
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -21,9 +23,12 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.urls import reverse
 
 from . import broadcast
+from .images import MAX_IMAGES_PER_REQUEST, image_data_url
 from .mistral import (
+    InvalidModel,
     MistralClient,
     MistralError,
     ModelError,
@@ -33,10 +38,9 @@ from .mistral import (
     UpstreamTimeout,
     build_chat_body,
 )
-from .models import Conversation, Message
-from .protocol import MessageData, encode
-from .rendering import StreamingMarkdown, render_markdown
-from .selectors import message_history
+from .models import Attachment, Conversation, Message
+from .protocol import AttachmentData, MessageData, encode
+from .rendering import StreamingMarkdown
 from .services import (
     Outcome,
     conversation_title_set,
@@ -46,6 +50,11 @@ from .services import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Characters that can make rendered markdown differ from the same text appended plain
+# (emphasis, code, links, headings, lists and `1.` items, tables, breaks, escapes,
+# entities).
+_MARKUP = re.compile(r"[\n*_`\[\]!#|~\\<>&=+.)-]")
 
 # After tokens have reached the user, these failures mean the stream was cut: the
 # answer is kept as interrupted. Anything else that breaks a stream marks it failed.
@@ -63,13 +72,18 @@ class Generation:
     tail_html: str = ""
     tail_stale: bool = False  # text arrived since tail_html was rendered
     tail_rendered_at: float = 0.0
+    tail_markup: bool = False  # text that may change the tail's formatting arrived
     markdown: StreamingMarkdown = field(default_factory=StreamingMarkdown)
     started: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
     stop_requested: bool = False
+    notice: str = ""  # for the reader: another model answered, images were left out
     # "new" until the task runs, "streaming" while Stop can cancel it, then "finishing".
     phase: str = "new"
     saved_seq: int = 0
+    saved_at: float = field(default_factory=time.monotonic)
+    # The question of a conversation's first exchange while it has no title, else None.
+    title_question: str | None = None
     task: asyncio.Task | None = None
 
     @property
@@ -78,15 +92,21 @@ class Generation:
 
     def add(self, text: str) -> dict[str, Any]:
         """Fold one batch of text in and return its delta frame. The open tail is rendered
-        at most every CHAT_RENDER_INTERVAL; in between, tabs append the raw text."""
+        when text that can change its formatting arrived, at most every
+        CHAT_RENDER_INTERVAL; in between, tabs append the raw text, which for plain prose
+        looks exactly like the rendered tail (so prose needs no render at all)."""
         now = time.monotonic()
         if self.first_token_at is None:
             self.first_token_at = now
         self.seq += 1
+        if not self.tail_markup and _MARKUP.search(text):
+            self.tail_markup = True
         # A long open block (a big code block, a paragraph without end) is rendered less
         # often, so the rendering work per second stays bounded whatever its length.
-        interval = settings.CHAT_RENDER_INTERVAL * max(1.0, self.markdown.tail_length / 2000)
-        due = now - self.tail_rendered_at >= interval
+        due = False
+        if self.tail_markup:
+            interval = settings.CHAT_RENDER_INTERVAL * max(1.0, self.markdown.tail_length / 2000)
+            due = now - self.tail_rendered_at >= interval
         settled, tail = self.markdown.feed(text, render_tail=due)
         self.settled_html.extend(settled)
         frame = {
@@ -101,6 +121,7 @@ class Generation:
             self.tail_stale = True
         else:
             self.tail_html, self.tail_stale, self.tail_rendered_at = tail, False, now
+            self.tail_markup = False
             frame["tail"] = tail
         return frame
 
@@ -168,6 +189,35 @@ def message_data(message: Message, *, seq: int = 0) -> MessageData:
         "completion_tokens": message.completion_tokens,
         "time_to_first_token_ms": message.time_to_first_token_ms,
         "duration_ms": message.duration_ms,
+        "notice": message.notice,
+        **_attachments_of(message),
+    }
+
+
+def _attachments_of(message: Message) -> dict[str, list[AttachmentData]]:
+    """A question's images, when they were prefetched with it (the selectors and
+    message_submit do): this may run on the event loop, where a query must not. A question
+    sent without images is not prefetched, and has none."""
+    if message.role != Message.Role.USER or "attachments" not in getattr(
+        message, "_prefetched_objects_cache", {}
+    ):
+        return {}
+    return {"attachments": [attachment_data(a) for a in message.attachments.all()]}
+
+
+def attachment_data(attachment: Attachment) -> AttachmentData:
+    """An image as the browser sees it: where to fetch it, and what the model was sent."""
+    return {
+        "id": attachment.pk,
+        "name": attachment.name,
+        "url": reverse("attachment_file", args=[attachment.pk, "sent"]),
+        "original_url": reverse("attachment_file", args=[attachment.pk, "original"]),
+        "width": attachment.width,
+        "height": attachment.height,
+        "sent_width": attachment.sent_width,
+        "sent_height": attachment.sent_height,
+        "sent_bytes": attachment.sent_bytes,
+        "tokens": attachment.tokens,
     }
 
 
@@ -189,20 +239,108 @@ def _live_state(gen: Generation) -> dict[str, Any]:
         "tail": gen.current_tail(),
         "seq": gen.seq,
         "model": gen.model,
+        "notice": gen.notice,
     }
 
 
-def chat_messages(*, system_prompt: str, history: list[Message]) -> list[dict[str, Any]]:
+class NoVisionModel(MistralError):
+    """The request has images and no model the server offers can see them."""
+
+    code = "no_vision_model"
+
+
+def chat_messages(
+    *, system_prompt: str, history: list[Message], images: Collection[int] = ()
+) -> list[dict[str, Any]]:
     """The conversation in the model server's shape. Answers that produced no text are
-    left out (the API rejects empty assistant turns; a user turn may follow a user turn)."""
+    left out (the API rejects empty assistant turns; a user turn may follow a user turn).
+
+    A question whose attachments are in `images` (ids, see images_to_send) becomes content
+    parts: its text, then one `image_url` part per image, a `data:image/...;base64,` URL of
+    the stored model copy. That reads files: with `images`, call it off the event loop."""
     messages: list[dict[str, Any]] = []
     if system_prompt.strip():
         messages.append({"role": "system", "content": system_prompt})
     for message in history:
         if message.role == Message.Role.ASSISTANT and not message.text:
             continue
-        messages.append({"role": message.role, "content": message.text})
+        content: str | list[dict[str, str]] = message.text
+        if images and message.role == Message.Role.USER:
+            attachments = list(message.attachments.all())
+            sent = [a for a in attachments if a.pk in images]
+            if sent:
+                parts = [{"type": "text", "text": message.text}] if message.text.strip() else []
+                content = parts + [
+                    {"type": "image_url", "image_url": image_data_url(a)} for a in sent
+                ]
+            elif attachments and not message.text.strip():
+                content = "[an image, no longer included]"  # no empty user turn
+        messages.append({"role": message.role, "content": content})
     return messages
+
+
+def images_to_send(history: list[Message]) -> tuple[set[int], int]:
+    """Which attached images a request carries, and how many are left out: the newest
+    first, up to the API's per-request limit, so a long conversation about many images
+    stays valid (the left-out ones keep their text). `history` as message_history returns
+    it, attachments prefetched."""
+    kept: set[int] = set()
+    dropped = 0
+    for message in reversed(history):
+        if message.role != Message.Role.USER:
+            continue
+        for attachment in reversed(message.attachments.all()):
+            if len(kept) < MAX_IMAGES_PER_REQUEST:
+                kept.add(attachment.pk)
+            else:
+                dropped += 1
+    return kept, dropped
+
+
+async def vision_model_for(model: str) -> tuple[str, str]:
+    """The model that answers a request with images, and a note for the reader when it is
+    not `model`: `model` itself if it can see, else the first of CHAT_VISION_MODELS the
+    server lists with the vision capability. This is the one place the app asks whether a
+    model can see (from GET /models' `capabilities.vision`)."""
+    try:
+        cards = await model_client().list_models()
+    except MistralError as err:
+        logger.info("Listing models failed (%s); sending the images to %s", err.code, model)
+        return model, ""  # cannot tell: the conversation's model may well see
+    seeing = {name for card in cards if card.vision for name in (card.id, *card.aliases)}
+    if model in seeing:
+        return model, ""
+    for candidate in settings.CHAT_VISION_MODELS:
+        if candidate in seeing:
+            return candidate, f"Answered by {candidate}: {model} cannot see images."
+    raise NoVisionModel(
+        f"{model} cannot see images, and the model server offers none of the models that "
+        f"can ({', '.join(settings.CHAT_VISION_MODELS)})."
+    )
+
+
+async def _request_messages(
+    gen: Generation, conversation: Conversation, history: list[Message]
+) -> tuple[str, list[dict[str, Any]]]:
+    """The model to ask and the messages to send. Without images this is the conversation's
+    model and the text, at once; with images, a model that can see, and the files are read
+    into data URLs in a thread."""
+    kept, dropped = images_to_send(history)
+    if not kept:
+        return conversation.model, chat_messages(
+            system_prompt=conversation.system_prompt, history=history
+        )
+    model, note = await vision_model_for(conversation.model)
+    if dropped:
+        note += (
+            f" {dropped} earlier image{'s' if dropped != 1 else ''} left out: a request "
+            f"carries at most {MAX_IMAGES_PER_REQUEST}."
+        )
+    gen.model, gen.notice = model, note.strip()
+    messages = await asyncio.to_thread(
+        chat_messages, system_prompt=conversation.system_prompt, history=history, images=kept
+    )
+    return model, messages
 
 
 async def worker_channel() -> str:
@@ -287,6 +425,9 @@ def generation_start(
         owner_id=conversation.owner_id,
         model=conversation.model,
     )
+    questions = [m.text for m in history if m.role == Message.Role.USER]
+    if not conversation.title and len(questions) == 1:
+        gen.title_question = questions[0]
     _running[conversation.pk] = gen
     gen.task = asyncio.create_task(_generate(gen, conversation, history))
     _ensure_flusher()
@@ -310,9 +451,10 @@ async def _generate(gen: Generation, conversation: Conversation, history: list[M
         gen.phase = "streaming"
         if gen.stop_requested:
             raise asyncio.CancelledError
+        model, messages = await _request_messages(gen, conversation, history)
         body = build_chat_body(
-            model=conversation.model,
-            messages=chat_messages(system_prompt=conversation.system_prompt, history=history),
+            model=model,
+            messages=messages,
             stream=True,
             temperature=conversation.temperature,
             top_p=conversation.top_p,
@@ -327,6 +469,11 @@ async def _generate(gen: Generation, conversation: Conversation, history: list[M
         asyncio.current_task().uncancel()
         outcome = _outcome(gen, status=Message.Status.STOPPED, finish_reason="stopped")
     except MistralError as err:
+        if isinstance(err, InvalidModel):
+            # A retired model (pixtral-large-latest): the next picker and vision choice
+            # should not offer it again.
+            with contextlib.suppress(MistralError):
+                await model_client().list_models(refresh=True)
         outcome = _failure(gen, err)
     except Exception:
         logger.exception("Generation of message %s broke", gen.message_id)
@@ -340,7 +487,7 @@ async def _generate(gen: Generation, conversation: Conversation, history: list[M
         gen.phase = "finishing"
         if outcome is not None:
             await _finish(gen, outcome)
-            _spawn(_title_after_first_answer(gen, conversation, outcome))
+            _spawn(_title_after_first_answer(gen, outcome))
 
 
 async def _stream(gen: Generation, body: dict[str, Any]) -> Outcome:
@@ -375,6 +522,11 @@ def _failure(gen: Generation, err: MistralError) -> Outcome:
         text = f"{text.rstrip('.')}. Try again in {err.retry_after:.0f} s."
     elif isinstance(err, ModelError):
         status = Message.Status.FAILED
+    elif isinstance(err, InvalidModel):
+        text = (
+            f"The model server does not offer {gen.model} (any more). The list of models "
+            "has been refreshed: choose another model, then retry."
+        )
     return _outcome(gen, status=status, error_code=err.code, error_text=text)
 
 
@@ -384,12 +536,15 @@ def _outcome(gen: Generation, *, status: str, **fields: Any) -> Outcome:
     return Outcome(
         status=status,
         text=text,
-        html=render_markdown(text) if text else "",
+        html=gen.markdown.render_whole(gen.settled_html, None if gen.tail_stale else gen.tail_html)
+        if text
+        else "",
         model=gen.model,
         time_to_first_token_ms=(
             round((gen.first_token_at - gen.started) * 1000) if gen.first_token_at else None
         ),
         duration_ms=round((now - gen.started) * 1000),
+        notice=gen.notice,
         **fields,
     )
 
@@ -398,31 +553,47 @@ async def _finish(gen: Generation, outcome: Outcome) -> None:
     """Store the ending, take the answer out of the registry, then tell every tab: by the
     time a tab sees the ending, the conversation takes a new question."""
     try:
-        message = await database_sync_to_async(message_finish)(
+        stored = await database_sync_to_async(message_finish)(
             message_id=gen.message_id, outcome=outcome
         )
     finally:
         if _running.get(gen.conversation_id) is gen:
             del _running[gen.conversation_id]
-    await broadcast.conversation_publish(
-        gen.conversation_id, {"type": "message", "message": message_data(message, seq=gen.seq)}
-    )
+    if stored:
+        await broadcast.conversation_publish(
+            gen.conversation_id, {"type": "message", "message": ended_message_data(gen, outcome)}
+        )
 
 
-async def _title_after_first_answer(
-    gen: Generation, conversation: Conversation, outcome: Outcome
-) -> None:
+def ended_message_data(gen: Generation, outcome: Outcome) -> MessageData:
+    """The finished answer as the browser sees it, from what was just stored."""
+    return {
+        "id": gen.message_id,
+        "conversation": gen.conversation_id,
+        "role": Message.Role.ASSISTANT,
+        "text": outcome.text,
+        "html": outcome.html,
+        "tail": "",
+        "status": outcome.status,
+        "seq": gen.seq,
+        "model": outcome.model,
+        "error_code": outcome.error_code,
+        "error_text": outcome.error_text,
+        "finish_reason": outcome.finish_reason,
+        "prompt_tokens": outcome.prompt_tokens,
+        "completion_tokens": outcome.completion_tokens,
+        "time_to_first_token_ms": outcome.time_to_first_token_ms,
+        "duration_ms": outcome.duration_ms,
+        "notice": outcome.notice,
+    }
+
+
+async def _title_after_first_answer(gen: Generation, outcome: Outcome) -> None:
     """Name a conversation after its first exchange, with a cheap non-streaming call;
     if there was no answer, or the model server cannot, the question's first words serve."""
-    if conversation.title:
+    if gen.title_question is None:
         return
-    history = await database_sync_to_async(message_history)(
-        conversation_id=gen.conversation_id, before_id=gen.message_id
-    )
-    questions = [m.text for m in history if m.role == Message.Role.USER]
-    if len(questions) != 1:
-        return
-    title = await _generated_title(questions[0], outcome)
+    title = await _generated_title(gen.title_question, outcome)
     updated = await database_sync_to_async(conversation_title_set)(
         conversation_id=gen.conversation_id, title=title
     )
@@ -486,18 +657,26 @@ def _ensure_flusher() -> None:
 
 
 async def _flush_while_running() -> None:
-    """Save every running answer's text about once a second, all in one transaction.
-    With several processes, rows are touched even without new text, to show they live."""
+    """Save each running answer's text once per CHAT_SAVE_INTERVAL of its own (so an
+    answer of T seconds is saved at most T times before its end), the answers due
+    together in one transaction. With several processes, rows are touched even without
+    new text, to show they live."""
     touch = broadcast.other_processes_listen()
+    interval = settings.CHAT_SAVE_INTERVAL
     while _running:
-        await asyncio.sleep(settings.CHAT_SAVE_INTERVAL)
+        await asyncio.sleep(interval / 4)
+        now = time.monotonic()
         progress = {}
         for gen in tuple(_running.values()):
+            if now - gen.saved_at < interval or gen.phase == "finishing":
+                continue
             if gen.seq != gen.saved_seq:
                 progress[gen.message_id] = gen.text
-                gen.saved_seq = gen.seq
-            elif touch:
+            elif not touch:
+                continue
+            else:
                 progress[gen.message_id] = ""
+            gen.saved_seq, gen.saved_at = gen.seq, now
         if progress:
             await database_sync_to_async(message_progress_save)(progress=progress)
 

@@ -1,4 +1,4 @@
-"""The model client: Mistral's chat API over httpx, with nothing from Django.
+"""The model client: Mistral's chat API, with nothing from Django.
 
 It builds request bodies from an allow-list (the API answers any unknown field with 422),
 parses the server-sent event stream itself, turns every failure into one exception tree, and
@@ -20,9 +20,11 @@ Exception tree (no httpx exception leaves this module):
     ├── MalformedStream         "malformed_stream": a chunk that is not JSON or not a chunk
     └── ModelError              "model_error": the model finished with finish_reason "error"
 
-The HTTP clients: httpcore scans its whole pool on every request, so several small clients
-used round-robin beat one big pool under many concurrent streams (encode/httpx#3215). They are
-made lazily per event loop, because an AsyncClient must never be shared between loops.
+Streams are read with http_stream, a lean HTTP/1.1 reader made for the relay's hot path;
+the other calls (titles, the model list) go through httpx. httpcore scans its whole pool on
+every request, so several small clients used round-robin beat one big pool under many
+concurrent requests (encode/httpx#3215). They are made lazily per event loop, because an
+AsyncClient must never be shared between loops.
 """
 
 import asyncio
@@ -42,6 +44,8 @@ from typing import Any
 
 import httpx
 import orjson
+
+from . import http_stream
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +221,6 @@ class MistralClient:
         backoff_base: float = 0.5,
         backoff_max: float = 20.0,
         models_ttl: float = 300.0,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         base_url = base_url.rstrip("/")
         self._base_url = base_url
@@ -240,11 +243,12 @@ class MistralClient:
         self._timeout = httpx.Timeout(
             connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
         )
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
         self._max_retries = max_retries
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self._models_ttl = models_ttl
-        self._transport = transport
         self._models: tuple[ModelCard, ...] | None = None
         self._models_at = 0.0
 
@@ -252,15 +256,14 @@ class MistralClient:
         """Yield one StreamBatch per network read that carried text, usage or a finish reason.
 
         Retries retryable failures only until the first batch has been yielded; after that any
-        failure is raised at once, so the caller never sees an answer restart."""
+        failure is raised at once, so the caller never sees an answer restart. The stream is
+        read with http_stream, the lean reader built for this path (httpx serves the rest)."""
         payload = orjson.dumps(body)
         model = body.get("model")
         attempt = 0
         while True:
             try:
-                response = await self._send(
-                    "POST", self._chat_url, payload, self._stream_headers, model
-                )
+                response = await self._open_stream(payload, model)
             except MistralError as err:
                 await self._pause_before_retry(err, attempt)
                 attempt += 1
@@ -269,15 +272,10 @@ class MistralClient:
             decoder = _SSEDecoder()
             try:
                 try:
-                    # aiter_raw skips a decoding layer; a compressed stream needs aiter_bytes.
-                    if "content-encoding" in response.headers:
-                        reads = response.aiter_bytes()
-                    else:
-                        reads = response.aiter_raw()
-                    async for raw in reads:
+                    while raw := await response.read():
                         batch = decoder.feed(raw)
                         if decoder.done:
-                            await _drain(reads)
+                            await _drain(response)
                         if batch is not None:
                             yielded = True
                             yield batch
@@ -285,11 +283,11 @@ class MistralClient:
                             raise decoder.error
                         if decoder.done:
                             return
-                except httpx.TimeoutException as exc:
+                except http_stream.ReadTimeout as exc:
                     raise UpstreamTimeout(
                         "The model server stopped sending the answer.", status=200
                     ) from exc
-                except httpx.TransportError as exc:
+                except http_stream.HTTPStreamError as exc:
                     raise StreamInterrupted(
                         "The connection to the model server was cut mid-answer.", status=200
                     ) from exc
@@ -299,11 +297,54 @@ class MistralClient:
             except MistralError as err:
                 if yielded:
                     raise
-                await response.aclose()  # free the connection before the pause
+                response.close()  # free the connection before the pause
                 await self._pause_before_retry(err, attempt)
             finally:
-                await response.aclose()
+                response.close()
             attempt += 1
+
+    async def _open_stream(
+        self, payload: bytes, model: str | None
+    ) -> http_stream.StreamingResponse:
+        """POST a streaming chat request and wait for the status line; a non-200 answer
+        becomes its typed error."""
+        try:
+            response = await http_stream.open_stream(
+                "POST",
+                self._chat_url,
+                headers=self._stream_headers,
+                body=payload,
+                connect_timeout=self._connect_timeout,
+                read_timeout=self._read_timeout,
+                ssl_context=_shared_ssl_context() if self._chat_url.startswith("https:") else None,
+            )
+        except http_stream.ReadTimeout as exc:
+            raise UpstreamTimeout("The model server did not answer in time.") from exc
+        except http_stream.ConnectFailed as exc:
+            raise ConnectionFailed("Could not connect to the model server.") from exc
+        except http_stream.HTTPStreamError as exc:
+            raise ConnectionFailed("The connection to the model server failed.") from exc
+        if response.status == 200:
+            if response.headers.get("content-encoding", "identity") != "identity":
+                response.close()
+                raise MalformedStream(
+                    "The model server sent a compressed stream, which was not asked for.",
+                    status=200,
+                )
+            return response
+        try:
+            content = await response.read_all(64 * 1024)
+        except http_stream.HTTPStreamError:
+            content = b""
+        finally:
+            response.close()
+        raise _status_error(
+            response.status,
+            response.headers.get("retry-after"),
+            content,
+            model=model,
+            api_key=self._api_key,
+        )
 
     async def complete_chat(self, body: dict) -> ChatResult:
         """One answer in one JSON response (titles and other short calls); retried on any
@@ -343,7 +384,7 @@ class MistralClient:
         self, method: str, url: str, payload: bytes | None, headers: dict, model: str | None
     ) -> httpx.Response:
         """Send and wait for the status line; a non-200 answer becomes its typed error."""
-        client = _pooled_client(self._base_url, self._transport)
+        client = _pooled_client(self._base_url)
         request = client.build_request(
             method, url, content=payload, headers=headers, timeout=self._timeout
         )
@@ -506,12 +547,12 @@ def _event_data(event: bytes) -> bytes | None:
     return b"\n".join(line[6:] if line[5:6] == b" " else line[5:] for line in lines)
 
 
-async def _drain(reads: AsyncIterator[bytes]) -> None:
+async def _drain(response: http_stream.StreamingResponse) -> None:
     """Read the body to its end after [DONE] so the connection goes back to the pool; leaving
     early closes it. Only reuse is at stake, so a failure or a slow end is ignored."""
-    with contextlib.suppress(httpx.HTTPError, TimeoutError):
+    with contextlib.suppress(http_stream.HTTPStreamError, TimeoutError):
         async with asyncio.timeout(2.0):
-            async for _ in reads:
+            while await response.read():
                 pass
 
 
@@ -667,31 +708,26 @@ _LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=8)
 _DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0)
 
 _Pool = tuple[list[httpx.AsyncClient], Iterator[httpx.AsyncClient]]
-_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[object, _Pool]] = (
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Pool]] = (
     weakref.WeakKeyDictionary()
 )
 _ssl_context: ssl.SSLContext | None = None
 
 
-def _pooled_client(base_url: str, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
-    """The next client of this loop's pool for `base_url`, created on first use. A given
-    transport (tests) gets a dedicated client, still closed by aclose_clients()."""
+def _pooled_client(base_url: str) -> httpx.AsyncClient:
+    """The next client of this loop's pool for `base_url`, created on first use."""
     loop = asyncio.get_running_loop()
     pools = _pools.get(loop)
     if pools is None:
         pools = _pools[loop] = {}
-    key: object = base_url if transport is None else (base_url, transport)
-    pool = pools.get(key)
+    pool = pools.get(base_url)
     if pool is None:
-        if transport is None:
-            verify = _shared_ssl_context()
-            clients = [
-                httpx.AsyncClient(limits=_LIMITS, timeout=_DEFAULT_TIMEOUT, verify=verify)
-                for _ in range(_CLIENTS_PER_POOL)
-            ]
-        else:
-            clients = [httpx.AsyncClient(transport=transport, timeout=_DEFAULT_TIMEOUT)]
-        pool = pools[key] = (clients, itertools.cycle(clients))
+        verify = _shared_ssl_context()
+        clients = [
+            httpx.AsyncClient(limits=_LIMITS, timeout=_DEFAULT_TIMEOUT, verify=verify)
+            for _ in range(_CLIENTS_PER_POOL)
+        ]
+        pool = pools[base_url] = (clients, itertools.cycle(clients))
     return next(pool[1])
 
 
@@ -704,9 +740,11 @@ def _shared_ssl_context() -> ssl.SSLContext:
 
 
 async def aclose_clients() -> None:
-    """Close every pooled HTTP client of the running loop (at shutdown, and in test teardown)."""
+    """Close every pooled HTTP client and kept-alive stream connection of the running loop
+    (at shutdown, and in test teardown)."""
     pools = _pools.pop(asyncio.get_running_loop(), None)
     if pools:
         await asyncio.gather(
             *(client.aclose() for clients, _ in pools.values() for client in clients)
         )
+    await http_stream.aclose_connections()

@@ -1,5 +1,8 @@
 """Conversations and their messages: one row per message, never a conversation-sized blob."""
 
+import secrets
+from pathlib import PurePosixPath
+
 from django.conf import settings
 from django.db import models
 
@@ -67,6 +70,8 @@ class Message(models.Model):
     error_code = models.CharField(max_length=32, blank=True)
     error_text = models.TextField(blank=True)
     model = models.CharField(max_length=100, blank=True)  # the model that actually answered
+    # For the reader, on an answer: why another model answered, which images were left out.
+    notice = models.TextField(blank=True)
     # The channel of the process running this answer, while it runs with several processes:
     # where Stop and resync requests from a tab in another process are sent.
     worker = models.CharField(max_length=200, blank=True)
@@ -91,3 +96,49 @@ class Message(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE_STATUSES
+
+
+def _attachment_path(instance: "Attachment", filename: str) -> str:
+    """A random name: files are never at a guessable path, and only a view that checks
+    access serves them."""
+    suffix = PurePosixPath(filename).suffix.lower()[:8]
+    return f"attachments/{secrets.token_urlsafe(18)}{suffix}"
+
+
+class Attachment(models.Model):
+    """An image a user uploaded: the original as sent, and the copy made for the model.
+    It belongs to its owner until a message is sent with it, then to that message."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attachments"
+    )
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, null=True, blank=True, related_name="attachments"
+    )
+    name = models.CharField(max_length=120)  # the file's name on the user's device
+    original = models.FileField(upload_to=_attachment_path, max_length=200)
+    mime = models.CharField(max_length=40)  # found from the content, not the name
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    sent = models.FileField(upload_to=_attachment_path, max_length=200)
+    sent_mime = models.CharField(max_length=40)
+    sent_width = models.PositiveIntegerField()
+    sent_height = models.PositiveIntegerField()
+    sent_bytes = models.PositiveIntegerField()
+    tokens = models.PositiveIntegerField()  # the model's estimated image tokens
+    position = models.PositiveSmallIntegerField(default=0)  # in its message, as attached
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+        indexes = [models.Index(fields=["owner", "message", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} #{self.pk}"
+
+    @property
+    def sent_caption(self) -> str:
+        """What the model was sent, under the thumbnail; static/js/attachments.js writes the
+        same from a frame."""
+        kb = max(1, round(self.sent_bytes / 1000))
+        return f"sent as {self.sent_width}×{self.sent_height}, {kb:,} KB, ~{self.tokens:,} tokens"

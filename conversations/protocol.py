@@ -10,6 +10,8 @@ import orjson
 # A frame bigger than this is refused before it is parsed (a question's own limit is
 # CHAT_MAX_MESSAGE_CHARS; this only bounds the work of reading JSON).
 MAX_FRAME_BYTES = 256 * 1024
+# Bounds the ids a `send` may list; how many images a message may carry is the service's rule.
+_MAX_ATTACHMENT_IDS = 100
 
 
 class ProtocolError(Exception):
@@ -35,6 +37,7 @@ class SendFrame(TypedDict):
     conversation: int | None  # None starts a new conversation
     text: str
     model: NotRequired[str]
+    attachments: NotRequired[list[int]]  # uploaded image ids, in the order shown
 
 
 class StopFrame(TypedDict):
@@ -58,6 +61,19 @@ ClientFrame = SubscribeFrame | SendFrame | StopFrame | RetryFrame | ResyncFrame
 # Server → browser
 
 
+class AttachmentData(TypedDict):
+    id: int
+    name: str
+    url: str  # the copy the model got
+    original_url: str
+    width: int  # the original, upright
+    height: int
+    sent_width: int
+    sent_height: int
+    sent_bytes: int
+    tokens: int  # the model's estimated image tokens
+
+
 class MessageData(TypedDict):
     id: int
     conversation: int
@@ -75,6 +91,8 @@ class MessageData(TypedDict):
     completion_tokens: int | None
     time_to_first_token_ms: int | None
     duration_ms: int | None
+    notice: NotRequired[str]  # an answer's note for the reader: which model answered, and why
+    attachments: NotRequired[list[AttachmentData]]  # a question's images
 
 
 class DeltaFrame(TypedDict):
@@ -124,7 +142,14 @@ def parse_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame:
         text = frame.get("text")
         if not isinstance(text, str):
             raise ProtocolError("invalid", "'text' must be a string.")
-        if not text.strip():
+        attachments = frame.get("attachments", [])
+        if (
+            not isinstance(attachments, list)
+            or len(attachments) > _MAX_ATTACHMENT_IDS
+            or any(type(a) is not int or a < 0 for a in attachments)
+        ):
+            raise ProtocolError("invalid", "'attachments' must be a list of attachment ids.")
+        if not text.strip() and not attachments:
             raise ProtocolError("empty_message", "The message is empty.")
         if len(text) > max_text_chars:
             raise ProtocolError(
@@ -138,6 +163,8 @@ def parse_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame:
             if not isinstance(model, str) or not 0 < len(model) <= 100:
                 raise ProtocolError("invalid", "'model' must be a model id.")
             parsed["model"] = model
+        if attachments:
+            parsed["attachments"] = attachments
         return parsed  # type: ignore[return-value]
     if kind == "stop":
         return {"type": kind, "conversation": _int(frame, "conversation")}  # type: ignore[typeddict-item]

@@ -15,6 +15,7 @@ becomes a link the user can choose to follow.
 tail is re-rendered per update.
 """
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -27,6 +28,7 @@ from markdown_it.token import Token
 from markdown_it.utils import EnvType, OptionsDict
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
+from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
@@ -124,11 +126,20 @@ def _code_block_html(code: str, info: str) -> str:
 def _highlight(code: str, language: str) -> str:
     if not language or len(code) > _HIGHLIGHT_MAX_CHARS:
         return escapeHtml(code)
-    try:
-        lexer = get_lexer_by_name(language, stripnl=False)
-    except ClassNotFound:
+    lexer = _lexer(language.lower())
+    if lexer is None:
         return escapeHtml(code)
     return highlight(code, lexer, _FORMATTER)
+
+
+@functools.lru_cache(maxsize=128)
+def _lexer(language: str) -> Lexer | None:
+    """Finding a lexer by name searches every lexer Pygments has: done once per language,
+    not once per render of a streaming code block."""
+    try:
+        return get_lexer_by_name(language, stripnl=False)
+    except ClassNotFound:
+        return None
 
 
 def _render_fence(
@@ -200,6 +211,8 @@ _FENCE_OPEN = re.compile(
     r"(?:[ \t]*(?:>|[-+*](?=[ \t])|\d{1,9}[.)](?=[ \t])))*[ \t]*(`{3,}|~{3,})(.*)"
 )
 _FENCE_CLOSE = re.compile(r"[ \t]*(?:>[ \t]*)*(`{3,}|~{3,})[ \t\r]*")
+# A link reference definition: its label can be used in any block of the document.
+_REFERENCE_DEFINITION = re.compile(r"^ {0,3}\[", re.MULTILINE)
 # Enough of a line's start to tell a list marker (nine digits and a dot) from anything else.
 _LINE_HEAD_CHARS = 16
 
@@ -208,8 +221,9 @@ class StreamingMarkdown:
     """Splits a growing answer into settled blocks (rendered once) and an open tail (rendered per
     update), so the cost of an update follows the new text and the tail, not the whole answer.
 
-    Blocks rendered apart can differ slightly from the whole answer rendered at once (loose
-    lists, reference links); the finished message is rendered whole by `render_markdown`.
+    Blocks are cut where rendering them apart gives what the whole answer rendered at once
+    gives (a list's items stay together), except for reference definitions, which can link
+    across blocks; `render_whole` gives the finished answer's HTML either way.
     """
 
     def __init__(self) -> None:
@@ -258,6 +272,18 @@ class StreamingMarkdown:
 
     def render_tail(self) -> str:
         return render_markdown(self._tail)
+
+    def render_whole(self, settled_html: Sequence[str], tail_html: str | None = None) -> str:
+        """The whole answer's HTML, as `render_markdown(self.text)` gives it, reusing the
+        blocks already rendered while streaming (`tail_html`, when given, must be the current
+        tail's). Blocks rendered apart match the whole document except where a reference
+        definition (`[label]: url`) reaches across blocks; then the answer is rendered whole."""
+        text = self.text
+        if _REFERENCE_DEFINITION.search(text):
+            return render_markdown(text)
+        if tail_html is None:
+            tail_html = render_markdown(self._tail)
+        return "".join(settled_html) + tail_html
 
     @property
     def tail_length(self) -> int:

@@ -3,7 +3,7 @@ anyone else: they are the only road from a view, upload or frame to a conversati
 
 from django.db.models import QuerySet
 
-from .models import Conversation, Message
+from .models import Attachment, Conversation, Message
 
 
 class ConversationNotFound(Exception):
@@ -20,8 +20,10 @@ def access_conversation(*, user, conversation_id: int) -> Conversation:
 def access_message(*, user, message_id: int) -> Message:
     """A message through its conversation's owner."""
     try:
-        return Message.objects.select_related("conversation").get(
-            pk=message_id, conversation__owner=user
+        return (
+            Message.objects.select_related("conversation")
+            .prefetch_related("attachments")
+            .get(pk=message_id, conversation__owner=user)
         )
     except (Message.DoesNotExist, ValueError, TypeError):
         raise ConversationNotFound(message_id) from None
@@ -36,13 +38,26 @@ def message_history(*, conversation_id: int, before_id: int | None = None) -> li
     messages = Message.objects.filter(conversation_id=conversation_id)
     if before_id is not None:
         messages = messages.filter(id__lt=before_id)
-    return list(messages.order_by("id"))
+    return list(messages.order_by("id").prefetch_related("attachments"))
+
+
+def prompt_history(*, conversation_id: int, before_id: int) -> list[Message]:
+    """The messages before an answer, for its model request: without their rendered HTML,
+    which the request never uses and which is most of a long conversation's bytes."""
+    return list(
+        Message.objects.filter(conversation_id=conversation_id, id__lt=before_id)
+        .defer("html")
+        .order_by("id")
+        .prefetch_related("attachments")  # a question's images go into the request
+    )
 
 
 def messages_since(*, conversation_id: int, since_id: int) -> list[Message]:
     """Messages from `since_id` on (inclusive), for a tab catching up after a reconnect."""
     return list(
-        Message.objects.filter(conversation_id=conversation_id, id__gte=since_id).order_by("id")
+        Message.objects.filter(conversation_id=conversation_id, id__gte=since_id)
+        .order_by("id")
+        .prefetch_related("attachments")
     )
 
 
@@ -53,3 +68,19 @@ def active_answers(*, conversation_id: int) -> list[Message]:
             conversation_id=conversation_id, status__in=Message.ACTIVE_STATUSES
         ).order_by("id")
     )
+
+
+class AttachmentNotFound(Exception):
+    """No such attachment for this user (missing and not-yours look the same)."""
+
+
+def access_attachment(*, user, attachment_id: int, for_review: bool = False) -> Attachment:
+    """An attachment through its owner; with `for_review`, staff reviewers may read any
+    (they review transcripts in the admin). Anyone else gets not-found."""
+    rows = Attachment.objects.all()
+    if not (for_review and user.is_staff):
+        rows = rows.filter(owner=user)
+    try:
+        return rows.get(pk=attachment_id)
+    except (Attachment.DoesNotExist, ValueError, TypeError):
+        raise AttachmentNotFound(attachment_id) from None

@@ -4,11 +4,14 @@ await it through `database_sync_to_async` and broadcast only after it returns (c
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import transaction
+from django.core.files.base import ContentFile
+from django.db import connection, transaction
+from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
-from .models import Conversation, Message
-from .selectors import message_history
+from .images import PreparedImage
+from .models import Attachment, Conversation, Message
+from .selectors import ConversationNotFound, prompt_history
 
 
 class AnswerInProgress(Exception):
@@ -17,6 +20,21 @@ class AnswerInProgress(Exception):
 
 class NotRetryable(Exception):
     """Only the last answer of a conversation, once it has ended, can be generated again."""
+
+
+class AttachmentsRejected(Exception):
+    """Images a message cannot be sent with; `code` is stable, `message` for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# Mistral takes at most 8 images per request (docs: studio/conversations/vision).
+MAX_IMAGES_PER_MESSAGE = 8
+# Uploaded and never sent (the tab was closed): deleted at the owner's next upload.
+UNSENT_ATTACHMENT_LIFETIME = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,27 +48,76 @@ class Outcome:
     error_text: str = ""
     finish_reason: str = ""
     html: str = ""
+    notice: str = ""
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     time_to_first_token_ms: int | None = None
     duration_ms: int | None = None
 
 
-def conversation_create(*, owner, model: str, title: str = "") -> Conversation:
-    return Conversation.objects.create(owner=owner, model=model, title=title)
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """A question stored with its empty answer, and what the model request needs."""
+
+    conversation: Conversation
+    created: bool  # the question started a new conversation
+    question: Message
+    answer: Message
+    history: list[Message]  # the conversation up to the answer
+
+
+def check_attachments(*, owner, attachment_ids: list[int]) -> list[Attachment]:
+    """The owner's unsent attachments with these ids, in the order given, or
+    AttachmentsRejected: too many for one request, someone else's, missing, or already sent
+    (all but the first look the same, as for conversations)."""
+    if len(attachment_ids) > MAX_IMAGES_PER_MESSAGE:
+        raise AttachmentsRejected(
+            "too_many_images",
+            f"A message can carry at most {MAX_IMAGES_PER_MESSAGE} images; this one has "
+            f"{len(attachment_ids)}.",
+        )
+    if len(set(attachment_ids)) != len(attachment_ids):
+        raise AttachmentsRejected("invalid_attachment", "The same image is attached twice.")
+    found = {
+        a.pk: a
+        for a in Attachment.objects.filter(pk__in=attachment_ids, owner=owner, message__isnull=True)
+    }
+    if len(found) != len(attachment_ids):
+        raise AttachmentsRejected(
+            "invalid_attachment",
+            "An attached image no longer exists or was already sent; attach it again.",
+        )
+    return [found[pk] for pk in attachment_ids]
 
 
 @transaction.atomic
 def message_submit(
-    *, conversation: Conversation, text: str, worker: str = ""
-) -> tuple[Message, Message, list[Message]]:
-    """Create the question and its empty answer together, so a reload never shows a
-    question with nowhere for its answer to stream. Returns them with the conversation up
-    to the answer, read in the same trip, since the model request needs it at once."""
-    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
-    if conversation.messages.filter(status__in=Message.ACTIVE_STATUSES).exists():
-        raise AnswerInProgress(conversation.pk)
+    *,
+    user,
+    conversation_id: int | None,
+    model: str,
+    text: str,
+    worker: str = "",
+    attachment_ids: list[int] | None = None,
+) -> Submitted:
+    """Create the question and its empty answer together (and the conversation, when
+    `conversation_id` is None), so a reload never shows a question with nowhere for its
+    answer to stream. Access is checked in the same trip: this is the one database call
+    between a `send` frame and the model request."""
+    if conversation_id is None:
+        conversation = Conversation.objects.create(owner=user, model=model)
+    else:
+        try:
+            conversation = Conversation.objects.select_for_update().get(
+                pk=conversation_id, owner=user
+            )
+        except (Conversation.DoesNotExist, ValueError, TypeError):
+            raise ConversationNotFound(conversation_id) from None
+        if conversation.messages.filter(status__in=Message.ACTIVE_STATUSES).exists():
+            raise AnswerInProgress(conversation.pk)
     question = Message.objects.create(conversation=conversation, role=Message.Role.USER, text=text)
+    if attachment_ids:
+        _attachments_link(question, owner=user, attachment_ids=attachment_ids)
     answer = Message.objects.create(
         conversation=conversation,
         role=Message.Role.ASSISTANT,
@@ -58,8 +125,28 @@ def message_submit(
         model=conversation.model,
         worker=worker,
     )
-    conversation.save(update_fields=["updated_at"])
-    return question, answer, message_history(conversation_id=conversation.pk, before_id=answer.pk)
+    if conversation_id is not None:
+        conversation.save(update_fields=["updated_at"])
+    history = prompt_history(conversation_id=conversation.pk, before_id=answer.pk)
+    return Submitted(conversation, conversation_id is None, question, answer, history)
+
+
+def _attachments_link(question: Message, *, owner, attachment_ids: list[int]) -> None:
+    """Give the question its images, inside message_submit's transaction: AttachmentsRejected
+    rolls back the question (and a conversation it started) with it."""
+    attachments = check_attachments(owner=owner, attachment_ids=attachment_ids)
+    # Only rows still unsent are taken: a second tab sending the same ids gets none.
+    taken = sum(
+        Attachment.objects.filter(pk=a.pk, message__isnull=True).update(
+            message=question, position=position
+        )
+        for position, a in enumerate(attachments)
+    )
+    if taken != len(attachments):
+        raise AttachmentsRejected(
+            "invalid_attachment", "An attached image was already sent; attach it again."
+        )
+    prefetch_related_objects([question], "attachments")
 
 
 @transaction.atomic
@@ -76,7 +163,7 @@ def message_retry(*, answer: Message, worker: str = "") -> tuple[Message, list[M
         or conversation.messages.filter(status__in=Message.ACTIVE_STATUSES).exists()
     ):
         raise NotRetryable(answer.pk)
-    answer.text = ""
+    answer.text = answer.notice = ""
     answer.status = Message.Status.PENDING
     answer.model = conversation.model
     answer.worker = worker
@@ -85,40 +172,63 @@ def message_retry(*, answer: Message, worker: str = "") -> tuple[Message, list[M
     answer.time_to_first_token_ms = answer.duration_ms = None
     answer.save()
     conversation.save(update_fields=["updated_at"])
-    return answer, message_history(conversation_id=conversation.pk, before_id=answer.pk)
+    return answer, prompt_history(conversation_id=conversation.pk, before_id=answer.pk)
 
 
 @transaction.atomic
 def message_progress_save(*, progress: dict[int, str]) -> None:
     """Save the text so far of this process's running answers in one transaction: the
-    flusher calls this about once a second, never once per token. An empty text only
-    touches the row, which tells other processes its generation is alive."""
-    now = timezone.now()
-    for message_id, text in progress.items():
-        fields = {"text": text, "status": Message.Status.STREAMING} if text else {}
-        Message.objects.filter(pk=message_id, status__in=Message.ACTIVE_STATUSES).update(
-            updated_at=now, **fields
+    flusher calls this about once a second per answer, never once per token. An empty
+    text only touches the row, which tells other processes its generation is alive.
+
+    Plain SQL with executemany: this runs for every live answer every second, and the
+    ORM's per-query overhead was most of its cost (docs/performance.md)."""
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    table = connection.ops.quote_name(Message._meta.db_table)
+    statuses = [status.value for status in Message.ACTIVE_STATUSES]
+    active = ", ".join(["%s"] * len(statuses))
+    streaming = Message.Status.STREAMING.value
+    grown = [
+        (text, streaming, now, message_id, *statuses)
+        for message_id, text in progress.items()
+        if text
+    ]
+    touched = [(now, message_id, *statuses) for message_id, text in progress.items() if not text]
+    with connection.cursor() as cursor:
+        if grown:
+            cursor.executemany(
+                f"UPDATE {table} SET text = %s, status = %s, updated_at = %s"  # noqa: S608
+                f" WHERE id = %s AND status IN ({active})",
+                grown,
+            )
+        if touched:
+            cursor.executemany(
+                f"UPDATE {table} SET updated_at = %s WHERE id = %s AND status IN ({active})",  # noqa: S608
+                touched,
+            )
+
+
+def message_finish(*, message_id: int, outcome: Outcome) -> bool:
+    """Store how an answer ended: its whole text, status, usage and timings. False when
+    the row is gone (its conversation was deleted meanwhile)."""
+    return bool(
+        Message.objects.filter(pk=message_id).update(
+            text=outcome.text,
+            html=outcome.html,
+            status=outcome.status,
+            model=outcome.model,
+            error_code=outcome.error_code,
+            error_text=outcome.error_text,
+            finish_reason=outcome.finish_reason,
+            notice=outcome.notice,
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=outcome.completion_tokens,
+            time_to_first_token_ms=outcome.time_to_first_token_ms,
+            duration_ms=outcome.duration_ms,
+            worker="",
+            updated_at=timezone.now(),
         )
-
-
-def message_finish(*, message_id: int, outcome: Outcome) -> Message:
-    """Store how an answer ended: its whole text, status, usage and timings."""
-    Message.objects.filter(pk=message_id).update(
-        text=outcome.text,
-        html=outcome.html,
-        status=outcome.status,
-        model=outcome.model,
-        error_code=outcome.error_code,
-        error_text=outcome.error_text,
-        finish_reason=outcome.finish_reason,
-        prompt_tokens=outcome.prompt_tokens,
-        completion_tokens=outcome.completion_tokens,
-        time_to_first_token_ms=outcome.time_to_first_token_ms,
-        duration_ms=outcome.duration_ms,
-        worker="",
-        updated_at=timezone.now(),
     )
-    return Message.objects.get(pk=message_id)
 
 
 def message_interrupt_orphans(*, quiet_for: timedelta = timedelta(0)) -> int:
@@ -172,3 +282,49 @@ def conversation_title_set(*, conversation_id: int, title: str) -> Conversation 
 
 def conversation_delete(*, conversation: Conversation) -> None:
     conversation.delete()
+
+
+def attachment_create(*, owner, image: PreparedImage) -> Attachment:
+    """Store an accepted image: both files, then the row. If any step fails, the files
+    already written are removed, so nothing is left half-stored. Also deletes the owner's
+    attachments left unsent for a day (a tab closed before sending)."""
+    stale = Attachment.objects.filter(
+        owner=owner,
+        message__isnull=True,
+        created_at__lt=timezone.now() - UNSENT_ATTACHMENT_LIFETIME,
+    )
+    for old in stale:
+        old.delete()  # the post_delete receiver removes its files
+    attachment = Attachment(
+        owner=owner,
+        name=image.name,
+        mime=image.mime,
+        width=image.width,
+        height=image.height,
+        sent_mime=image.sent_mime,
+        sent_width=image.sent_width,
+        sent_height=image.sent_height,
+        sent_bytes=len(image.sent),
+        tokens=image.tokens,
+    )
+    extension = {"image/png": ".png", "image/jpeg": ".jpg"}[image.sent_mime]
+    original_extension = "." + image.mime.split("/")[1]
+    try:
+        attachment.original.save(
+            "original" + original_extension, ContentFile(image.original), save=False
+        )
+        attachment.sent.save("sent" + extension, ContentFile(image.sent), save=False)
+        attachment.save()
+    except BaseException:
+        for field in (attachment.original, attachment.sent):
+            if field.name:
+                field.storage.delete(field.name)
+        raise
+    return attachment
+
+
+def attachment_delete(*, attachment: Attachment) -> None:
+    """Remove an unsent attachment (the user took it out of the composer); sent ones stay
+    with their message."""
+    if attachment.message_id is None:
+        attachment.delete()

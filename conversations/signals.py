@@ -4,10 +4,11 @@ password, deactivation. Each case calls `broadcast.user_sessions_end_sync` after
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
-from django.db.models.signals import post_save, pre_save
+from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from . import broadcast
+from .models import Attachment
 
 User = get_user_model()
 
@@ -43,3 +44,12 @@ def sessions_end_on_change(sender, instance, created, **kwargs) -> None:
     if instance.password != password or (was_active and not instance.is_active):
         user_id = instance.pk
         transaction.on_commit(lambda: broadcast.user_sessions_end_sync(user_id))
+
+
+@receiver(post_delete, sender=Attachment, dispatch_uid="conversations.attachment_files_delete")
+def attachment_files_delete(sender, instance, **kwargs) -> None:
+    """An attachment's files go with its row, however it was deleted (with its conversation,
+    its user, or taken out of the composer), once the deletion is committed."""
+    names = [f.name for f in (instance.original, instance.sent) if f.name]
+    storage = instance.original.storage
+    transaction.on_commit(lambda: [storage.delete(name) for name in names])

@@ -13,6 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.db.models import Q
 from django.http import (
+    FileResponse,
     Http404,
     HttpRequest,
     HttpResponse,
@@ -24,10 +25,24 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from . import broadcast, generation
 from .forms import ConversationSettingsForm, RenameForm, SignupForm
+from .images import ImageRejected, check_image_upload
 from .models import Conversation, Message
 from .rendering import render_markdown
-from .selectors import ConversationNotFound, access_conversation, conversation_list, message_history
-from .services import conversation_delete, conversation_rename, conversation_update_settings
+from .selectors import (
+    AttachmentNotFound,
+    ConversationNotFound,
+    access_attachment,
+    access_conversation,
+    conversation_list,
+    message_history,
+)
+from .services import (
+    attachment_create,
+    attachment_delete,
+    conversation_delete,
+    conversation_rename,
+    conversation_update_settings,
+)
 
 # The sidebar shows this many conversations, then a "More" button for the next ones.
 SIDEBAR_PAGE_SIZE = 50
@@ -128,7 +143,66 @@ async def models_json(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"models": await generation.model_catalog()})
 
 
+@login_required
+@require_POST
+def attachment_upload(request: HttpRequest) -> JsonResponse:
+    """One image per request (the page sends each with its own progress bar). The answer
+    is the stored attachment, or 400 with an error naming the file and the reason."""
+    upload = request.FILES.get("file")
+    if upload is None or len(request.FILES) != 1:
+        return _upload_error("no_file", "Choose one image to upload.")
+    try:
+        image = check_image_upload(upload)
+    except ImageRejected as err:
+        return _upload_error(err.code, err.message)
+    attachment = attachment_create(owner=request.user, image=image)
+    return JsonResponse({"attachment": generation.attachment_data(attachment)}, status=201)
+
+
+@login_required
+@require_POST
+def attachment_remove(request: HttpRequest, pk: int) -> JsonResponse:
+    """Take an unsent image out of the composer; one already sent stays with its message."""
+    try:
+        attachment = access_attachment(user=request.user, attachment_id=pk)
+    except AttachmentNotFound:
+        raise Http404("No such image.") from None
+    if attachment.message_id is not None:
+        return _upload_error("already_sent", "This image was sent and stays with its message.")
+    attachment_delete(attachment=attachment)
+    return JsonResponse({"deleted": pk})
+
+
+@login_required
+@require_GET
+def attachment_file(request: HttpRequest, pk: int, kind: str) -> FileResponse:
+    """An image, to its owner or a staff reviewer only; files are never at a public path.
+    `sent` is the copy the model got (shown in the thread), `original` the upload as it
+    came, offered as a download since a browser may not show its format (HEIC)."""
+    try:
+        attachment = access_attachment(user=request.user, attachment_id=pk, for_review=True)
+    except AttachmentNotFound:
+        raise Http404("No such image.") from None
+    if kind == "sent":
+        field, mime, inline = attachment.sent, attachment.sent_mime, True
+        name = attachment.name.rsplit(".", 1)[0] + (".png" if mime == "image/png" else ".jpg")
+    elif kind == "original":
+        field, mime, inline, name = attachment.original, attachment.mime, False, attachment.name
+    else:
+        raise Http404("No such image.")
+    response = FileResponse(
+        field.open("rb"), content_type=mime, as_attachment=not inline, filename=name
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
 # Helpers
+
+
+def _upload_error(code: str, message: str) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message}}, status=400)
 
 
 def _access(request: HttpRequest, pk: int) -> Conversation:

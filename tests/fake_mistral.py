@@ -18,9 +18,12 @@ any queued reply is used. Wire details follow /work/shared/mistral-wire.md.
 """
 
 import asyncio
+import base64
+import binascii
 import collections
 import contextlib
 import copy
+import io
 import itertools
 import json
 import logging
@@ -36,6 +39,7 @@ from typing import Any
 
 import orjson
 from jsonschema import Draft202012Validator, ValidationError
+from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +58,8 @@ class Recorded:
     json: Any
     body: bytes = b""
     connection: int = 0  # which TCP connection carried it: equal ids mean keep-alive reuse
+    # The images of a chat request, decoded, in the order they came: see image_parts().
+    images: list["SentImage"] = field(default_factory=list)
 
 
 @dataclass
@@ -432,6 +438,79 @@ def _prompt_tokens(messages: list) -> int:
     return count
 
 
+@dataclass(frozen=True)
+class SentImage:
+    """One `image_url` part as the server decoded it."""
+
+    message: int  # index in `messages`
+    part: int  # index in that message's content
+    mime: str  # from the data URL
+    format: str  # what Pillow found in the bytes
+    size: tuple[int, int]
+    bytes: int
+    metadata: tuple[str, ...]  # metadata blocks left in the file (EXIF, XMP, ICC...)
+
+
+# Mistral's vision limits (docs: studio/conversations/vision), built to the strict figures.
+IMAGE_LIMITS = {"per_request": 8, "bytes": 10_000_000, "side": 1540}
+_DATA_URL = re.compile(r"^data:(image/(?:jpeg|png|webp|gif));base64,([A-Za-z0-9+/]*={0,2})$")
+_MIME_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP", "image/gif": "GIF"}
+
+
+def image_parts(body: dict) -> tuple[list[SentImage], list[dict]]:
+    """Decode every `image_url` part, and the errors a strict server answers with: not the
+    string form `data:image/<format>;base64,...` (what Mistral's examples send), base64 that
+    does not decode, bytes that are not an image of the named type, over 10 MB, larger than
+    the 1540 px the models use, more than 8 per request, or metadata left in (EXIF with GPS,
+    XMP, ICC: this app promises to strip them, so the fake holds it to that)."""
+    images: list[SentImage] = []
+    errors: list[dict] = []
+    for m, message in enumerate(body.get("messages") or []):
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        for p, part in enumerate(content):
+            if part.get("type") != "image_url":
+                continue
+            loc = ["body", "messages", m, "content", p, "image_url"]
+            url = part.get("image_url")
+            match = _DATA_URL.match(url) if isinstance(url, str) else None
+            if match is None:
+                errors.append(_image_error(loc, "must be a data:image/<format>;base64, URL"))
+                continue
+            mime, encoded = match.groups()
+            try:
+                raw = base64.b64decode(encoded, validate=True)
+                with Image.open(io.BytesIO(raw)) as im:
+                    im.load()
+                    found, size = im.format, im.size
+                    metadata = tuple(
+                        key
+                        for key in ("exif", "xmp", "icc_profile", "XML:com.adobe.xmp", "comment")
+                        if im.info.get(key)
+                    ) + (("exif",) if im.getexif() and "exif" not in im.info else ())
+            except (binascii.Error, ValueError, OSError, SyntaxError) as exc:
+                errors.append(_image_error(loc, f"is not a readable image ({exc})"))
+                continue
+            image = SentImage(m, p, mime, found, size, len(raw), metadata)
+            images.append(image)
+            if _MIME_FORMATS[mime] != found:
+                errors.append(_image_error(loc, f"says {mime} but holds {found}"))
+            if len(raw) > IMAGE_LIMITS["bytes"]:
+                errors.append(_image_error(loc, "is over 10 MB"))
+            if max(size) > IMAGE_LIMITS["side"]:
+                errors.append(_image_error(loc, f"is {size[0]}x{size[1]}, over 1540 px"))
+            if metadata:
+                errors.append(_image_error(loc, f"still carries {', '.join(metadata)}"))
+    if len(images) > IMAGE_LIMITS["per_request"]:
+        errors.append(_image_error(["body", "messages"], f"has {len(images)} images, over 8"))
+    return images, errors
+
+
+def _image_error(loc: list, problem: str) -> dict:
+    return {"type": "image_invalid", "loc": loc, "msg": f"Image {problem}", "input": None}
+
+
 class _Stop(Exception):
     """The connection must close after this response."""
 
@@ -598,6 +677,8 @@ class FakeMistral:
             await _send_json(writer, 422, {"detail": detail})
             return
         errors = chat_request_errors(request.json)
+        if not errors:
+            request.images, errors = image_parts(request.json)
         if errors:
             await _send_json(writer, 422, {"detail": errors})
             return

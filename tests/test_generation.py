@@ -512,7 +512,9 @@ async def test_open_tail_is_rendered_at_most_once_per_render_interval(
 ):
     settings.CHAT_RENDER_INTERVAL = 60
     gate = threading.Event()
-    fake_mistral.enqueue(Reply.tokens(["**bold", "** and", " more\n\nNext"], gate=gate))
+    fake_mistral.enqueue(
+        Reply.tokens(["**bold", "** and", " more\n\nNext"], gate=gate, interval=0.05)
+    )
     socket = await open_socket(user)
     await socket.send_to(text_data=send("tail"))
     first = (await frames_until(socket, lambda f: f["type"] == "delta"))[-1]
@@ -533,10 +535,22 @@ async def test_open_tail_is_rendered_at_most_once_per_render_interval(
 def test_live_state_between_tail_renders_has_the_current_tail(settings):
     settings.CHAT_RENDER_INTERVAL = 60
     gen = generation.Generation(conversation_id=1, message_id=2, owner_id=3, model="m")
-    first, second = gen.add("one"), gen.add(" *two*")
+    first, second = gen.add("# one"), gen.add(" *two*")
 
-    assert first["tail"] == "<p>one</p>\n"
+    assert first["tail"] == "<h1>one</h1>\n"
     assert "tail" not in second
     state = generation._live_state(gen)
-    assert (state["text"], state["seq"]) == ("one *two*", 2)
-    assert state["tail"] == "<p>one <em>two</em></p>\n"
+    assert (state["text"], state["seq"]) == ("# one *two*", 2)
+    assert state["tail"] == "<h1>one <em>two</em></h1>\n"
+
+
+def test_plain_prose_is_not_rendered_until_markup_arrives(settings):
+    """Text without markdown looks the same appended plain: rendering it is waste."""
+    settings.CHAT_RENDER_INTERVAL = 0
+    gen = generation.Generation(conversation_id=1, message_id=2, owner_id=3, model="m")
+    plain = [gen.add(text) for text in ("Streaming", " words", " without", " markup")]
+    marked = gen.add(" and `code`")
+
+    assert all("tail" not in frame for frame in plain)
+    assert marked["tail"] == "<p>Streaming words without markup and <code>code</code></p>\n"
+    assert generation._live_state(gen)["tail"] == marked["tail"]

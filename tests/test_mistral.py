@@ -64,22 +64,94 @@ async def make_client(fake_mistral):
     await aclose_clients()
 
 
-@pytest.fixture
-async def mock_client():
-    """MistralClient factory over httpx.MockTransport: `mock_client(handler, **options)`."""
+class RawServer:
+    """An HTTP/1.1 server on 127.0.0.1 that answers each request with hand-written bytes:
+    `reply(request)` returns (status, headers, writes); each write goes out as its own
+    chunk of a chunked body, a moment apart, so it arrives as its own network read.
+    Requests are recorded with the number of the connection they came on."""
 
-    def make(handler, **options):
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.reply = None
+        self.bodies_finished = 0
+        self._connections = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/v1"
+
+    async def stop(self) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._connections += 1
+        connection = self._connections
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError:
+                    return
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ")
+                headers = {}
+                for line in lines[1:]:
+                    if line:
+                        name, _, value = line.partition(":")
+                        headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", 0)))
+                request = {
+                    "connection": connection,
+                    "method": method,
+                    "path": path,
+                    "headers": headers,
+                    "body": body,
+                }
+                self.requests.append(request)
+                status, extra_headers, writes = self.reply(request)
+                head_lines = [f"HTTP/1.1 {status} X", "Transfer-Encoding: chunked"]
+                head_lines += [f"{name}: {value}" for name, value in extra_headers.items()]
+                writer.write(("\r\n".join(head_lines) + "\r\n\r\n").encode())
+                for data in writes:
+                    writer.write(b"%x\r\n%s\r\n" % (len(data), data) if data else b"")
+                    await writer.drain()
+                    await asyncio.sleep(0.001)
+                writer.write(b"0\r\n\r\n")
+                await writer.drain()
+                self.bodies_finished += 1
+        except (ConnectionError, asyncio.CancelledError):
+            return
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def raw_client():
+    """MistralClient factory over a RawServer: `raw_client(reply, **options)` returns
+    (client, server); `reply(request)` gives (status, headers, writes)."""
+    servers = []
+
+    async def make(reply, **options):
+        server = RawServer()
+        server.reply = reply
+        base_url = await server.start()
+        servers.append(server)
         settings = {
-            "base_url": "https://mistral.test/v1",
+            "base_url": base_url,
             "api_key": KEY,
             "backoff_base": 0.01,
             "max_retries": 0,
-            "transport": httpx.MockTransport(handler),
+            "read_timeout": 5.0,
         }
-        return MistralClient(**(settings | options))
+        return MistralClient(**(settings | options)), server
 
     yield make
     await aclose_clients()
+    for server in servers:
+        await server.stop()
 
 
 KEY = "sk-test-DO-NOT-LEAK-7f3a9c2e"
@@ -143,23 +215,9 @@ STREAM = sse(
 STREAM_TEXT = "Café ☕ 🙂!"
 
 
-def streaming_handler(reads, seen=None):
-    """A MockTransport handler answering with `reads` as separate network reads."""
-
-    def handler(request):
-        if seen is not None:
-            seen.append(request)
-
-        async def body():
-            for read in reads():
-                yield read
-            if seen is not None:
-                seen.append("body read to its end")
-
-        headers = {"content-type": "text/event-stream"}
-        return httpx.Response(200, headers=headers, content=body())
-
-    return handler
+def streaming(reads):
+    """A RawServer reply: 200 with `reads()` as separate network reads."""
+    return lambda request: (200, {"Content-Type": "text/event-stream"}, reads())
 
 
 # build_chat_body
@@ -262,36 +320,35 @@ def test_build_chat_body_unknown_keyword_is_impossible():
         build_chat_body(model=MODEL, messages=[], stream=True, stream_options={})  # type: ignore[call-arg]
 
 
-async def test_stream_chat_sends_exact_body_and_headers(mock_client):
-    seen = []
-    client = mock_client(streaming_handler(lambda: [STREAM], seen))
+async def test_stream_chat_sends_exact_body_and_headers(raw_client):
+    client, server = await raw_client(streaming(lambda: [STREAM]))
     body = chat_body(temperature=0.2)
 
     batches, err = await collect(client, body)
 
-    request = seen[0]
+    request = server.requests[0]
     assert err is None
-    assert orjson.loads(request.content) == body
-    assert request.url == "https://mistral.test/v1/chat/completions"
-    assert request.headers["authorization"] == f"Bearer {KEY}"
-    assert request.headers["accept"] == "text/event-stream"
-    assert request.headers["content-type"] == "application/json"
+    assert orjson.loads(request["body"]) == body
+    assert (request["method"], request["path"]) == ("POST", "/v1/chat/completions")
+    assert request["headers"]["authorization"] == f"Bearer {KEY}"
+    assert request["headers"]["accept"] == "text/event-stream"
+    assert request["headers"]["content-type"] == "application/json"
+    assert request["headers"]["accept-encoding"] == "identity"
 
 
-async def test_stream_chat_without_api_key_sends_no_authorization(mock_client):
-    seen = []
-    client = mock_client(streaming_handler(lambda: [STREAM], seen), api_key="")
+async def test_stream_chat_without_api_key_sends_no_authorization(raw_client):
+    client, server = await raw_client(streaming(lambda: [STREAM]), api_key="")
 
     await collect(client, chat_body())
 
-    assert "authorization" not in seen[0].headers
+    assert "authorization" not in server.requests[0]["headers"]
 
 
-# SSE parsing (hand-written bytes over MockTransport)
+# SSE parsing (hand-written bytes over a real socket)
 
 
 @pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
-async def test_stream_split_at_every_byte_yields_same_result(mock_client, newline):
+async def test_stream_split_at_every_byte_yields_same_result(raw_client, newline):
     data = sse(
         chunk("", role="assistant"),
         chunk("Caf"),
@@ -300,10 +357,7 @@ async def test_stream_split_at_every_byte_yields_same_result(mock_client, newlin
         newline=newline,
     )
     split = {"at": 0}
-    seen = []
-    client = mock_client(
-        streaming_handler(lambda: [data[: split["at"]], data[split["at"] :]], seen)
-    )
+    client, server = await raw_client(streaming(lambda: [data[: split["at"]], data[split["at"] :]]))
     assert "☕".encode() in data  # a three-byte character, split mid-way on some passes
 
     for at in range(1, len(data)):
@@ -314,11 +368,12 @@ async def test_stream_split_at_every_byte_yields_same_result(mock_client, newlin
         assert text_of(batches) == STREAM_TEXT
         assert batches[-1].finish_reason == "stop"
         assert batches[-1].usage == Usage(34, 3, 37)
-        assert seen[-1] == "body read to its end"
+    # Every body was read to its end, so one connection served every request.
+    assert {request["connection"] for request in server.requests} == {1}
 
 
-async def test_stream_one_byte_per_read_yields_same_text(mock_client):
-    client = mock_client(streaming_handler(lambda: [STREAM[i : i + 1] for i in range(len(STREAM))]))
+async def test_stream_one_byte_per_read_yields_same_text(raw_client):
+    client, _ = await raw_client(streaming(lambda: [STREAM[i : i + 1] for i in range(len(STREAM))]))
 
     batches, err = await collect(client, chat_body())
 
@@ -327,14 +382,14 @@ async def test_stream_one_byte_per_read_yields_same_text(mock_client):
     assert all(batch.text or batch.finish_reason for batch in batches)
 
 
-async def test_stream_many_tokens_in_one_read_give_one_batch(mock_client):
+async def test_stream_many_tokens_in_one_read_give_one_batch(raw_client):
     tokens = [f" t{i}" for i in range(40)]
     data = sse(
         chunk("", role="assistant"),
         *(chunk(token) for token in tokens[:-1]),
         chunk(tokens[-1], finish_reason="length", usage=USAGE),
     )
-    client = mock_client(streaming_handler(lambda: [data]))
+    client, _ = await raw_client(streaming(lambda: [data]))
 
     batches, err = await collect(client, chat_body())
 
@@ -346,10 +401,10 @@ async def test_stream_many_tokens_in_one_read_give_one_batch(mock_client):
     assert batches[0].model == MODEL
 
 
-async def test_stream_role_only_first_chunk_gives_no_batch(mock_client):
+async def test_stream_role_only_first_chunk_gives_no_batch(raw_client):
     data = sse(chunk("Hi", finish_reason="stop", usage=USAGE))
     role = sse(chunk("", role="assistant"), done=False)
-    client = mock_client(streaming_handler(lambda: [role, data]))
+    client, _ = await raw_client(streaming(lambda: [role, data]))
 
     batches, err = await collect(client, chat_body())
 
@@ -357,9 +412,9 @@ async def test_stream_role_only_first_chunk_gives_no_batch(mock_client):
     assert [batch.text for batch in batches] == ["Hi"]
 
 
-async def test_stream_usage_and_finish_reason_without_text_are_a_batch(mock_client):
+async def test_stream_usage_and_finish_reason_without_text_are_a_batch(raw_client):
     data = sse(chunk("Hi"), done=False) + sse(chunk("", finish_reason="stop", usage=USAGE))
-    client = mock_client(streaming_handler(lambda: [data[:40], data[40:]]))
+    client, _ = await raw_client(streaming(lambda: [data[:40], data[40:]]))
 
     batches, err = await collect(client, chat_body())
 
@@ -369,13 +424,13 @@ async def test_stream_usage_and_finish_reason_without_text_are_a_batch(mock_clie
     assert batches[-1].usage == Usage(34, 3, 37)
 
 
-async def test_stream_comments_and_event_fields_are_ignored(mock_client):
+async def test_stream_comments_and_event_fields_are_ignored(raw_client):
     data = (
         b": keep-alive\n\n"
         b"event: message\nid: 1\ndata: " + orjson.dumps(chunk("Hi")) + b"\n\n"
         b"retry: 100\n\n" + sse(chunk(" there", finish_reason="stop"))
     )
-    client = mock_client(streaming_handler(lambda: [data]))
+    client, _ = await raw_client(streaming(lambda: [data]))
 
     batches, err = await collect(client, chat_body())
 
@@ -383,13 +438,13 @@ async def test_stream_comments_and_event_fields_are_ignored(mock_client):
     assert text_of(batches) == "Hi there"
 
 
-async def test_stream_list_content_takes_text_chunks_only(mock_client):
+async def test_stream_list_content_takes_text_chunks_only(raw_client):
     thinking = {"type": "thinking", "thinking": [{"type": "text", "text": "hmm"}]}
     data = sse(
         chunk([thinking]),
         chunk([{"type": "text", "text": "Answer"}], finish_reason="stop"),
     )
-    client = mock_client(streaming_handler(lambda: [data]))
+    client, _ = await raw_client(streaming(lambda: [data]))
 
     batches, err = await collect(client, chat_body())
 
@@ -397,21 +452,22 @@ async def test_stream_list_content_takes_text_chunks_only(mock_client):
     assert text_of(batches) == "Answer"
 
 
-async def test_stream_done_ends_stream_and_ignores_the_rest(mock_client):
-    seen = []
+async def test_stream_done_ends_stream_and_ignores_the_rest(raw_client):
     data = sse(chunk("Hi", finish_reason="stop")) + sse(chunk(" never"), done=False)
-    client = mock_client(streaming_handler(lambda: [data, b"data: {garbage\n\n"], seen))
+    client, server = await raw_client(streaming(lambda: [data, b"data: {garbage\n\n"]))
 
     batches, err = await collect(client, chat_body())
+    again, again_err = await collect(client, chat_body())
 
-    assert err is None
-    assert text_of(batches) == "Hi"
-    assert seen[-1] == "body read to its end"
+    assert (err, again_err) == (None, None)
+    assert text_of(batches) == text_of(again) == "Hi"
+    # The rest was read (and ignored), so the connection was reused for the second request.
+    assert [request["connection"] for request in server.requests] == [1, 1]
 
 
-async def test_stream_non_chunk_json_is_malformed(mock_client):
+async def test_stream_non_chunk_json_is_malformed(raw_client):
     data = sse(chunk("Hi"), done=False) + b'data: {"unexpected": true}\n\n'
-    client = mock_client(streaming_handler(lambda: [data]))
+    client, _ = await raw_client(streaming(lambda: [data]))
 
     batches, err = await collect(client, chat_body())
 
@@ -420,24 +476,35 @@ async def test_stream_non_chunk_json_is_malformed(mock_client):
     assert err.code == "malformed_stream"
 
 
-async def test_stream_retry_after_http_date_beyond_backoff_max_raises_at_once(mock_client):
-    seen = []
+async def test_stream_retry_after_http_date_beyond_backoff_max_raises_at_once(raw_client):
     when = datetime.now(UTC) + timedelta(hours=1)
 
-    def handler(request):
-        seen.append(request)
-        headers = {"Retry-After": email.utils.format_datetime(when, usegmt=True)}
-        return httpx.Response(
-            429, json={"message": "Requests rate limit exceeded"}, headers=headers
-        )
+    def reply(request):
+        headers = {
+            "Retry-After": email.utils.format_datetime(when, usegmt=True),
+            "Content-Type": "application/json",
+        }
+        return 429, headers, [orjson.dumps({"message": "Requests rate limit exceeded"})]
 
-    client = mock_client(handler, max_retries=3, backoff_max=20.0)
+    client, server = await raw_client(reply, max_retries=3, backoff_max=20.0)
 
     batches, err = await collect(client, chat_body())
 
     assert isinstance(err, RateLimited)
     assert 3500 < err.retry_after <= 3600
-    assert len(seen) == 1
+    assert len(server.requests) == 1
+
+
+async def test_stream_compressed_answer_is_refused_plainly(raw_client):
+    client, _ = await raw_client(
+        lambda request: (200, {"Content-Encoding": "gzip"}, [b"\x1f\x8b\x08\x00"])
+    )
+
+    batches, err = await collect(client, chat_body())
+
+    assert batches == []
+    assert isinstance(err, MalformedStream)
+    assert "compressed" in str(err)
 
 
 # Against the fake server, over a real socket
@@ -489,7 +556,7 @@ async def test_stream_any_finish_reason_is_accepted(fake_mistral, make_client):
 
 
 async def test_stream_connection_reused_after_done(fake_mistral, make_client):
-    client = make_client(transport=httpx.AsyncHTTPTransport())  # one client, so one pool
+    client = make_client()
 
     for _ in range(3):
         batches, err = await collect(client, chat_body())

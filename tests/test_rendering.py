@@ -404,3 +404,27 @@ def test_streaming_render_work_is_bounded_by_new_text_and_tail(monkeypatch):
     assert max(rendered_lengths) <= longest_block + 1
     assert sum(rendered_lengths) <= len(text) + len(text) * (longest_block + 1)
     assert len(rendered_lengths) == len(text) + len(blocks) - 1
+
+
+WHOLE_DOCUMENTS = [
+    MIXED,
+    "Intro with **bold**, `code` and a [link](https://example.com).\n\n"
+    "1. one\n2. two\n\n   indented follow-up\n\n"
+    "- a\n\n- b\n\nAfter the list.\n\n---\n\nSetext\n======\n\n"
+    "> quote\ncontinued lazily\n\nEnd with a trailing newline\n",
+    "See [the docs][d] and ![pic](/static/x.png).\n\n[d]: https://example.com/docs\n",
+    "",
+]
+
+
+@pytest.mark.parametrize("document", WHOLE_DOCUMENTS)
+@pytest.mark.parametrize("seed", range(3))
+def test_streaming_whole_render_matches_rendering_the_whole_text(document, seed):
+    markdown = StreamingMarkdown()
+    settled, tail = [], ""
+    for chunk in random_chunks(document, seed):
+        pieces, tail = markdown.feed(chunk)
+        settled.extend(pieces)
+
+    assert markdown.render_whole(settled) == render_markdown(document)
+    assert markdown.render_whole(settled, tail) == render_markdown(document)

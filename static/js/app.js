@@ -1,6 +1,7 @@
 // The chat page: wires the socket, the thread, the sidebar, the composer and the dialogs.
 // Server data reaches us through data-* attributes on <body> (no inline script: see the CSP).
 
+import { AttachmentTray, wireImageViewer } from "./attachments.js";
 import { Composer } from "./composer.js";
 import { wireCopyButtons } from "./copy.js";
 import { DeleteDialog, RenameDialog, SettingsDialog } from "./dialogs.js";
@@ -124,7 +125,8 @@ function handleFrame(frame) {
 
 function handleError(frame) {
   state.sending = false;
-  if (["empty_message", "too_long", "invalid", "busy"].includes(frame.code)) composer.restore(state.lastSent);
+  const refused = ["empty_message", "too_long", "invalid", "busy", "too_many_images", "invalid_attachment"];
+  if (refused.includes(frame.code)) composer.restore(state.lastSent);
   if (state.creating && state.conversation === null) state.creating = false;
   if (frame.code === "not_found" && state.conversation !== null && !sidebar.has(state.conversation)) {
     notice("This conversation no longer exists.");
@@ -148,18 +150,34 @@ window.addEventListener("popstate", () => location.reload());
 
 // Composer
 
+const attachments = new AttachmentTray({
+  list: $("#attachments"),
+  input: $("#attach-input"),
+  button: $("#attach-btn"),
+  dropZone: $("#composer"),
+  pasteTarget: $("#composer-input"),
+  uploadUrl: config.uploadUrl,
+  removeUrl: config.attachmentRemoveUrl,
+  onChange: () => composer.resize(),
+  onError: notice,
+});
+wireImageViewer($("#thread"), $("#image-dialog"));
+
 const composer = new Composer({
   form: $("#composer"),
   input: $("#composer-input"),
   button: $("#send-btn"),
+  attachments,
+  onWait: notice,
   onSend: send,
   onStop() {
     if (state.conversation !== null) socket.send({ type: "stop", conversation: state.conversation });
   },
 });
 
-function send(text) {
+function send(text, attachmentIds = []) {
   const frame = { type: "send", conversation: state.conversation, text };
+  if (attachmentIds.length) frame.attachments = attachmentIds;
   if (state.conversation === null) {
     frame.model = picker.value;
     state.creating = true;

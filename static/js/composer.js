@@ -1,11 +1,14 @@
 // The message box: Enter sends, Shift+Enter breaks the line, the box grows with its text,
-// and while an answer streams the send button becomes Stop.
+// and while an answer streams the send button becomes Stop. Images attached in its tray
+// (static/js/attachments.js) go with the text; a message may be images alone.
 
 const MAX_HEIGHT_PX = 240;
 
 export class Composer {
-  constructor({ form, input, button, onSend, onStop }) {
+  constructor({ form, input, button, attachments, onSend, onStop, onWait }) {
     this.form = form;
+    this.attachments = attachments;
+    this.onWait = onWait;
     this.input = input;
     this.button = button;
     this.onSend = onSend;
@@ -27,8 +30,16 @@ export class Composer {
 
   send() {
     const text = this.input.value;
-    if (!text.trim()) return;
-    if (this.onSend(text) !== false) this.set("");
+    const ids = this.attachments.ids();
+    if (this.attachments.uploading()) {
+      this.onWait("Wait until the images have uploaded.");
+      return;
+    }
+    if (!text.trim() && !ids.length) return;
+    if (this.onSend(text, ids) !== false) {
+      this.set("");
+      this.taken = this.attachments.take();
+    }
   }
 
   set(text) {
@@ -39,6 +50,8 @@ export class Composer {
   // The question just sent comes back if the server refused it, unless a new one was typed.
   restore(text) {
     if (!this.input.value) this.set(text);
+    if (this.taken) this.attachments.restore(this.taken);
+    this.taken = null;
   }
 
   focus() {
@@ -55,7 +68,8 @@ export class Composer {
 
   // CSSOM from our own script; the CSP forbids only style attributes written in HTML.
   resize() {
-    this.form.classList.toggle("has-text", this.input.value.trim() !== "");
+    const images = this.attachments.ids().length > 0;
+    this.form.classList.toggle("has-text", this.input.value.trim() !== "" || images);
     this.input.style.height = "auto";
     const height = Math.min(this.input.scrollHeight, MAX_HEIGHT_PX);
     this.input.style.height = `${height}px`;

@@ -4,6 +4,8 @@
 // Deltas follow docs/protocol.md: apply only seq = last + 1, drop older ones as duplicates,
 // and on a gap ask the server for the whole answer (resync) instead of guessing.
 
+import { imageList } from "./attachments.js";
+
 const ACTIVE = new Set(["pending", "streaming"]);
 const NOTICE_LABELS = { failed: "Couldn’t answer", stopped: "Stopped", interrupted: "Interrupted" };
 const RESYNC_INTERVAL_MS = 1000;
@@ -52,6 +54,9 @@ export class Thread {
       el.dataset.status = m.status;
       if (m.role === "user") {
         el.querySelector(".bubble").textContent = m.text;
+        if (m.attachments?.length && !el.querySelector(".msg-images")) {
+          el.querySelector(".bubble").before(imageList(m.attachments));
+        }
         return;
       }
       const settled = el.querySelector(".msg-settled");
@@ -73,6 +78,7 @@ export class Thread {
       el.querySelector(".msg-notice-label").textContent = NOTICE_LABELS[m.status] ?? "";
       el.querySelector(".msg-error-text").textContent = m.error_text || "";
       el.querySelector(".msg-meta").textContent = ACTIVE.has(m.status) ? "" : answerMeta(m);
+      el.querySelector(".msg-note").textContent = m.notice || "";
       if (wasActive && !ACTIVE.has(m.status)) this.onAnswerEnd?.(m);
     });
   }
@@ -175,9 +181,11 @@ function assistantElement(id) {
   retry.append(icon("i-retry"), "Retry");
   notice.append(span("msg-notice-label"), " ", span("msg-error-text"), " ", retry);
 
+  const note = document.createElement("p");
+  note.className = "msg-note";
   const meta = document.createElement("p");
   meta.className = "msg-meta";
-  el.append(head, body, progress, notice, meta);
+  el.append(head, body, progress, notice, note, meta);
   return el;
 }
 
@@ -220,9 +228,21 @@ export function icon(name) {
 
 // Between two renders of the open tail, new text goes in as plain text at the end of the
 // tail's last block (inside a code block's <code>), until the next rendered tail replaces it.
+// Only blocks are entered: after "**bold**", new text belongs after the <strong>.
+const BLOCKS = new Set([
+  "P", "LI", "UL", "OL", "BLOCKQUOTE", "DIV", "PRE", "TABLE", "THEAD", "TBODY", "TR", "TD", "TH",
+  "H1", "H2", "H3", "H4", "H5", "H6",
+]);
+
 function appendPlain(tail, text) {
   let node = tail;
-  while (node.lastElementChild && node.tagName !== "CODE") node = node.lastElementChild;
-  if (node.tagName === "BUTTON" || node.tagName === "BR" || node.tagName === "IMG") node = node.parentElement;
+  while (node.tagName !== "CODE") {
+    let last = node.lastChild;
+    while (last && last.nodeType === Node.TEXT_NODE && !last.data.trim()) last = last.previousSibling;
+    const enters = last && last.nodeType === Node.ELEMENT_NODE &&
+      (BLOCKS.has(last.tagName) || (last.tagName === "CODE" && node.tagName === "PRE"));
+    if (!enters) break;
+    node = last;
+  }
   node.append(text);
 }

@@ -1,0 +1,238 @@
+// Images attached to the next message: chosen with the file picker, dropped on the composer
+// or pasted. Each uploads at once over HTTP with its own progress bar, then shows its
+// thumbnail (the copy the model will get) with a button to take it out again. The socket's
+// `send` frame carries the uploaded ids.
+//
+// Also the thread's images: a thumbnail opens the large copy in a dialog (Escape closes it).
+
+import { csrfToken, urlFor } from "./http.js";
+
+// Mistral's documented limits; the server checks them too.
+export const MAX_IMAGES = 8;
+const MAX_BYTES = 10_000_000;
+
+export class AttachmentTray {
+  constructor({ list, input, button, dropZone, pasteTarget, uploadUrl, removeUrl, onChange, onError }) {
+    this.list = list;
+    this.uploadUrl = uploadUrl;
+    this.removeUrl = removeUrl;
+    this.onChange = onChange;
+    this.onError = onError;
+    this.items = [];
+    button.addEventListener("click", () => input.click());
+    input.addEventListener("change", () => {
+      this.add(Array.from(input.files));
+      input.value = "";
+    });
+    dropZone.addEventListener("dragover", (event) => {
+      if (!hasFiles(event.dataTransfer)) return;
+      event.preventDefault();
+      dropZone.classList.add("is-dropping");
+    });
+    dropZone.addEventListener("dragleave", () => dropZone.classList.remove("is-dropping"));
+    dropZone.addEventListener("drop", (event) => {
+      dropZone.classList.remove("is-dropping");
+      if (!hasFiles(event.dataTransfer)) return;
+      event.preventDefault();
+      this.add(Array.from(event.dataTransfer.files));
+    });
+    pasteTarget.addEventListener("paste", (event) => {
+      const files = Array.from(event.clipboardData?.files ?? []);
+      if (!files.length) return; // plain text pastes as usual
+      event.preventDefault();
+      this.add(files);
+    });
+  }
+
+  add(files) {
+    for (const file of files) {
+      if (this.items.length >= MAX_IMAGES) {
+        this.onError(`${file.name}: a message can carry at most ${MAX_IMAGES} images.`);
+        continue;
+      }
+      if (file.size > MAX_BYTES) {
+        this.onError(`${file.name}: the file is ${(file.size / 1e6).toFixed(1)} MB; images are limited to ${MAX_BYTES / 1e6} MB.`);
+        continue;
+      }
+      const item = { file, id: null, xhr: null, el: itemElement(file.name) };
+      item.el.querySelector(".attachment-remove").addEventListener("click", () => this.remove(item));
+      this.items.push(item);
+      this.list.append(item.el);
+      this.upload(item);
+    }
+    this.changed();
+  }
+
+  upload(item) {
+    const xhr = new XMLHttpRequest();
+    item.xhr = xhr;
+    const progress = item.el.querySelector("progress");
+    xhr.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) progress.value = event.loaded / event.total;
+    });
+    xhr.addEventListener("load", () => {
+      item.xhr = null;
+      let data = {};
+      try {
+        data = JSON.parse(xhr.responseText);
+      } catch {
+        // a proxy's error page: the status says enough
+      }
+      if (xhr.status === 201 && data.attachment) {
+        this.uploaded(item, data.attachment);
+        return;
+      }
+      const message = data.error?.message ?? `The server answered ${xhr.status}.`;
+      this.drop(item);
+      this.onError(message.startsWith(item.file.name) ? message : `${item.file.name}: ${message}`);
+    });
+    xhr.addEventListener("error", () => {
+      item.xhr = null;
+      this.drop(item);
+      this.onError(`${item.file.name}: the upload failed; check the connection and try again.`);
+    });
+    xhr.open("POST", this.uploadUrl);
+    xhr.setRequestHeader("X-CSRFToken", csrfToken());
+    xhr.setRequestHeader("Accept", "application/json");
+    const body = new FormData();
+    body.append("file", item.file, item.file.name);
+    xhr.send(body);
+  }
+
+  uploaded(item, attachment) {
+    item.id = attachment.id;
+    item.el.dataset.state = "ready";
+    item.el.dataset.id = String(attachment.id);
+    const img = item.el.querySelector("img");
+    img.src = attachment.url;
+    img.alt = attachment.name;
+    item.el.title = `${attachment.name}: ${sentCaption(attachment)}`;
+    this.changed();
+  }
+
+  remove(item) {
+    if (item.xhr) item.xhr.abort();
+    else if (item.id !== null) {
+      fetch(urlFor(this.removeUrl, item.id), {
+        method: "POST",
+        headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },
+        credentials: "same-origin",
+      }).catch(() => {}); // an unsent image left behind is deleted after a day anyway
+    }
+    this.drop(item);
+  }
+
+  drop(item) {
+    this.items = this.items.filter((other) => other !== item);
+    item.el.remove();
+    this.changed();
+  }
+
+  ids() {
+    return this.items.filter((item) => item.id !== null).map((item) => item.id);
+  }
+
+  uploading() {
+    return this.items.some((item) => item.id === null);
+  }
+
+  // The images go with a message: out of the tray, kept in case the server refuses it.
+  take() {
+    const taken = this.items;
+    this.items = [];
+    for (const item of taken) item.el.remove();
+    this.changed();
+    return taken;
+  }
+
+  restore(taken) {
+    if (this.items.length) return;
+    this.items = taken;
+    for (const item of taken) this.list.append(item.el);
+    this.changed();
+  }
+
+  changed() {
+    this.list.hidden = this.items.length === 0;
+    this.onChange?.();
+  }
+}
+
+function hasFiles(dataTransfer) {
+  return Array.from(dataTransfer?.types ?? []).includes("Files");
+}
+
+function itemElement(name) {
+  const el = document.createElement("li");
+  el.className = "attachment";
+  el.dataset.state = "uploading";
+  el.title = name;
+  const img = document.createElement("img");
+  img.alt = "";
+  const progress = document.createElement("progress");
+  progress.max = 1;
+  progress.value = 0;
+  progress.setAttribute("aria-label", `Uploading ${name}`);
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.className = "attachment-remove";
+  remove.setAttribute("aria-label", `Remove ${name}`);
+  remove.textContent = "×";
+  el.append(img, progress, remove);
+  return el;
+}
+
+// The same words as Attachment.sent_caption in conversations/models.py.
+export function sentCaption(a) {
+  const kb = Math.max(1, Math.round(a.sent_bytes / 1000));
+  return `sent as ${a.sent_width}×${a.sent_height}, ${kb.toLocaleString("en-US")} KB, ~${a.tokens.toLocaleString("en-US")} tokens`;
+}
+
+// The markup of templates/conversations/_image.html, for a question that arrives by socket.
+export function imageList(attachments) {
+  const list = document.createElement("ul");
+  list.className = "msg-images";
+  list.setAttribute("aria-label", "Attached images");
+  for (const a of attachments) {
+    const item = document.createElement("li");
+    item.className = "msg-image";
+    const open = document.createElement("button");
+    open.type = "button";
+    open.className = "msg-image-open";
+    open.dataset.imageUrl = a.url;
+    open.dataset.originalUrl = a.original_url;
+    open.dataset.caption = sentCaption(a);
+    open.setAttribute("aria-label", `Enlarge ${a.name}`);
+    const img = document.createElement("img");
+    img.src = a.url;
+    img.alt = a.name;
+    img.width = a.sent_width;
+    img.height = a.sent_height;
+    img.loading = "lazy";
+    open.append(img);
+    const size = document.createElement("span");
+    size.className = "msg-image-size";
+    size.textContent = sentCaption(a);
+    item.append(open, size);
+    list.append(item);
+  }
+  return list;
+}
+
+// A thumbnail in the thread opens its large copy; the dialog closes with Escape, the Close
+// button or a click beside the image.
+export function wireImageViewer(thread, dialog) {
+  const img = dialog.querySelector("#image-dialog-img");
+  thread.addEventListener("click", (event) => {
+    const open = event.target.closest(".msg-image-open");
+    if (!open) return;
+    img.src = open.dataset.imageUrl;
+    img.alt = open.getAttribute("aria-label").replace(/^Enlarge /, "");
+    dialog.querySelector("#image-dialog-caption").textContent = open.dataset.caption;
+    dialog.querySelector("#image-dialog-original").href = open.dataset.originalUrl;
+    dialog.showModal();
+  });
+  dialog.addEventListener("click", (event) => {
+    if (event.target === dialog) dialog.close();
+  });
+}

@@ -1,0 +1,176 @@
+"""The lean streaming HTTP reader: framing, timeouts, and keep-alive reuse."""
+
+import asyncio
+
+import pytest
+
+from conversations import http_stream
+
+CHUNKED = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+    b"X-Twice: a\r\nX-Twice: b\r\n\r\n"
+    b"5\r\nhello\r\n7;ext=1\r\n, world\r\n1\r\n!\r\n0\r\nTrailer: x\r\n\r\n"
+)
+
+
+async def serve(handler):
+    """A server on 127.0.0.1 running `handler(reader, writer)` per connection."""
+
+    async def run(reader, writer):
+        try:
+            await handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(run, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/x"
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return head + await reader.readexactly(length)
+
+
+async def get(url: str, **options) -> http_stream.StreamingResponse:
+    settings = {"headers": {"Accept": "*/*"}, "body": b"{}", "connect_timeout": 2.0}
+    return await http_stream.open_stream(
+        "POST", url, **(settings | {"read_timeout": 2.0} | options)
+    )
+
+
+@pytest.fixture(autouse=True)
+async def _close_pool():
+    yield
+    await http_stream.aclose_connections()
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 7, len(CHUNKED)])
+async def test_a_chunked_answer_split_anywhere_reads_the_same(step):
+    async def handler(reader, writer):
+        await read_request(reader)
+        for i in range(0, len(CHUNKED), step):
+            writer.write(CHUNKED[i : i + step])
+            await writer.drain()
+        await reader.read()  # keep the connection open, as keep-alive servers do
+
+    server, url = await serve(handler)
+    async with server:
+        response = await get(url)
+        body = await response.read_all()
+        response.close()
+
+    assert response.status == 200
+    assert response.headers["x-twice"] == "a, b"
+    assert body == b"hello, world!"
+
+
+async def test_a_finished_answer_leaves_its_connection_for_the_next_request():
+    connections = []
+
+    async def handler(reader, writer):
+        connections.append(writer)
+        while True:
+            try:
+                request = await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            assert b"Host: 127.0.0.1:" in request and b"Content-Length: 2\r\n" in request
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    server, url = await serve(handler)
+    async with server:
+        for _ in range(3):
+            response = await get(url)
+            assert await response.read_all() == b"ok"
+            response.close()
+
+    assert len(connections) == 1
+
+
+async def test_an_idle_connection_the_server_closed_is_replaced_once():
+    connections = []
+
+    async def handler(reader, writer):
+        connections.append(writer)
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()  # a server closing kept-alive connections between requests
+
+    server, url = await serve(handler)
+    async with server:
+        for _ in range(3):
+            response = await get(url)
+            assert await response.read_all() == b"ok"
+            response.close()
+            await asyncio.sleep(0.05)
+
+    assert len(connections) == 3
+
+
+async def test_silence_beyond_the_read_timeout_is_a_read_timeout():
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    server, url = await serve(handler)
+    async with server:
+        response = await get(url, read_timeout=0.2)
+        assert await response.read() == b"abc"
+        with pytest.raises(http_stream.ReadTimeout):
+            await response.read()
+        response.close()
+
+
+async def test_a_cut_mid_body_is_a_cut_connection():
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+        await writer.drain()
+        writer.close()
+
+    server, url = await serve(handler)
+    async with server:
+        response = await get(url)
+        with pytest.raises(http_stream.ConnectionCut):
+            await response.read_all()
+        response.close()
+
+
+async def test_broken_chunk_framing_is_a_cut_connection():
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n")
+        await reader.read()
+
+    server, url = await serve(handler)
+    async with server:
+        response = await get(url)
+        with pytest.raises(http_stream.ConnectionCut):
+            await response.read_all()
+        response.close()
+
+
+async def test_nothing_listening_is_a_connect_failure():
+    async def handler(reader, writer):
+        pass
+
+    server, url = await serve(handler)
+    server.close()
+    await server.wait_closed()
+
+    with pytest.raises(http_stream.ConnectFailed):
+        await get(url)
+
+
+def test_a_header_with_a_line_break_is_refused():
+    with pytest.raises(ValueError, match="line break"):
+        asyncio.run(get("http://127.0.0.1:9/x", headers={"X-Bad": "a\r\nInjected: 1"}))
