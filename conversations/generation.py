@@ -195,14 +195,12 @@ def message_data(message: Message, *, seq: int = 0) -> MessageData:
 
 
 def _attachments_of(message: Message) -> dict[str, list[AttachmentData]]:
-    """A question's images, when they were prefetched with it (the selectors and
-    message_submit do): this may run on the event loop, where a query must not. A question
-    sent without images is not prefetched, and has none."""
-    if message.role != Message.Role.USER or "attachments" not in getattr(
-        message, "_prefetched_objects_cache", {}
-    ):
+    """A question's images, when they were read with it (selectors.with_images, and
+    message_submit): this may run on the event loop, where a query must not. A question
+    sent without images has none."""
+    if message.role != Message.Role.USER or message.images is None:
         return {}
-    return {"attachments": [attachment_data(a) for a in message.attachments.all()]}
+    return {"attachments": [attachment_data(a) for a in message.images]}
 
 
 def attachment_data(attachment: Attachment) -> AttachmentData:
@@ -266,7 +264,7 @@ def chat_messages(
             continue
         content: str | list[dict[str, str]] = message.text
         if images and message.role == Message.Role.USER:
-            attachments = list(message.attachments.all())
+            attachments = message.images or []
             sent = [a for a in attachments if a.pk in images]
             if sent:
                 parts = [{"type": "text", "text": message.text}] if message.text.strip() else []
@@ -289,7 +287,7 @@ def images_to_send(history: list[Message]) -> tuple[set[int], int]:
     for message in reversed(history):
         if message.role != Message.Role.USER:
             continue
-        for attachment in reversed(message.attachments.all()):
+        for attachment in reversed(message.images or []):
             if len(kept) < MAX_IMAGES_PER_REQUEST:
                 kept.add(attachment.pk)
             else:

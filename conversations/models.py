@@ -56,6 +56,9 @@ class Message(models.Model):
         INTERRUPTED = "interrupted"  # the stream was cut, or the process died mid-answer
 
     ACTIVE_STATUSES = (Status.PENDING, Status.STREAMING)
+    # A question's images in the order attached, when read with it (selectors.with_images);
+    # None when they were not read.
+    images: list["Attachment"] | None = None
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"

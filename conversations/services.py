@@ -6,7 +6,6 @@ from datetime import timedelta
 
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
-from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from .images import PreparedImage
@@ -115,18 +114,20 @@ def message_submit(
             raise ConversationNotFound(conversation_id) from None
         if conversation.messages.filter(status__in=Message.ACTIVE_STATUSES).exists():
             raise AnswerInProgress(conversation.pk)
-    question = Message.objects.create(conversation=conversation, role=Message.Role.USER, text=text)
-    if attachment_ids:
-        _attachments_link(question, owner=user, attachment_ids=attachment_ids)
-    answer = Message.objects.create(
+    question = Message(conversation=conversation, role=Message.Role.USER, text=text)
+    answer = Message(
         conversation=conversation,
         role=Message.Role.ASSISTANT,
         status=Message.Status.PENDING,
         model=conversation.model,
         worker=worker,
     )
+    Message.objects.bulk_create([question, answer])  # one INSERT for both
+    if attachment_ids:
+        _attachments_link(question, owner=user, attachment_ids=attachment_ids)
     if conversation_id is not None:
-        conversation.save(update_fields=["updated_at"])
+        conversation.updated_at = question.created_at
+        Conversation.objects.filter(pk=conversation.pk).update(updated_at=question.created_at)
     history = prompt_history(conversation_id=conversation.pk, before_id=answer.pk)
     return Submitted(conversation, conversation_id is None, question, answer, history)
 
@@ -146,7 +147,9 @@ def _attachments_link(question: Message, *, owner, attachment_ids: list[int]) ->
         raise AttachmentsRejected(
             "invalid_attachment", "An attached image was already sent; attach it again."
         )
-    prefetch_related_objects([question], "attachments")
+    for position, attachment in enumerate(attachments):
+        attachment.message, attachment.position = question, position
+    question.images = attachments
 
 
 @transaction.atomic
