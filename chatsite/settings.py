@@ -170,6 +170,9 @@ CHAT_SAVE_INTERVAL = env.float("CHAT_SAVE_INTERVAL", default=1.0)
 # How often the open tail of a streaming answer is rendered to HTML, in seconds; between
 # renders, tabs show the new text as it comes and the formatting catches up.
 CHAT_RENDER_INTERVAL = env.float("CHAT_RENDER_INTERVAL", default=0.25)
+# With many answers streaming at once, each tail is rendered less often so that the process
+# renders at most about this many tails per second (the text itself is never delayed).
+CHAT_TAIL_RENDERS_PER_SECOND = env.float("CHAT_TAIL_RENDERS_PER_SECOND", default=150.0)
 
 # Images a user attaches (conversations/images.py). Vision models in order of preference: an
 # answer about images goes to the first the model server lists as able to see, when the

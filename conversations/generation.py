@@ -102,10 +102,16 @@ class Generation:
         if not self.tail_markup and _MARKUP.search(text):
             self.tail_markup = True
         # A long open block (a big code block, a paragraph without end) is rendered less
-        # often, so the rendering work per second stays bounded whatever its length.
+        # often, so the rendering work per second stays bounded whatever its length; and
+        # with many answers streaming, each is rendered less often, so the process's tail
+        # renders per second stay within CHAT_TAIL_RENDERS_PER_SECOND (the text itself is
+        # never held back).
         due = False
         if self.tail_markup:
-            interval = settings.CHAT_RENDER_INTERVAL * max(1.0, self.markdown.tail_length / 2000)
+            interval = max(
+                settings.CHAT_RENDER_INTERVAL,
+                len(_running) / settings.CHAT_TAIL_RENDERS_PER_SECOND,
+            ) * max(1.0, self.markdown.tail_length / 2000)
             due = now - self.tail_rendered_at >= interval
         settled, tail = self.markdown.feed(text, render_tail=due)
         self.settled_html.extend(settled)

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from .images import PreparedImage
@@ -106,13 +107,18 @@ def message_submit(
     if conversation_id is None:
         conversation = Conversation.objects.create(owner=user, model=model)
     else:
+        answering = Message.objects.filter(
+            conversation=OuterRef("pk"), status__in=Message.ACTIVE_STATUSES
+        )
         try:
-            conversation = Conversation.objects.select_for_update().get(
-                pk=conversation_id, owner=user
+            conversation = (
+                Conversation.objects.select_for_update()
+                .annotate(answering=Exists(answering))
+                .get(pk=conversation_id, owner=user)
             )
         except (Conversation.DoesNotExist, ValueError, TypeError):
             raise ConversationNotFound(conversation_id) from None
-        if conversation.messages.filter(status__in=Message.ACTIVE_STATUSES).exists():
+        if conversation.answering:
             raise AnswerInProgress(conversation.pk)
     question = Message(conversation=conversation, role=Message.Role.USER, text=text)
     answer = Message(

@@ -554,3 +554,28 @@ def test_plain_prose_is_not_rendered_until_markup_arrives(settings):
     assert all("tail" not in frame for frame in plain)
     assert marked["tail"] == "<p>Streaming words without markup and <code>code</code></p>\n"
     assert generation._live_state(gen)["tail"] == marked["tail"]
+
+
+def test_many_streaming_answers_share_a_budget_of_tail_renders(settings, monkeypatch):
+    """At 300 answers and 100 renders a second, each tail is formatted every 3 s; its
+    text still goes out with every delta."""
+    settings.CHAT_RENDER_INTERVAL = 0.1
+    settings.CHAT_TAIL_RENDERS_PER_SECOND = 100
+    gen = generation.Generation(conversation_id=1, message_id=2, owner_id=3, model="m")
+    clock = [1000.0]
+    monkeypatch.setattr(generation.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(generation, "_running", {n: gen for n in range(300)})
+
+    first = gen.add("**one**")
+    clock[0] += 1.0
+    second = gen.add(" *two*")
+    clock[0] += 2.5
+    third = gen.add(" `three`")
+
+    assert "tail" in first
+    assert "tail" not in second and second["text"] == " *two*"
+    assert third["tail"] == "<p><strong>one</strong> <em>two</em> <code>three</code></p>\n"
+
+    monkeypatch.setattr(generation, "_running", {1: gen})  # alone again: every 0.1 s
+    clock[0] += 0.2
+    assert "tail" in gen.add(" **four**")
