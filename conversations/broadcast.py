@@ -8,6 +8,7 @@ through the layer, so sync views in any process can send them.
 """
 
 import logging
+import time
 import uuid
 from collections import defaultdict
 from typing import Any, Protocol
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 from asgiref.sync import async_to_sync
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels_redis.core import RedisChannelLayer
 from redis.exceptions import RedisError
 
 from .protocol import encode
@@ -71,16 +73,63 @@ async def conversation_publish(conversation_id: int, frame: dict[str, Any]) -> N
     text = encode(frame)
     for tab in tuple(_watchers.get(conversation_id, ())):
         await tab.send_text(text)
-    if other_processes_listen():
-        try:
-            await get_channel_layer().group_send(
-                conversation_group(conversation_id),
-                {"type": "relay.frame", "origin": PROCESS_ID, "text": text},
-            )
-        except LAYER_ERRORS as err:
-            logger.warning(
-                "Channel layer dropped a frame for conversation %s: %r", conversation_id, err
-            )
+    if not other_processes_listen():
+        return
+    layer = get_channel_layer()
+    try:
+        if frame["type"] == "delta":
+            if not await _watched_elsewhere(layer, conversation_id):
+                return
+        else:
+            _elsewhere.pop(conversation_id, None)  # an answer begins or ends: look again
+        await layer.group_send(
+            conversation_group(conversation_id),
+            {"type": "relay.frame", "origin": PROCESS_ID, "text": text},
+        )
+    except LAYER_ERRORS as err:
+        logger.warning("Channel layer dropped a frame of conversation %s: %r", conversation_id, err)
+
+
+# Whether a tab in another process watches a conversation, and when that was looked up.
+# A group send costs four Redis round trips, and most deltas have nobody elsewhere to go
+# to; the group's members are read again at most every ELSEWHERE_CHECK_SECONDS, and at
+# once when an answer begins or ends, or a tab elsewhere asks for an answer's live state.
+ELSEWHERE_CHECK_SECONDS = 1.0
+_elsewhere: dict[int, tuple[float, bool]] = {}
+
+
+def forget_elsewhere(conversation_id: int) -> None:
+    """A tab in another process has just started watching: look the group up again."""
+    _elsewhere.pop(conversation_id, None)
+
+
+async def _watched_elsewhere(layer: Any, conversation_id: int) -> bool:
+    now = time.monotonic()
+    known = _elsewhere.get(conversation_id)
+    if known is not None and now - known[0] < ELSEWHERE_CHECK_SECONDS:
+        return known[1]
+    members = await _group_members(layer, conversation_group(conversation_id))
+    if members is None:
+        return True  # a layer we cannot look into: send, as a group send would
+    own = f"specific.{layer.client_prefix}!"
+    watched = any(not member.startswith(own) for member in members)
+    if len(_elsewhere) > 10_000:
+        _elsewhere.clear()
+    _elsewhere[conversation_id] = (now, watched)
+    return watched
+
+
+async def _group_members(layer: Any, group: str) -> list[str] | None:
+    """The channels in a group, read as channels_redis 4 stores it (a sorted set of channel
+    names `specific.<process prefix>!<id>`, scored by when they joined, which its own
+    group_send reads the same way); None for any other layer."""
+    if not isinstance(layer, RedisChannelLayer):
+        return None
+    connection = layer.connection(layer.consistent_hash(group))
+    members = await connection.zrangebyscore(
+        layer._group_key(group), min=int(time.time()) - layer.group_expiry, max="+inf"
+    )
+    return [member.decode() for member in members]
 
 
 async def user_publish(user_id: int, frame: dict[str, Any]) -> None:

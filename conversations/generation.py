@@ -377,6 +377,7 @@ async def _serve_control(layer, channel: str) -> None:
         if request["type"] == "generation.stop":
             generation_stop(gen.conversation_id)
         elif request["type"] == "generation.state":
+            broadcast.forget_elsewhere(gen.conversation_id)  # its next delta goes there too
             frame = {"type": "message", "message": {**request["row"], **_live_state(gen)}}
             with contextlib.suppress(*broadcast.LAYER_ERRORS):  # the tab will ask again
                 await layer.send(

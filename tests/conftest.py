@@ -41,6 +41,7 @@ async def _process_state():
     generation._recovered = False
     generation._control = None
     broadcast._watchers.clear()
+    broadcast._elsewhere.clear()
     yield
     tasks = [g.task for g in generation._running.values() if g.task] + list(generation._background)
     if generation._control is not None:

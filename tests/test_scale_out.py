@@ -57,6 +57,12 @@ async def redis_layer(settings):
         await layer.close_pools()
 
 
+def another_process_layer(layer):
+    """A second channel layer on the same Redis, as another daphne process would have:
+    its channel names carry its own prefix."""
+    return type(layer)(hosts=layer.hosts, prefix=layer.prefix)
+
+
 def send(text: str) -> str:
     return orjson.dumps({"type": "send", "conversation": None, "text": text}).decode()
 
@@ -64,8 +70,9 @@ def send(text: str) -> str:
 async def test_frames_reach_tabs_in_other_processes(redis_layer, user, open_socket, fake_mistral):
     fake_mistral.enqueue(Reply.tokens(["far ", "away"]))
     conversation = await Conversation.objects.acreate(owner=user, model="m")
-    elsewhere = await redis_layer.new_channel()
-    await redis_layer.group_add(broadcast.conversation_group(conversation.pk), elsewhere)
+    other_process = another_process_layer(redis_layer)
+    elsewhere = await other_process.new_channel()
+    await other_process.group_add(broadcast.conversation_group(conversation.pk), elsewhere)
     tab = await open_socket(user)
     await tab.send_to(
         text_data=orjson.dumps(
@@ -76,7 +83,7 @@ async def test_frames_reach_tabs_in_other_processes(redis_layer, user, open_sock
 
     frames = []
     while not frames or not is_final(frames[-1]):
-        event = await redis_layer.receive(elsewhere)
+        event = await other_process.receive(elsewhere)
         assert event["type"] == "relay.frame"
         frames.append(orjson.loads(event["text"]))
     assert [f["message"]["role"] for f in frames if f["type"] == "message"][:2] == [
@@ -85,6 +92,30 @@ async def test_frames_reach_tabs_in_other_processes(redis_layer, user, open_sock
     ]
     assert "".join(f["text"] for f in frames if f["type"] == "delta") == "far away"
     assert frames[-1]["message"]["text"] == "far away"
+    await other_process.close_pools()
+
+
+async def test_deltas_stay_off_redis_when_no_other_process_watches(
+    redis_layer, user, open_socket, fake_mistral, monkeypatch
+):
+    """One process with Redis: its own tabs get every delta directly, and the layer only
+    carries the rare frames (an answer beginning and ending), not one group send per delta."""
+    sent = []
+    group_send = redis_layer.group_send
+
+    async def counting_group_send(group, message):
+        sent.append(orjson.loads(message["text"])["type"] if "text" in message else message)
+        await group_send(group, message)
+
+    monkeypatch.setattr(redis_layer, "group_send", counting_group_send)
+    fake_mistral.enqueue(Reply.tokens([f"t{i} " for i in range(30)], interval=0.005))
+    tab = await open_socket(user)
+    await tab.send_to(text_data=send("only here"))
+    frames = await frames_until(tab, is_final)
+
+    assert len([f for f in frames if f["type"] == "delta"]) > 1
+    assert "delta" not in sent
+    assert sent.count("message") >= 3  # question, answer started, answer ended
 
 
 async def test_stop_from_another_process_reaches_the_running_answer(
