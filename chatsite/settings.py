@@ -153,7 +153,8 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
-# The model server. Any OpenAI-compatible base URL works; the key never leaves the server.
+# Mistral's API, used when a key is set or the base URL is changed (a Mistral-compatible
+# gateway); other OpenAI-compatible servers are CHAT_ENDPOINTS. The key never leaves the server.
 MISTRAL_API_KEY = env.str("MISTRAL_API_KEY", default="")
 MISTRAL_BASE_URL = env.str("MISTRAL_BASE_URL", default="https://api.mistral.ai/v1")
 MISTRAL_MODEL = env.str("MISTRAL_MODEL", default="mistral-small-latest")
@@ -162,6 +163,35 @@ MISTRAL_CONNECT_TIMEOUT = env.float("MISTRAL_CONNECT_TIMEOUT", default=10.0)
 # Seconds without a byte from the model server before the answer counts as stalled.
 MISTRAL_READ_TIMEOUT = env.float("MISTRAL_READ_TIMEOUT", default=60.0)
 MISTRAL_MAX_RETRIES = env.int("MISTRAL_MAX_RETRIES", default=3)
+
+
+def _endpoint_env(name: str) -> str:
+    return name.strip().upper().replace("-", "_")
+
+
+# OpenAI-compatible servers besides Mistral (conversations/providers.py): `name=base_url`
+# pairs, comma-separated; each one's key in CHAT_ENDPOINT_<NAME>_API_KEY, and its models
+# that can see images in CHAT_ENDPOINT_<NAME>_VISION_MODELS. Checked by `manage.py check`.
+CHAT_ENDPOINTS = [
+    {
+        "name": name.strip(),
+        "base_url": base_url.strip(),
+        "api_key": env.str(f"CHAT_ENDPOINT_{_endpoint_env(name)}_API_KEY", default=""),
+        "vision_models": env.list(f"CHAT_ENDPOINT_{_endpoint_env(name)}_VISION_MODELS", default=[]),
+    }
+    for name, _, base_url in (
+        entry.partition("=") for entry in env.list("CHAT_ENDPOINTS", default=[])
+    )
+]
+# The model new conversations start with; empty: MISTRAL_MODEL when Mistral is configured
+# (a key, or another MISTRAL_BASE_URL), else the local model.
+CHAT_DEFAULT_MODEL = env.str("CHAT_DEFAULT_MODEL", default="")
+# The small model that runs inside this process (conversations/local_model.py).
+LOCAL_MODEL_ENABLED = env.bool("LOCAL_MODEL_ENABLED", default=True)
+# CPU threads it computes with; 0: one per core this process may use.
+LOCAL_MODEL_THREADS = env.int("LOCAL_MODEL_THREADS", default=0)
+# The longest answer it writes, in tokens (a conversation's max_tokens may ask for fewer).
+LOCAL_MODEL_MAX_TOKENS = env.int("LOCAL_MODEL_MAX_TOKENS", default=512)
 
 # The longest question accepted over the socket, in characters.
 CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=32_000)
@@ -194,6 +224,26 @@ CHAT_IMAGE_MAX_SIDE = env.int("CHAT_IMAGE_MAX_SIDE", default=1540)
 # parsed in memory, so no upload is spooled to disk twice.
 MAX_REQUEST_BODY_BYTES = env.int("MAX_REQUEST_BODY_BYTES", default=11_000_000)
 FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+
+# Documents a user attaches (conversations/documents.py, ingest.py, retrieval.py).
+CHAT_DOCUMENT_MAX_BYTES = env.int("CHAT_DOCUMENT_MAX_BYTES", default=10_000_000)
+CHAT_DOCUMENT_MAX_PAGES = env.int("CHAT_DOCUMENT_MAX_PAGES", default=500)
+# Documents are read in this many worker threads per process, off requests and the loop.
+CHAT_INGEST_THREADS = env.int("CHAT_INGEST_THREADS", default=2)
+# Scanned PDF pages go to Mistral's OCR (when MISTRAL_API_KEY is set) this many at a time.
+CHAT_OCR_MODEL = env.str("CHAT_OCR_MODEL", default="mistral-ocr-latest")
+CHAT_OCR_BATCH_PAGES = env.int("CHAT_OCR_BATCH_PAGES", default=8)
+# Documents whose text fits this share of the model's context window are sent whole; larger
+# ones are cut into chunks and only the most relevant CHAT_RETRIEVAL_CHUNKS are sent.
+CHAT_DOCUMENT_CONTEXT_SHARE = env.float("CHAT_DOCUMENT_CONTEXT_SHARE", default=0.5)
+CHAT_RETRIEVAL_CHUNKS = env.int("CHAT_RETRIEVAL_CHUNKS", default=8)
+CHAT_EMBEDDINGS_MODEL = env.str("CHAT_EMBEDDINGS_MODEL", default="mistral-embed")
+
+# Optional daily allowance of each user (conversations/usage.py), counted from midnight in
+# TIME_ZONE over every kind of call; 0 means no limit. Once reached, questions fail with
+# error_code "budget" and nothing is sent to the model server.
+CHAT_DAILY_TOKEN_BUDGET = env.int("CHAT_DAILY_TOKEN_BUDGET", default=0)
+CHAT_DAILY_COST_BUDGET_USD = env.float("CHAT_DAILY_COST_BUDGET_USD", default=0.0)
 
 LOGGING = {
     "version": 1,

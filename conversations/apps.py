@@ -6,4 +6,6 @@ class ConversationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  (connects the session-end receivers)
+        # For their side effects: the model server checks register (conversations/checks.py)
+        # and the session-end receivers connect.
+        from . import checks, signals  # noqa: F401

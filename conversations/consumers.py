@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import broadcast
+from . import broadcast, providers
 from .generation import (
     conversation_data,
     ensure_recovered,
@@ -107,10 +107,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             submitted = await database_sync_to_async(message_submit)(
                 user=self.user,
                 conversation_id=frame["conversation"],
-                model=frame.get("model") or settings.MISTRAL_MODEL,
+                model=frame.get("model") or providers.default_model(),
                 text=frame["text"],
                 worker=await worker_channel(),
                 attachment_ids=frame.get("attachments"),
+                document_ids=frame.get("documents"),
             )
         except AnswerInProgress as busy:
             await self.send_busy(busy.args[0])

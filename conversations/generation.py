@@ -23,23 +23,24 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import transaction
 from django.urls import reverse
 
-from . import broadcast
+from . import broadcast, providers, retrieval
 from .images import MAX_IMAGES_PER_REQUEST, image_data_url
+from .local_model import QueuePosition
 from .mistral import (
+    ChatResult,
     InvalidModel,
-    MistralClient,
     MistralError,
     ModelError,
     RateLimited,
     StreamBatch,
     StreamInterrupted,
     UpstreamTimeout,
-    build_chat_body,
 )
 from .models import Attachment, Conversation, Message
-from .protocol import AttachmentData, MessageData, encode
+from .protocol import AttachmentData, DocumentRef, MessageData, QueuedFrame, encode
 from .rendering import StreamingMarkdown
 from .services import (
     Outcome,
@@ -47,6 +48,13 @@ from .services import (
     message_finish,
     message_interrupt_orphans,
     message_progress_save,
+)
+from .usage import (
+    BudgetExceeded,
+    api_call_record,
+    budget_limits_set,
+    check_daily_budget,
+    request_summary,
 )
 
 logger = logging.getLogger(__name__)
@@ -84,7 +92,13 @@ class Generation:
     saved_at: float = field(default_factory=time.monotonic)
     # The question of a conversation's first exchange while it has no title, else None.
     title_question: str | None = None
+    # Answers ahead of this one for the local model while it waits its turn, else None.
+    queue_position: int | None = None
     task: asyncio.Task | None = None
+    # The body sent upstream, once sent: summarised into its ApiCall row at the end.
+    request: dict[str, Any] | None = None
+    # (id, name, page count) of the documents the request carried: its citations link there.
+    citations: list[tuple[int, str, int]] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -131,6 +145,17 @@ class Generation:
             frame["tail"] = tail
         return frame
 
+    def queued(self, position: int) -> QueuedFrame:
+        """The frame telling tabs how many answers are ahead of this one for the local
+        model; 0 when its turn has come."""
+        self.queue_position = position or None
+        return {
+            "type": "queued",
+            "conversation": self.conversation_id,
+            "message": self.message_id,
+            "position": position,
+        }
+
     def current_tail(self) -> str:
         if self.tail_stale:
             self.tail_html, self.tail_stale = self.markdown.render_tail(), False
@@ -145,31 +170,6 @@ _flusher: asyncio.Task | None = None
 # With several processes: (loop, channel name, task serving it), see worker_channel().
 _control: tuple[asyncio.AbstractEventLoop, str, asyncio.Task] | None = None
 _recovered = False
-
-
-def model_client() -> MistralClient:
-    """The client for the configured model server; one per configuration, so its model
-    list cache lives as long as the process."""
-    key = (
-        settings.MISTRAL_BASE_URL,
-        settings.MISTRAL_API_KEY,
-        settings.MISTRAL_CONNECT_TIMEOUT,
-        settings.MISTRAL_READ_TIMEOUT,
-        settings.MISTRAL_MAX_RETRIES,
-    )
-    client = _clients.get(key)
-    if client is None:
-        client = _clients[key] = MistralClient(
-            base_url=settings.MISTRAL_BASE_URL,
-            api_key=settings.MISTRAL_API_KEY,
-            connect_timeout=settings.MISTRAL_CONNECT_TIMEOUT,
-            read_timeout=settings.MISTRAL_READ_TIMEOUT,
-            max_retries=settings.MISTRAL_MAX_RETRIES,
-        )
-    return client
-
-
-_clients: dict[tuple, MistralClient] = {}
 
 
 def running(conversation_id: int) -> Generation | None:
@@ -197,6 +197,7 @@ def message_data(message: Message, *, seq: int = 0) -> MessageData:
         "duration_ms": message.duration_ms,
         "notice": message.notice,
         **_attachments_of(message),
+        **_documents_of(message),
     }
 
 
@@ -207,6 +208,18 @@ def _attachments_of(message: Message) -> dict[str, list[AttachmentData]]:
     if message.role != Message.Role.USER or message.images is None:
         return {}
     return {"attachments": [attachment_data(a) for a in message.images]}
+
+
+def _documents_of(message: Message) -> dict[str, list[DocumentRef]]:
+    """A question's documents, from its stored parts (no query)."""
+    if message.role != Message.Role.USER or "parts" in message.get_deferred_fields():
+        return {}
+    refs: list[DocumentRef] = [
+        {"id": part["document"], "name": part["name"], "pages": part["pages"]}
+        for part in message.parts or []
+        if isinstance(part, dict) and part.get("type") == "document"
+    ]
+    return {"documents": refs} if refs else {}
 
 
 def attachment_data(attachment: Attachment) -> AttachmentData:
@@ -236,7 +249,7 @@ def live_message_data(message: Message) -> MessageData:
 
 
 def _live_state(gen: Generation) -> dict[str, Any]:
-    return {
+    state = {
         "status": Message.Status.STREAMING if gen.seq else Message.Status.PENDING,
         "text": gen.text,
         "html": "".join(gen.settled_html),
@@ -245,6 +258,9 @@ def _live_state(gen: Generation) -> dict[str, Any]:
         "model": gen.model,
         "notice": gen.notice,
     }
+    if gen.queue_position:
+        state["queue_position"] = gen.queue_position
+    return state
 
 
 class NoVisionModel(MistralError):
@@ -303,38 +319,60 @@ def images_to_send(history: list[Message]) -> tuple[set[int], int]:
 
 async def vision_model_for(model: str) -> tuple[str, str]:
     """The model that answers a request with images, and a note for the reader when it is
-    not `model`: `model` itself if it can see, else the first of CHAT_VISION_MODELS the
-    server lists with the vision capability. This is the one place the app asks whether a
-    model can see (from GET /models' `capabilities.vision`)."""
+    not `model`: `model` itself if it can see, else the first of CHAT_VISION_MODELS that
+    the same provider lists with the vision capability (images never go to a provider the
+    user did not choose). This is the one place the app asks whether a model can see
+    (providers.can_see_images)."""
+    provider = providers.provider_for(model)
+    candidates = [c for c in settings.CHAT_VISION_MODELS if providers.offered_by(provider, c)]
     try:
-        cards = await model_client().list_models()
+        if await providers.can_see_images(model):
+            return model, ""
+        for candidate in candidates:
+            if await providers.can_see_images(candidate):
+                return candidate, f"Answered by {candidate}: {model} cannot see images."
     except MistralError as err:
         logger.info("Listing models failed (%s); sending the images to %s", err.code, model)
         return model, ""  # cannot tell: the conversation's model may well see
-    seeing = {name for card in cards if card.vision for name in (card.id, *card.aliases)}
-    if model in seeing:
-        return model, ""
-    for candidate in settings.CHAT_VISION_MODELS:
-        if candidate in seeing:
-            return candidate, f"Answered by {candidate}: {model} cannot see images."
+    if not candidates:
+        raise NoVisionModel(
+            f"{model} cannot see images. Choose a model marked “vision” in the model list."
+        )
     raise NoVisionModel(
         f"{model} cannot see images, and the model server offers none of the models that "
-        f"can ({', '.join(settings.CHAT_VISION_MODELS)})."
+        f"can ({', '.join(candidates)})."
     )
 
 
 async def _request_messages(
     gen: Generation, conversation: Conversation, history: list[Message]
 ) -> tuple[str, list[dict[str, Any]]]:
-    """The model to ask and the messages to send. Without images this is the conversation's
-    model and the text, at once; with images, a model that can see, and the files are read
-    into data URLs in a thread."""
+    """The model to ask and the messages to send. Without images or documents this is the
+    conversation's model and the text, at once; with images, a model that can see, and the
+    files are read into data URLs in a thread; with documents, their text (or the passages
+    retrieval picked) and page pictures join the newest question (conversations/retrieval.py)."""
     kept, dropped = images_to_send(history)
-    if not kept:
-        return conversation.model, chat_messages(
-            system_prompt=conversation.system_prompt, history=history
+    plan = None
+    if any(m.parts for m in history if m.role == Message.Role.USER):
+        plan = await retrieval.plan_for_request(
+            model=conversation.model,
+            history=history,
+            user_id=gen.owner_id,
+            conversation_id=gen.conversation_id,
         )
-    model, note = await vision_model_for(conversation.model)
+    if not kept and (plan is None or not plan.pictures):
+        messages = chat_messages(system_prompt=conversation.system_prompt, history=history)
+        if plan is None:
+            return conversation.model, messages
+        return conversation.model, await _with_documents(gen, messages, plan, 0)
+    try:
+        model, note = await vision_model_for(conversation.model)
+    except NoVisionModel:
+        if kept:
+            raise
+        # Only page pictures need eyes: send the documents' text without them.
+        model, note = conversation.model, "Page pictures left out: no model here can see."
+        plan.pictures = []
     if dropped:
         note += (
             f" {dropped} earlier image{'s' if dropped != 1 else ''} left out: a request "
@@ -344,7 +382,29 @@ async def _request_messages(
     messages = await asyncio.to_thread(
         chat_messages, system_prompt=conversation.system_prompt, history=history, images=kept
     )
+    if plan is not None:
+        messages = await _with_documents(gen, messages, plan, len(kept))
     return model, messages
+
+
+async def _with_documents(
+    gen: Generation, messages: list[dict[str, Any]], plan: retrieval.Plan, images: int
+) -> list[dict[str, Any]]:
+    """The documents' parts put before the newest question's own content; page pictures
+    are rendered in a thread and share the request's image limit with attached images."""
+    parts, left_out = await asyncio.to_thread(
+        retrieval.document_parts, plan, MAX_IMAGES_PER_REQUEST - images
+    )
+    last = messages[-1]
+    content = last["content"]
+    own = [{"type": "text", "text": content}] if isinstance(content, str) else content
+    last["content"] = parts + [part for part in own if part.get("text", True)]
+    note = plan.note()
+    if left_out:
+        note += f" {left_out} page picture{'s' if left_out != 1 else ''} left out."
+    gen.notice = f"{gen.notice} {note}".strip()
+    gen.citations = [(d.pk, d.name, d.page_count) for d in plan.documents]
+    return messages
 
 
 async def worker_channel() -> str:
@@ -456,9 +516,12 @@ async def _generate(gen: Generation, conversation: Conversation, history: list[M
         gen.phase = "streaming"
         if gen.stop_requested:
             raise asyncio.CancelledError
+        if budget_limits_set():  # BudgetExceeded fails the answer before any request
+            await database_sync_to_async(check_daily_budget)(user_id=gen.owner_id)
         model, messages = await _request_messages(gen, conversation, history)
-        body = build_chat_body(
-            model=model,
+        provider = providers.provider_for(model)
+        body = provider.build_body(
+            model=provider.upstream(model),
             messages=messages,
             stream=True,
             temperature=conversation.temperature,
@@ -467,7 +530,8 @@ async def _generate(gen: Generation, conversation: Conversation, history: list[M
             random_seed=conversation.random_seed,
             safe_prompt=conversation.safe_prompt,
         )
-        outcome = await _stream(gen, body)
+        gen.request = body
+        outcome = await _stream(gen, provider, body)
     except asyncio.CancelledError:
         if not gen.stop_requested:
             raise  # the process is shutting down: the row is recovered as interrupted
@@ -477,8 +541,7 @@ async def _generate(gen: Generation, conversation: Conversation, history: list[M
         if isinstance(err, InvalidModel):
             # A retired model (pixtral-large-latest): the next picker and vision choice
             # should not offer it again.
-            with contextlib.suppress(MistralError):
-                await model_client().list_models(refresh=True)
+            await providers.refresh_models(gen.model)
         outcome = _failure(gen, err)
     except Exception:
         logger.exception("Generation of message %s broke", gen.message_id)
@@ -495,14 +558,18 @@ async def _generate(gen: Generation, conversation: Conversation, history: list[M
             _spawn(_title_after_first_answer(gen, outcome))
 
 
-async def _stream(gen: Generation, body: dict[str, Any]) -> Outcome:
+async def _stream(gen: Generation, provider: providers.Provider, body: dict[str, Any]) -> Outcome:
     usage = None
     finish_reason = ""
     batch: StreamBatch
-    async with contextlib.aclosing(model_client().stream_chat(body)) as stream:
+    async with contextlib.aclosing(provider.stream_chat(body)) as stream:
         async for batch in stream:
             if batch.text:
                 await broadcast.conversation_publish(gen.conversation_id, gen.add(batch.text))
+            elif type(batch) is QueuePosition:
+                await broadcast.conversation_publish(
+                    gen.conversation_id, gen.queued(batch.position)
+                )
             if batch.usage is not None:
                 usage = batch.usage
             if batch.finish_reason:
@@ -538,12 +605,17 @@ def _failure(gen: Generation, err: MistralError) -> Outcome:
 def _outcome(gen: Generation, *, status: str, **fields: Any) -> Outcome:
     now = time.monotonic()
     text = gen.text
+    html = (
+        gen.markdown.render_whole(gen.settled_html, None if gen.tail_stale else gen.tail_html)
+        if text
+        else ""
+    )
+    if gen.citations and html:
+        html = retrieval.link_citations(html, gen.citations)
     return Outcome(
         status=status,
         text=text,
-        html=gen.markdown.render_whole(gen.settled_html, None if gen.tail_stale else gen.tail_html)
-        if text
-        else "",
+        html=html,
         model=gen.model,
         time_to_first_token_ms=(
             round((gen.first_token_at - gen.started) * 1000) if gen.first_token_at else None
@@ -558,9 +630,7 @@ async def _finish(gen: Generation, outcome: Outcome) -> None:
     """Store the ending, take the answer out of the registry, then tell every tab: by the
     time a tab sees the ending, the conversation takes a new question."""
     try:
-        stored = await database_sync_to_async(message_finish)(
-            message_id=gen.message_id, outcome=outcome
-        )
+        stored = await database_sync_to_async(_store_ending)(gen, outcome)
     finally:
         if _running.get(gen.conversation_id) is gen:
             del _running[gen.conversation_id]
@@ -568,6 +638,28 @@ async def _finish(gen: Generation, outcome: Outcome) -> None:
         await broadcast.conversation_publish(
             gen.conversation_id, {"type": "message", "message": ended_message_data(gen, outcome)}
         )
+
+
+@transaction.atomic
+def _store_ending(gen: Generation, outcome: Outcome) -> bool:
+    """The answer's ending and, when a request was sent, its ApiCall row: one thread hop
+    and one commit for both."""
+    stored = message_finish(message_id=gen.message_id, outcome=outcome)
+    if gen.request is not None:
+        api_call_record(
+            kind="chat",
+            model=outcome.model,
+            status=outcome.status,
+            user_id=gen.owner_id,
+            conversation_id=gen.conversation_id,
+            message_id=gen.message_id if stored else None,
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=outcome.completion_tokens,
+            latency_ms=outcome.duration_ms,
+            error_code=outcome.error_code,
+            request=request_summary(gen.request),
+        )
+    return stored
 
 
 def ended_message_data(gen: Generation, outcome: Outcome) -> MessageData:
@@ -598,7 +690,7 @@ async def _title_after_first_answer(gen: Generation, outcome: Outcome) -> None:
     if there was no answer, or the model server cannot, the question's first words serve."""
     if gen.title_question is None:
         return
-    title = await _generated_title(gen.title_question, outcome)
+    title = await _generated_title(gen.title_question, outcome, gen)
     updated = await database_sync_to_async(conversation_title_set)(
         conversation_id=gen.conversation_id, title=title
     )
@@ -608,13 +700,20 @@ async def _title_after_first_answer(gen: Generation, outcome: Outcome) -> None:
         )
 
 
-async def _generated_title(question: str, outcome: Outcome) -> str:
+async def _generated_title(question: str, outcome: Outcome, gen: Generation) -> str:
     fallback = _short(question.strip().splitlines()[0] if question.strip() else "New chat")
     if outcome.status != Message.Status.COMPLETE:
         return fallback
-    answer = outcome.text
-    body = build_chat_body(
-        model=settings.MISTRAL_TITLE_MODEL,
+    answer, model = outcome.text, outcome.model
+    try:
+        provider = providers.provider_for(model)
+    except MistralError:
+        return fallback
+    title_model = provider.title_model(model)
+    if title_model is None:
+        return fallback
+    body = provider.build_body(
+        model=provider.upstream(title_model),
         messages=[
             {
                 "role": "system",
@@ -628,12 +727,42 @@ async def _generated_title(question: str, outcome: Outcome) -> str:
         temperature=0.3,
     )
     try:
-        result = await model_client().complete_chat(body)
+        if budget_limits_set():
+            await database_sync_to_async(check_daily_budget)(user_id=gen.owner_id)
+        started = time.monotonic()
+        result = await provider.complete_chat(body)
+    except BudgetExceeded:
+        return fallback
     except MistralError as err:
         logger.info("Title generation failed (%s); using the question", err.code)
+        await _title_call_record(gen, title_model, started, error=err)
         return fallback
+    await _title_call_record(gen, title_model, started, result=result)
     title = result.text.strip().strip("\"'*#").strip().splitlines()
     return _short(title[0]) if title and title[0] else fallback
+
+
+async def _title_call_record(
+    gen: Generation,
+    model: str,
+    started: float,
+    *,
+    result: ChatResult | None = None,
+    error: MistralError | None = None,
+) -> None:
+    """A title is a billed call like an answer: recorded with its usage, or its error."""
+    usage = result.usage if result is not None else None
+    await database_sync_to_async(api_call_record)(
+        kind="title",
+        model=model,
+        status="complete" if error is None else "failed",
+        user_id=gen.owner_id,
+        conversation_id=gen.conversation_id,
+        prompt_tokens=usage.prompt_tokens if usage else None,
+        completion_tokens=usage.completion_tokens if usage else None,
+        latency_ms=round((time.monotonic() - started) * 1000),
+        error_code=error.code if error is not None else "",
+    )
 
 
 def _short(text: str, limit: int = 60) -> str:
@@ -684,39 +813,3 @@ async def _flush_while_running() -> None:
             gen.saved_seq, gen.saved_at = gen.seq, now
         if progress:
             await database_sync_to_async(message_progress_save)(progress=progress)
-
-
-async def model_catalog() -> list[dict[str, Any]]:
-    """Chat models the server offers, with what they can do; the configured default
-    alone when the list cannot be had."""
-    default = settings.MISTRAL_MODEL
-    try:
-        cards = await model_client().list_models()
-    except MistralError as err:
-        logger.info("Listing models failed (%s)", err.code)
-        cards = []
-    models = [
-        {
-            "id": card.id,
-            "name": card.name or card.id,
-            "description": card.description,
-            "vision": card.vision,
-            "function_calling": card.function_calling,
-            "max_context_length": card.max_context_length,
-        }
-        for card in cards
-        if card.completion_chat
-    ]
-    if not any(m["id"] == default for m in models):
-        models.insert(
-            0,
-            {
-                "id": default,
-                "name": default,
-                "description": "",
-                "vision": False,
-                "function_calling": False,
-                "max_context_length": None,
-            },
-        )
-    return models

@@ -139,6 +139,19 @@ class ChatResult:
 
 
 @dataclass(slots=True, frozen=True)
+class OcrResult:
+    pages: list[str]  # markdown per page of the document sent, in order
+    pages_processed: int  # what is billed
+    model: str
+
+
+@dataclass(slots=True, frozen=True)
+class EmbeddingsResult:
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
+@dataclass(slots=True, frozen=True)
 class ModelCard:
     id: str
     name: str
@@ -379,6 +392,42 @@ class MistralClient:
         )
         self._models, self._models_at = cards, now
         return list(cards)
+
+    async def ocr(self, *, model: str, document_url: str, name: str) -> OcrResult:
+        """`POST /v1/ocr` on one PDF given as a `data:application/pdf;base64,` URL: each
+        page's markdown, in order. Only documented fields are sent (OCRRequest)."""
+        body = {
+            "model": model,
+            "document": {
+                "type": "document_url",
+                "document_url": document_url,
+                "document_name": name,
+            },
+        }
+        data = await self._fetch_json("POST", self._base_url + "/ocr", orjson.dumps(body), model)
+        try:
+            pages = sorted(data["pages"], key=lambda page: page["index"])
+            texts = [str(page.get("markdown") or "") for page in pages]
+            processed = int((data.get("usage_info") or {}).get("pages_processed") or len(texts))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise MalformedStream("The OCR service sent an answer in an unknown shape.") from exc
+        return OcrResult(texts, processed, data.get("model") or model)
+
+    async def embeddings(self, *, model: str, inputs: list[str]) -> EmbeddingsResult:
+        """`POST /v1/embeddings`: one vector per input, in the inputs' order."""
+        body = {"model": model, "input": inputs}
+        data = await self._fetch_json(
+            "POST", self._base_url + "/embeddings", orjson.dumps(body), model
+        )
+        try:
+            items = sorted(data["data"], key=lambda item: item["index"])
+            vectors = [[float(x) for x in item["embedding"]] for item in items]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedStream("The embeddings service sent an unknown shape.") from exc
+        if len(vectors) != len(inputs):
+            raise MalformedStream("The embeddings service sent the wrong number of vectors.")
+        usage = _usage(data.get("usage"))
+        return EmbeddingsResult(vectors, usage.prompt_tokens if usage else 0)
 
     async def _send(
         self, method: str, url: str, payload: bytes | None, headers: dict, model: str | None

@@ -23,9 +23,32 @@ class Conversation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    class ReviewStatus(models.TextChoices):
+        UNREVIEWED = "unreviewed"
+        IN_REVIEW = "in_review", "In review"
+        REVIEWED = "reviewed"
+        ESCALATED = "escalated"
+
+    # The admin's review workflow (conversations/admin.py); written only through
+    # services.conversation_review_set, which leaves updated_at (the user's activity) alone.
+    review_status = models.CharField(
+        max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.UNREVIEWED
+    )
+    review_notes = models.TextField(blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
     class Meta:
         ordering = ["-updated_at", "-id"]
         indexes = [models.Index(fields=["owner", "-updated_at"])]
+        # Reviewers hold view_conversation and this; they never hold change or delete.
+        permissions = [("review_conversation", "Can set review status and notes")]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(temperature__isnull=True)
@@ -145,3 +168,186 @@ class Attachment(models.Model):
         same from a frame."""
         kb = max(1, round(self.sent_bytes / 1000))
         return f"sent as {self.sent_width}×{self.sent_height}, {kb:,} KB, ~{self.tokens:,} tokens"
+
+
+def _document_path(instance: "Document", filename: str) -> str:
+    """Random names, as for attachments: served only through an access-checked view."""
+    suffix = PurePosixPath(filename).suffix.lower()[:8]
+    return f"documents/{secrets.token_urlsafe(18)}{suffix}"
+
+
+class Document(models.Model):
+    """A file a user attached for questions about it (PDF, DOCX, text, Markdown, CSV): the
+    file as uploaded and, once ingested, its text page by page. Like an Attachment it belongs
+    to its owner until a message is sent with it, then to that message."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        INGESTING = "ingesting"
+        READY = "ready"
+        FAILED = "failed"  # see error; its pages are gone
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="documents"
+    )
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, null=True, blank=True, related_name="documents"
+    )
+    name = models.CharField(max_length=120)  # the file's name on the user's device
+    file = models.FileField(upload_to=_document_path, max_length=200)
+    mime = models.CharField(max_length=80)  # found from the content, not the name
+    size = models.PositiveIntegerField()
+    page_count = models.PositiveIntegerField(default=0)
+    pages_done = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(blank=True)
+    tokens = models.PositiveIntegerField(default=0)  # of all pages' text, by the tokenizer
+    position = models.PositiveSmallIntegerField(default=0)  # in its message, as attached
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+        indexes = [models.Index(fields=["owner", "message", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} #{self.pk}"
+
+
+class DocumentPage(models.Model):
+    """One page's text and how it was obtained. A DOCX or text file has no pages of its own:
+    it is cut into pages of about the same length, so citations still point somewhere. A PDF
+    page's picture is not stored: it is rendered from the PDF when a request or a reader
+    needs it (documents.page_png)."""
+
+    class Source(models.TextChoices):
+        TEXT_LAYER = "text_layer", "text layer"
+        OCR = "ocr", "OCR"
+        PAGE_IMAGE = "page_image", "page image"
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="pages")
+    number = models.PositiveIntegerField()  # from 1
+    text = models.TextField(blank=True)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    tokens = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["document", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["document", "number"], name="document_page_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_id} p. {self.number}"
+
+
+class Report(models.Model):
+    """A user's thumbs-down on an answer, with an optional reason; reported conversations
+    come first in the review queue. One per user and answer: reporting again replaces the
+    reason."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reports")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reports"
+    )
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user"], name="report_once_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"Report on message #{self.message_id}"
+
+
+class ReviewAudit(models.Model):
+    """Who opened which conversation in the admin, and when: written on every view of a
+    conversation page, never changed or deleted through the site."""
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    conversation_title = models.CharField(max_length=200, blank=True)  # outlives a deletion
+    staff = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="review_audits"
+    )
+    opened_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        verbose_name = "review audit entry"
+        verbose_name_plural = "review audit log"
+
+    def __str__(self) -> str:
+        return f"{self.staff_id} opened conversation {self.conversation_id}"
+
+
+class ApiCall(models.Model):
+    """One call to a model server, as billed: tokens from the API's `usage`, the model,
+    latency and how it ended, and its cost at the price of the day (conversations/usage.py
+    records it; prices changed later do not rewrite history)."""
+
+    class Kind(models.TextChoices):
+        CHAT = "chat"
+        TITLE = "title"
+        EMBEDDINGS = "embeddings"
+        OCR = "ocr", "OCR"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    model = models.CharField(max_length=100)
+    provider = models.CharField(max_length=32, default="mistral")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="api_calls",
+    )
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.SET_NULL, null=True, blank=True, related_name="api_calls"
+    )
+    message = models.ForeignKey(
+        Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="api_calls"
+    )
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    pages = models.PositiveIntegerField(default=0)  # OCR is billed per page
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16)  # "complete", or how the call ended
+    error_code = models.CharField(max_length=32, blank=True)
+    # What the model received, with every image or document as its size, never its bytes.
+    request = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API call"
+        indexes = [models.Index(fields=["user", "created_at"], name="apicall_user_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.model} #{self.pk}"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class ModelPrice(models.Model):
+    """The price of a model in US dollars. `model` is a model id or an id prefix
+    ("mistral-large" prices "mistral-large-latest" and "mistral-large-2411"); the longest
+    match wins. Models of the local provider (`local/...`) cost nothing whatever this says."""
+
+    model = models.CharField(max_length=100, unique=True)
+    input_usd_per_million = models.DecimalField(max_digits=10, decimal_places=4, default=0)
+    output_usd_per_million = models.DecimalField(max_digits=10, decimal_places=4, default=0)
+    usd_per_thousand_pages = models.DecimalField(max_digits=10, decimal_places=4, default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model"]
+
+    def __str__(self) -> str:
+        return self.model

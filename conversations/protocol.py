@@ -38,6 +38,7 @@ class SendFrame(TypedDict):
     text: str
     model: NotRequired[str]
     attachments: NotRequired[list[int]]  # uploaded image ids, in the order shown
+    documents: NotRequired[list[int]]  # uploaded document ids, read and ready
 
 
 class StopFrame(TypedDict):
@@ -74,6 +75,14 @@ class AttachmentData(TypedDict):
     tokens: int  # the model's estimated image tokens
 
 
+class DocumentRef(TypedDict):
+    """A document as a question shows it: a chip with its name and size."""
+
+    id: int
+    name: str
+    pages: int
+
+
 class MessageData(TypedDict):
     id: int
     conversation: int
@@ -92,7 +101,9 @@ class MessageData(TypedDict):
     time_to_first_token_ms: int | None
     duration_ms: int | None
     notice: NotRequired[str]  # an answer's note for the reader: which model answered, and why
+    queue_position: NotRequired[int]  # answers ahead of it for the local model, while it waits
     attachments: NotRequired[list[AttachmentData]]  # a question's images
+    documents: NotRequired[list[DocumentRef]]  # a question's documents
 
 
 class DeltaFrame(TypedDict):
@@ -103,6 +114,15 @@ class DeltaFrame(TypedDict):
     text: str
     settled: list[str]  # html of blocks that settled with this delta, rendered once
     tail: NotRequired[str]  # html of the open tail; absent: append `text` to the old tail
+
+
+class QueuedFrame(TypedDict):
+    """An answer waits for the local model, which computes one at a time per process."""
+
+    type: Literal["queued"]
+    conversation: int
+    message: int
+    position: int  # answers ahead of this one; 0 once its turn has come
 
 
 class ErrorFrame(TypedDict):
@@ -149,7 +169,14 @@ def parse_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame:
             or any(type(a) is not int or a < 0 for a in attachments)
         ):
             raise ProtocolError("invalid", "'attachments' must be a list of attachment ids.")
-        if not text.strip() and not attachments:
+        documents = frame.get("documents", [])
+        if (
+            not isinstance(documents, list)
+            or len(documents) > _MAX_ATTACHMENT_IDS
+            or any(type(d) is not int or d < 0 for d in documents)
+        ):
+            raise ProtocolError("invalid", "'documents' must be a list of document ids.")
+        if not text.strip() and not attachments and not documents:
             raise ProtocolError("empty_message", "The message is empty.")
         if len(text) > max_text_chars:
             raise ProtocolError(
@@ -165,6 +192,8 @@ def parse_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame:
             parsed["model"] = model
         if attachments:
             parsed["attachments"] = attachments
+        if documents:
+            parsed["documents"] = documents
         return parsed  # type: ignore[return-value]
     if kind == "stop":
         return {"type": kind, "conversation": _int(frame, "conversation")}  # type: ignore[typeddict-item]

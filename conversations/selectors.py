@@ -2,10 +2,33 @@
 anyone else: they are the only road from a view, upload or frame to a conversation."""
 
 from collections import defaultdict
+from decimal import Decimal
 
-from django.db.models import QuerySet
+from django.db.models import (
+    Case,
+    Count,
+    DecimalField,
+    Exists,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
 
-from .models import Attachment, Conversation, Message
+from .models import (
+    ApiCall,
+    Attachment,
+    Conversation,
+    Document,
+    DocumentPage,
+    Message,
+    Report,
+)
 
 
 class ConversationNotFound(Exception):
@@ -49,7 +72,7 @@ def prompt_history(*, conversation_id: int, before_id: int) -> list[Message]:
     return with_images(
         list(
             Message.objects.filter(conversation_id=conversation_id, id__lt=before_id)
-            .only("id", "conversation_id", "role", "text")
+            .only("id", "conversation_id", "role", "text", "parts")
             .order_by("id")
         )
     )
@@ -75,15 +98,57 @@ class AttachmentNotFound(Exception):
 
 
 def access_attachment(*, user, attachment_id: int, for_review: bool = False) -> Attachment:
-    """An attachment through its owner; with `for_review`, staff reviewers may read any
-    (they review transcripts in the admin). Anyone else gets not-found."""
+    """An attachment through its owner; with `for_review`, staff who may view conversations
+    (reviewers, in the admin) may read any. Anyone else gets not-found."""
     rows = Attachment.objects.all()
-    if not (for_review and user.is_staff):
+    if not (for_review and user.is_staff and user.has_perm("conversations.view_conversation")):
         rows = rows.filter(owner=user)
     try:
         return rows.get(pk=attachment_id)
     except (Attachment.DoesNotExist, ValueError, TypeError):
         raise AttachmentNotFound(attachment_id) from None
+
+
+class DocumentNotFound(Exception):
+    """No such document for this user (missing and not-yours look the same)."""
+
+
+def access_document(*, user, document_id: int, for_review: bool = False) -> Document:
+    """A document through its owner; with `for_review`, staff who may view conversations
+    may read any, as for attachments. Anyone else gets not-found."""
+    rows = Document.objects.all()
+    if not (for_review and user.is_staff and user.has_perm("conversations.view_conversation")):
+        rows = rows.filter(owner=user)
+    try:
+        return rows.get(pk=document_id)
+    except (Document.DoesNotExist, ValueError, TypeError):
+        raise DocumentNotFound(document_id) from None
+
+
+def document_ids_of(messages: list[Message]) -> list[int]:
+    """The documents sent with these questions, oldest first (from their stored parts)."""
+    return [
+        part["document"]
+        for message in messages
+        if message.role == Message.Role.USER
+        for part in message.parts or []
+        if isinstance(part, dict) and part.get("type") == "document"
+    ]
+
+
+def documents_with_pages(*, document_ids: list[int]) -> list[Document]:
+    """Ready documents in the order of `document_ids`, each with its pages in order as
+    `page_list`: two queries whatever their number."""
+    ready = Document.objects.filter(pk__in=document_ids, status=Document.Status.READY)
+    found = {d.pk: d for d in ready}
+    for document in found.values():
+        document.page_list = []
+    pages = DocumentPage.objects.filter(document_id__in=list(found)).order_by(
+        "document_id", "number"
+    )
+    for page in pages:
+        found[page.document_id].page_list.append(page)
+    return [found[pk] for pk in dict.fromkeys(document_ids) if pk in found]
 
 
 def with_images(messages: list[Message]) -> list[Message]:
@@ -103,4 +168,81 @@ def with_images(messages: list[Message]) -> list[Message]:
             by_message[attachment.message_id].append(attachment)
     for message in questions:
         message.images = by_message.get(message.pk, [])
+    return messages
+
+
+# Review (the admin)
+
+
+def review_queue() -> QuerySet[Conversation]:
+    """Every conversation with what the review list shows: message count, tokens, cost and
+    whether an answer was reported, each a subquery of the one SELECT, so a page costs the
+    same few queries whatever its size. Reported conversations not yet reviewed come first
+    (`review_priority` 0), then the most recently active."""
+    per_conversation = {"conversation": OuterRef("pk")}
+    calls = ApiCall.objects.filter(**per_conversation).order_by().values("conversation")
+    count = (
+        Message.objects.filter(**per_conversation)
+        .order_by()
+        .values("conversation")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    tokens = calls.annotate(t=Sum("prompt_tokens") + Sum("completion_tokens")).values("t")
+    cost = calls.annotate(c=Sum("cost_usd")).values("c")
+    money = DecimalField(max_digits=14, decimal_places=8)
+    return Conversation.objects.select_related("owner").annotate(
+        message_count=Coalesce(Subquery(count, output_field=IntegerField()), 0),
+        tokens=Coalesce(Subquery(tokens, output_field=IntegerField()), 0),
+        cost=Coalesce(Subquery(cost, output_field=money), Value(Decimal(0)), output_field=money),
+        reported=Exists(Report.objects.filter(message__conversation=OuterRef("pk"))),
+        review_priority=review_priority(),
+    )
+
+
+def review_priority() -> Case:
+    """0 for a conversation with a reported answer and a review not finished, else 1: an
+    expression, so the admin can order by it even where review_queue() was not used."""
+    return Case(
+        When(
+            Exists(Report.objects.filter(message__conversation=OuterRef("pk")))
+            & ~Q(review_status=Conversation.ReviewStatus.REVIEWED),
+            then=Value(0),
+        ),
+        default=Value(1),
+        output_field=IntegerField(),
+    )
+
+
+def reported_message_ids(*, user, conversation_id: int) -> set[int]:
+    """The answers of a conversation its user has reported, to show them as reported."""
+    return set(
+        Report.objects.filter(user=user, message__conversation_id=conversation_id).values_list(
+            "message_id", flat=True
+        )
+    )
+
+
+def review_transcript(*, conversation_id: int) -> list[Message]:
+    """A conversation's messages for a reviewer: each with its images, its documents
+    (`review_documents`), its reports (`review_reports`) and the API calls that produced it
+    (`review_calls`), in five queries whatever its length."""
+    messages = message_history(conversation_id=conversation_id)
+    reports: defaultdict[int, list[Report]] = defaultdict(list)
+    for report in Report.objects.filter(message__conversation_id=conversation_id).select_related(
+        "user"
+    ):
+        reports[report.message_id].append(report)
+    calls: defaultdict[int, list[ApiCall]] = defaultdict(list)
+    for call in ApiCall.objects.filter(message__conversation_id=conversation_id).order_by("id"):
+        calls[call.message_id].append(call)
+    documents: defaultdict[int, list[Document]] = defaultdict(list)
+    for document in Document.objects.filter(message__conversation_id=conversation_id).order_by(
+        "message_id", "position", "id"
+    ):
+        documents[document.message_id].append(document)
+    for message in messages:
+        message.review_documents = documents.get(message.pk, [])
+        message.review_reports = reports.get(message.pk, [])
+        message.review_calls = calls.get(message.pk, [])
     return messages

@@ -9,9 +9,10 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from .documents import PreparedDocument
 from .images import PreparedImage
-from .models import Attachment, Conversation, Message
-from .selectors import ConversationNotFound, prompt_history
+from .models import Attachment, Conversation, Document, Message, Report, ReviewAudit
+from .selectors import ConversationNotFound, access_message, prompt_history
 
 
 class AnswerInProgress(Exception):
@@ -23,7 +24,8 @@ class NotRetryable(Exception):
 
 
 class AttachmentsRejected(Exception):
-    """Images a message cannot be sent with; `code` is stable, `message` for people."""
+    """Images or documents a message cannot be sent with; `code` is stable, `message` for
+    people."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -33,6 +35,8 @@ class AttachmentsRejected(Exception):
 
 # Mistral takes at most 8 images per request (docs: studio/conversations/vision).
 MAX_IMAGES_PER_MESSAGE = 8
+# Documents a message may carry (each is read into pages before it can be sent).
+MAX_DOCUMENTS_PER_MESSAGE = 10
 # Uploaded and never sent (the tab was closed): deleted at the owner's next upload.
 UNSENT_ATTACHMENT_LIFETIME = timedelta(days=1)
 
@@ -99,6 +103,7 @@ def message_submit(
     text: str,
     worker: str = "",
     attachment_ids: list[int] | None = None,
+    document_ids: list[int] | None = None,
 ) -> Submitted:
     """Create the question and its empty answer together (and the conversation, when
     `conversation_id` is None), so a reload never shows a question with nowhere for its
@@ -131,6 +136,8 @@ def message_submit(
     Message.objects.bulk_create([question, answer])  # one INSERT for both
     if attachment_ids:
         _attachments_link(question, owner=user, attachment_ids=attachment_ids)
+    if document_ids:
+        _documents_link(question, owner=user, document_ids=document_ids)
     if conversation_id is not None:
         conversation.updated_at = question.created_at
         Conversation.objects.filter(pk=conversation.pk).update(updated_at=question.created_at)
@@ -156,6 +163,52 @@ def _attachments_link(question: Message, *, owner, attachment_ids: list[int]) ->
     for position, attachment in enumerate(attachments):
         attachment.message, attachment.position = question, position
     question.images = attachments
+
+
+def _documents_link(question: Message, *, owner, document_ids: list[int]) -> None:
+    """Give the question its documents, inside message_submit's transaction (a refusal
+    rolls the question back), and note them in its parts by reference: the thread shows
+    them and later requests find them without another query."""
+    if len(document_ids) > MAX_DOCUMENTS_PER_MESSAGE:
+        raise AttachmentsRejected(
+            "too_many_documents",
+            f"A message can carry at most {MAX_DOCUMENTS_PER_MESSAGE} documents; this one has "
+            f"{len(document_ids)}.",
+        )
+    if len(set(document_ids)) != len(document_ids):
+        raise AttachmentsRejected("invalid_document", "The same document is attached twice.")
+    found = {
+        d.pk: d
+        for d in Document.objects.filter(pk__in=document_ids, owner=owner, message__isnull=True)
+    }
+    if len(found) != len(document_ids):
+        raise AttachmentsRejected(
+            "invalid_document",
+            "An attached document no longer exists or was already sent; attach it again.",
+        )
+    documents = [found[pk] for pk in document_ids]
+    for document in documents:
+        if document.status != Document.Status.READY:
+            raise AttachmentsRejected(
+                "document_not_ready",
+                f"{document.name}: "
+                + (document.error or "still being read; send when its progress bar is full."),
+            )
+    taken = sum(
+        Document.objects.filter(pk=d.pk, message__isnull=True).update(
+            message=question, position=position
+        )
+        for position, d in enumerate(documents)
+    )
+    if taken != len(documents):
+        raise AttachmentsRejected(
+            "invalid_document", "An attached document was already sent; attach it again."
+        )
+    question.parts = [
+        {"type": "document", "document": d.pk, "name": d.name, "pages": d.page_count}
+        for d in documents
+    ]
+    question.save(update_fields=["parts"])
 
 
 @transaction.atomic
@@ -332,8 +385,90 @@ def attachment_create(*, owner, image: PreparedImage) -> Attachment:
     return attachment
 
 
+def document_create(*, owner, document: PreparedDocument) -> Document:
+    """Store an accepted document's file, then its row, queued to be read; if either step
+    fails the file is removed, so nothing is left half-stored. Also deletes the owner's
+    documents left unsent for a day."""
+    stale = Document.objects.filter(
+        owner=owner,
+        message__isnull=True,
+        created_at__lt=timezone.now() - UNSENT_ATTACHMENT_LIFETIME,
+    )
+    for old in stale:
+        old.delete()  # the post_delete receiver removes its file
+    row = Document(
+        owner=owner,
+        name=document.name,
+        mime=document.mime,
+        size=len(document.data),
+        page_count=document.page_count,
+    )
+    extension = {
+        "application/pdf": ".pdf",
+        "text/csv": ".csv",
+        "text/markdown": ".md",
+        "text/plain": ".txt",
+    }.get(document.mime, ".docx")
+    try:
+        row.file.save("document" + extension, ContentFile(document.data), save=False)
+        row.save()
+    except BaseException:
+        if row.file.name:
+            row.file.storage.delete(row.file.name)
+        raise
+    return row
+
+
+def document_delete(*, document: Document) -> None:
+    """Remove an unsent document (taken out of the composer); sent ones stay."""
+    if document.message_id is None:
+        document.delete()
+
+
 def attachment_delete(*, attachment: Attachment) -> None:
     """Remove an unsent attachment (the user took it out of the composer); sent ones stay
     with their message."""
     if attachment.message_id is None:
         attachment.delete()
+
+
+# Review
+
+
+class NotReportable(Exception):
+    """Only an answer that has ended can be reported."""
+
+
+REPORT_REASON_MAX_CHARS = 2000
+
+
+def report_create(*, user, message_id: int, reason: str) -> Report:
+    """A user's thumbs-down on one of their answers (ConversationNotFound for anyone
+    else's, NotReportable while it streams or for a question). Reporting again replaces
+    the reason, so a conversation is never queued twice for one answer."""
+    message = access_message(user=user, message_id=message_id)
+    if message.role != Message.Role.ASSISTANT or message.is_active:
+        raise NotReportable(message_id)
+    report, _ = Report.objects.update_or_create(
+        message=message, user=user, defaults={"reason": reason.strip()[:REPORT_REASON_MAX_CHARS]}
+    )
+    return report
+
+
+def conversation_review_set(
+    *, conversation_ids: list[int], reviewer, status: str, notes: str | None = None
+) -> int:
+    """Set the review status (and, when given, the notes) of conversations. An update, not
+    a save: the conversations' updated_at is the user's last activity and stays as it was.
+    Returns how many were changed."""
+    fields: dict = {"review_status": status, "reviewed_by": reviewer, "reviewed_at": timezone.now()}
+    if notes is not None:
+        fields["review_notes"] = notes
+    return Conversation.objects.filter(pk__in=conversation_ids).update(**fields)
+
+
+def review_audit_record(*, conversation: Conversation, staff) -> ReviewAudit:
+    """Note that a staff member opened a conversation's transcript; the log is append-only."""
+    return ReviewAudit.objects.create(
+        conversation=conversation, conversation_title=str(conversation)[:200], staff=staff
+    )

@@ -8,7 +8,7 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from . import broadcast
-from .models import Attachment
+from .models import Attachment, Document
 
 User = get_user_model()
 
@@ -53,3 +53,11 @@ def attachment_files_delete(sender, instance, **kwargs) -> None:
     names = [f.name for f in (instance.original, instance.sent) if f.name]
     storage = instance.original.storage
     transaction.on_commit(lambda: [storage.delete(name) for name in names])
+
+
+@receiver(post_delete, sender=Document, dispatch_uid="conversations.document_file_delete")
+def document_file_delete(sender, instance, **kwargs) -> None:
+    """A document's file goes with its row, however it was deleted, once committed."""
+    if instance.file.name:
+        name, storage = instance.file.name, instance.file.storage
+        transaction.on_commit(lambda: storage.delete(name))

@@ -17,5 +17,16 @@ urlpatterns = [
         views.attachment_file,
         name="attachment_file",
     ),
+    path("documents/", views.document_upload, name="document_upload"),
+    path("documents/preview/", views.document_preview, name="document_preview"),
+    path("documents/<int:pk>/", views.document_status, name="document_status"),
+    path("documents/<int:pk>/delete/", views.document_remove, name="document_remove"),
+    path("documents/<int:pk>/pages/<int:number>/", views.document_page, name="document_page"),
+    path(
+        "documents/<int:pk>/pages/<int:number>/image/",
+        views.document_page_image,
+        name="document_page_image",
+    ),
+    path("messages/<int:pk>/report/", views.message_report, name="message_report"),
     path("accounts/signup/", views.signup, name="signup"),
 ]

@@ -7,6 +7,7 @@ with `Accept: application/json` and gets JSON (400 with field errors when invali
 
 from datetime import UTC, datetime, timedelta
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -21,27 +22,40 @@ from django.http import (
     JsonResponse,
 )
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import broadcast, generation
+from . import broadcast, generation, providers, retrieval
+from .documents import DocumentRejected, check_document_upload, page_png
 from .forms import ConversationSettingsForm, RenameForm, SignupForm
 from .images import ImageRejected, check_image_upload
-from .models import Conversation, Message
+from .ingest import document_ingest_enqueue
+from .models import Conversation, Document, DocumentPage, Message
 from .rendering import render_markdown
 from .selectors import (
     AttachmentNotFound,
     ConversationNotFound,
+    DocumentNotFound,
     access_attachment,
     access_conversation,
+    access_document,
     conversation_list,
+    document_ids_of,
+    documents_with_pages,
     message_history,
+    reported_message_ids,
 )
 from .services import (
+    REPORT_REASON_MAX_CHARS,
+    NotReportable,
     attachment_create,
     attachment_delete,
     conversation_delete,
     conversation_rename,
     conversation_update_settings,
+    document_create,
+    document_delete,
+    report_create,
 )
 
 # The sidebar shows this many conversations, then a "More" button for the next ones.
@@ -139,8 +153,9 @@ def conversation_settings(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 async def models_json(request: HttpRequest) -> JsonResponse:
-    """The models the picker offers; async, as listing them may wait on the model server."""
-    return JsonResponse({"models": await generation.model_catalog()})
+    """The models the picker offers, from every provider, and a line for each provider that
+    could not be listed; async, as listing them may wait on model servers."""
+    return JsonResponse(await providers.model_catalog())
 
 
 @login_required
@@ -198,6 +213,178 @@ def attachment_file(request: HttpRequest, pk: int, kind: str) -> FileResponse:
     return response
 
 
+@login_required
+@require_POST
+def document_upload(request: HttpRequest) -> JsonResponse:
+    """One document per request, checked here (type, size, pages, encryption, zip bombs)
+    and read into pages in a worker thread once stored; the composer polls document_status
+    for its progress. 400 names the file and the reason, and stores nothing."""
+    upload = request.FILES.get("file")
+    if upload is None or len(request.FILES) != 1:
+        return _upload_error("no_file", "Choose one document to upload.")
+    try:
+        prepared = check_document_upload(upload)
+    except DocumentRejected as err:
+        return _upload_error(err.code, err.message)
+    document = document_create(owner=request.user, document=prepared)
+    transaction.on_commit(lambda: document_ingest_enqueue(document.pk))
+    return JsonResponse({"document": document_data(document)}, status=201)
+
+
+@login_required
+@require_GET
+def document_status(request: HttpRequest, pk: int) -> JsonResponse:
+    """Where reading a document has got to: pages done of the total, ready, or why not."""
+    return JsonResponse({"document": document_data(_access_document(request, pk))})
+
+
+@login_required
+@require_POST
+def document_remove(request: HttpRequest, pk: int) -> JsonResponse:
+    """Take an unsent document out of the composer; one already sent stays."""
+    document = _access_document(request, pk)
+    if document.message_id is not None:
+        return _upload_error("already_sent", "This document was sent and stays with its message.")
+    document_delete(document=document)
+    return JsonResponse({"deleted": pk})
+
+
+@login_required
+@require_GET
+def document_page(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    """A cited page: its text and how it was obtained, and its picture for a PDF page whose
+    text did not come from a text layer. JSON for the chat page's dialog, else a page."""
+    document = _access_document(request, pk, for_review=True)
+    page = DocumentPage.objects.filter(document=document, number=number).first()
+    if page is None:
+        raise Http404("No such page.")
+    image_url = (
+        reverse("document_page_image", args=[document.pk, number])
+        if document.mime == "application/pdf" and page.source != DocumentPage.Source.TEXT_LAYER
+        else ""
+    )
+    data = {
+        "document": document.pk,
+        "name": document.name,
+        "number": number,
+        "page_count": document.page_count,
+        "text": page.text,
+        "source": page.source,
+        "source_label": page.get_source_display(),
+        "image_url": image_url,
+    }
+    if _wants_json(request):
+        return JsonResponse({"page": data})
+    return render(request, "conversations/document_page.html", {"page": data})
+
+
+@login_required
+@require_GET
+def document_page_image(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    """A PDF page rendered as PNG, for the reader of a scanned page (never stored)."""
+    document = _access_document(request, pk, for_review=True)
+    if document.mime != "application/pdf" or not 1 <= number <= document.page_count:
+        raise Http404("No such page.")
+    response = HttpResponse(page_png(document, number), content_type="image/png")
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+@login_required
+async def document_preview(request: HttpRequest) -> JsonResponse:
+    """Before a question is sent: how the documents will go (full text or retrieval), how
+    many tokens the request will carry and roughly what that costs. Query: `conversation`
+    (optional), `documents` (ids of ready documents in the composer), `model`."""
+    try:
+        conversation_id = int(request.GET["conversation"] or 0) or None
+        pending = [int(x) for x in request.GET.get("documents", "").split(",") if x]
+    except (KeyError, ValueError):
+        return _upload_error("invalid", "'conversation' and 'documents' must be ids.")
+    user = await request.auser()
+    model = request.GET.get("model") or providers.default_model()
+    budget = retrieval.context_budget(await retrieval.max_context_length(model))
+    try:
+        preview = await sync_to_async(_preview)(user, conversation_id, pending, model, budget)
+    except ConversationNotFound:
+        raise Http404("No such conversation.") from None
+    return JsonResponse({"preview": preview})
+
+
+def _preview(user, conversation_id: int | None, pending: list[int], model: str, budget: int):
+    history = []
+    if conversation_id is not None:
+        conversation = access_conversation(user=user, conversation_id=conversation_id)
+        history = message_history(conversation_id=conversation.pk)
+    owned = Document.objects.filter(pk__in=pending, owner=user, message__isnull=True)
+    ids = document_ids_of(history) + list(owned.values_list("pk", flat=True))
+    documents = documents_with_pages(document_ids=ids)
+    if not documents:
+        return {"mode": "", "documents": 0}
+    mode, tokens = retrieval.choose_mode(documents, budget)
+    if mode == retrieval.RETRIEVAL:
+        chunks = retrieval.chunks_of(documents)
+        tokens = retrieval.plan_retrieval(documents, budget, "", chunks, "").tokens
+    conversation_tokens = sum(retrieval.count_tokens(m.text) for m in history)
+    total = tokens + conversation_tokens
+    cost = retrieval.cost_estimate(model, total)
+    return {
+        "mode": mode,
+        "documents": len(documents),
+        "document_tokens": tokens,
+        "tokens": total,
+        "budget": budget,
+        "passages": settings.CHAT_RETRIEVAL_CHUNKS if mode == retrieval.RETRIEVAL else None,
+        "model": model,
+        "cost_usd": f"{cost:.6f}" if cost is not None else None,
+    }
+
+
+def document_data(document: Document) -> dict:
+    """A document as the composer sees it while it is read."""
+    return {
+        "id": document.pk,
+        "name": document.name,
+        "mime": document.mime,
+        "size": document.size,
+        "status": document.status,
+        "page_count": document.page_count,
+        "pages_done": document.pages_done,
+        "tokens": document.tokens,
+        "error": document.error,
+        "url": reverse("document_status", args=[document.pk]),
+    }
+
+
+def _access_document(request: HttpRequest, pk: int, *, for_review: bool = False) -> Document:
+    try:
+        return access_document(user=request.user, document_id=pk, for_review=for_review)
+    except DocumentNotFound:
+        raise Http404("No such document.") from None
+
+
+@login_required
+@require_POST
+def message_report(request: HttpRequest, pk: int) -> JsonResponse:
+    """A thumbs-down on one of the user's answers, with an optional reason: the
+    conversation then comes first in the admin's review queue. JSON only; the chat page's
+    report dialog posts it."""
+    reason = request.POST.get("reason", "")
+    if len(reason) > REPORT_REASON_MAX_CHARS:
+        too_long = f"Keep the reason under {REPORT_REASON_MAX_CHARS:,} characters."
+        return JsonResponse({"errors": {"reason": [too_long]}}, status=400)
+    try:
+        report = report_create(user=request.user, message_id=pk, reason=reason)
+    except ConversationNotFound:
+        raise Http404("No such answer.") from None
+    except NotReportable:
+        return JsonResponse(
+            {"errors": {"__all__": ["Only an answer that has finished can be reported."]}},
+            status=400,
+        )
+    return JsonResponse({"report": {"message": pk, "reason": report.reason}}, status=201)
+
+
 # Helpers
 
 
@@ -215,13 +402,19 @@ def _access(request: HttpRequest, pk: int) -> Conversation:
 def _chat_page(request: HttpRequest, *, conversation: Conversation | None) -> HttpResponse:
     conversations, cursor = _sidebar_page(request.user, before=None)
     messages = message_history(conversation_id=conversation.pk) if conversation else []
+    reported = (
+        reported_message_ids(user=request.user, conversation_id=conversation.pk)
+        if conversation
+        else set()
+    )
     for message in messages:
+        message.reported = message.pk in reported
         # Answers cut by a restart were never rendered whole; ones still streaming are
         # replaced by their live state as soon as the socket subscribes.
         if message.role == Message.Role.ASSISTANT and message.text and not message.html:
             message.html = render_markdown(message.text)
         message.meta = _answer_meta(message)
-    model = conversation.model if conversation else settings.MISTRAL_MODEL
+    model = conversation.model if conversation else providers.default_model()
     initial = _settings_initial(conversation) if conversation else {"model": model}
     context = {
         "conversation": conversation,

@@ -1,13 +1,15 @@
 import asyncio
+import importlib
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.apps import apps as django_apps
 from django.conf import settings as django_settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
 
-from conversations import broadcast, generation
+from conversations import broadcast, generation, providers
 from conversations.mistral import aclose_clients
 from tests.fake_mistral import FakeMistral
 
@@ -37,7 +39,7 @@ def fake_mistral(fake_server, settings):
 async def _process_state():
     """Each test starts as a fresh process: no running answers, no watchers, no pools."""
     generation._running.clear()
-    generation._clients.clear()
+    providers._cache = None  # clients and their model lists
     generation._recovered = False
     generation._control = None
     broadcast._watchers.clear()
@@ -95,3 +97,12 @@ async def open_socket():
     for communicator in opened:
         if not communicator.future.done():
             await communicator.disconnect()
+
+
+@pytest.fixture
+def review_seed():
+    """The Reviewer group and the model prices migration 0004 seeds, made again: a
+    transactional test run before this one flushes every table. Runs the migration's own
+    function, so tests also prove what a fresh database gets."""
+    migration = importlib.import_module("conversations.migrations.0004_review_usage")
+    migration.seed(django_apps, None)

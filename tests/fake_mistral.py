@@ -31,6 +31,7 @@ import re
 import threading
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from functools import cache
 from http import HTTPStatus
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pypdfium2
 from jsonschema import Draft202012Validator, ValidationError
 from PIL import Image
 
@@ -262,6 +264,67 @@ def _card(
 def _chat_validator() -> Draft202012Validator:
     document = json.loads(SCHEMAS_PATH.read_text(encoding="utf-8"))
     return Draft202012Validator({**document["requests"]["chat"], "$defs": document["$defs"]})
+
+
+@cache
+def _request_validator(name: str) -> Draft202012Validator:
+    document = json.loads(SCHEMAS_PATH.read_text(encoding="utf-8"))
+    return Draft202012Validator({**document["requests"][name], "$defs": document["$defs"]})
+
+
+def request_errors(name: str, body: Any) -> list[dict]:
+    """The 422 `detail` list for an OCR ("ocr") or embeddings ("embeddings") request body
+    against its schema in Mistral's spec; empty when it is valid."""
+    details: list[dict] = []
+    for error in _request_validator(name).iter_errors(body):
+        for item in _details(error, ()):
+            if item not in details:
+                details.append(item)
+    return details
+
+
+_PDF_URL = re.compile(r"^data:application/pdf;base64,([A-Za-z0-9+/]*={0,2})$")
+
+
+def _pdf_errors(body: dict) -> list[dict]:
+    """This app sends OCR a PDF as a data URL; anything else is a bug (Mistral answers a
+    malformed one with 400 "Failed to fetch document")."""
+    document = body.get("document") or {}
+    url = document.get("document_url") if document.get("type") == "document_url" else None
+    match = _PDF_URL.match(url or "")
+    loc = ["body", "document", "document_url"]
+    if match is None:
+        return [{"type": "document_invalid", "loc": loc, "msg": "not a PDF data URL"}]
+    try:
+        _pdf_page_count(url)
+    except ValueError as exc:
+        return [{"type": "document_invalid", "loc": loc, "msg": str(exc)}]
+    return []
+
+
+def _pdf_page_count(url: str) -> int:
+    raw = base64.b64decode(url.split(",", 1)[1], validate=True)
+    try:
+        pdf = pypdfium2.PdfDocument(raw)
+    except pypdfium2.PdfiumError as exc:
+        raise ValueError(f"not a readable PDF ({exc})") from None
+    try:
+        return len(pdf)
+    finally:
+        pdf.close()
+
+
+def default_ocr_text(index: int) -> str:
+    return f"OCR text of page {index + 1} of the document sent."
+
+
+def word_vector(text: str, dims: int = 64) -> list[float]:
+    """A stand-in embedding: words hashed into `dims` buckets, so texts sharing words point
+    the same way (enough for cosine ranking to find the chunk with the asked-about words)."""
+    vector = [0.0] * dims
+    for word in re.findall(r"\w+", text.lower()):
+        vector[zlib.crc32(word.encode()) % dims] += 1.0
+    return vector
 
 
 def chat_request_errors(body: Any) -> list[dict]:
@@ -516,13 +579,20 @@ class _Stop(Exception):
 
 
 class FakeMistral:
-    """The server. Attributes tests may change between requests: `models`, `api_key`."""
+    """The server. Attributes tests may change between requests: `models`, `api_key`.
+    `strict=False` plays an OpenAI-compatible server instead: bodies are not checked against
+    Mistral's schema (tests assert them exactly)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, strict: bool = True) -> None:
+        self.strict = strict
         self.port: int | None = None
         self.requests: list[Recorded] = []
         self.models: list[dict] = default_models()
         self.api_key: str | None = None
+        # OCR's markdown for page `i` of the PDF it is sent, and failures to answer with.
+        self.ocr_text = default_ocr_text
+        self.ocr_error: Reply | None = None
+        self.embeddings_error: Reply | None = None
         self._queue: collections.deque[Reply] = collections.deque()
         self._ids = itertools.count(1)
         self._connection_ids = itertools.count(1)
@@ -572,6 +642,8 @@ class FakeMistral:
         self.requests.clear()
         self.models = default_models()
         self.api_key = None
+        self.ocr_text = default_ocr_text
+        self.ocr_error = self.embeddings_error = None
         if self._loop is not None:
             asyncio.run_coroutine_threadsafe(self._drop_connections(), self._loop).result(10)
 
@@ -658,6 +730,9 @@ class FakeMistral:
                 return
             await _send_json(writer, 200, {"object": "list", "data": copy.deepcopy(self.models)})
             return
+        if path in ("/v1/ocr", "/v1/embeddings") and request.method == "POST":
+            await self._document_call(path, request, writer)
+            return
         if path != "/v1/chat/completions":
             await _send_json(writer, 404, {"detail": "Not Found"})
             return
@@ -676,8 +751,8 @@ class FakeMistral:
             ]
             await _send_json(writer, 422, {"detail": detail})
             return
-        errors = chat_request_errors(request.json)
-        if not errors:
+        errors = chat_request_errors(request.json) if self.strict else []
+        if not errors and self.strict:
             request.images, errors = image_parts(request.json)
         if errors:
             await _send_json(writer, 422, {"detail": errors})
@@ -695,6 +770,54 @@ class FakeMistral:
             await self._stream(reply, body, reader, writer)
         else:
             await self._complete(reply, body, reader, writer)
+
+    async def _document_call(
+        self, path: str, request: Recorded, writer: asyncio.StreamWriter
+    ) -> None:
+        """OCR and embeddings: the body validated against its OCRRequest or EmbeddingRequest
+        schema, then a reply of the documented shape (or `ocr_error`/`embeddings_error`)."""
+        name = "ocr" if path == "/v1/ocr" else "embeddings"
+        body = request.json
+        errors = request_errors(name, body) if body is not None else [{"type": "json_invalid"}]
+        if not errors and name == "ocr":
+            errors = _pdf_errors(body)
+        if errors:
+            await _send_json(writer, 422, {"detail": errors})
+            return
+        failure = self.ocr_error if name == "ocr" else self.embeddings_error
+        if failure is not None:
+            await _send_reply_error(writer, failure)
+            return
+        if name == "ocr":
+            count = _pdf_page_count(body["document"]["document_url"])
+            pages = [
+                {
+                    "index": i,
+                    "markdown": self.ocr_text(i),
+                    "images": [],
+                    "dimensions": {"dpi": 200, "height": 2200, "width": 1700},
+                }
+                for i in range(count)
+            ]
+            reply = {
+                "pages": pages,
+                "model": "mistral-ocr-2512",
+                "usage_info": {"pages_processed": count, "doc_size_bytes": len(request.body)},
+            }
+        else:
+            inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            tokens = sum(len(text.split()) for text in inputs)
+            reply = {
+                "id": f"emb-{next(self._ids):06d}",
+                "object": "list",
+                "model": body["model"],
+                "data": [
+                    {"object": "embedding", "embedding": word_vector(text), "index": i}
+                    for i, text in enumerate(inputs)
+                ],
+                "usage": {"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens},
+            }
+        await _send_json(writer, 200, reply)
 
     def _usage(self, reply: Reply, body: dict) -> dict:
         if reply.usage is None:

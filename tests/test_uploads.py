@@ -225,9 +225,12 @@ def test_someone_elses_image_is_not_found(user, other_user):
         assert client.get(url).status_code == 404
 
 
-def test_staff_reviewer_may_see_any_image(user, django_user_model):
+def test_staff_reviewer_may_see_any_image(user, django_user_model, review_seed):
+    from django.contrib.auth.models import Group
+
     attachment = stored(user)
     staff = django_user_model.objects.create_user(username="rev", password="x", is_staff=True)
+    staff.groups.add(Group.objects.get(name="Reviewer"))  # staff alone is not enough
     response = signed_in(staff).get(reverse("attachment_file", args=[attachment.pk, "sent"]))
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == content(attachment.sent)

@@ -3,10 +3,12 @@
 
 import { AttachmentTray, wireImageViewer } from "./attachments.js";
 import { Composer } from "./composer.js";
+import { DocumentTray, wireCitations } from "./documents.js";
 import { wireCopyButtons } from "./copy.js";
 import { DeleteDialog, RenameDialog, SettingsDialog } from "./dialogs.js";
 import { urlFor } from "./http.js";
 import { fetchModels, ModelPicker } from "./models.js";
+import { ReportDialog } from "./report.js";
 import { Sidebar } from "./sidebar.js";
 import { ChatSocket } from "./socket.js";
 import { Thread } from "./thread.js";
@@ -93,11 +95,15 @@ function handleFrame(frame) {
       }
       thread.applyMessage(m, { follow: m.role === "user" });
       if (m.role === "assistant") state.sending = false;
+      if (m.role === "user" && m.documents?.length) documents.refreshPreview();
       if (m.role === "user") sidebar.touch(m.conversation);
       break;
     }
     case "delta":
       if (frame.conversation === state.conversation) thread.applyDelta(frame);
+      break;
+    case "queued":
+      if (frame.conversation === state.conversation) thread.applyQueued(frame);
       break;
     case "conversation": {
       const c = frame.conversation;
@@ -125,7 +131,10 @@ function handleFrame(frame) {
 
 function handleError(frame) {
   state.sending = false;
-  const refused = ["empty_message", "too_long", "invalid", "busy", "too_many_images", "invalid_attachment"];
+  const refused = [
+    "empty_message", "too_long", "invalid", "busy", "too_many_images", "invalid_attachment",
+    "too_many_documents", "invalid_document", "document_not_ready",
+  ];
   if (refused.includes(frame.code)) composer.restore(state.lastSent);
   if (state.creating && state.conversation === null) state.creating = false;
   if (frame.code === "not_found" && state.conversation !== null && !sidebar.has(state.conversation)) {
@@ -163,11 +172,27 @@ const attachments = new AttachmentTray({
 });
 wireImageViewer($("#thread"), $("#image-dialog"));
 
+const documents = new DocumentTray({
+  list: $("#doc-tray"),
+  input: $("#doc-attach-input"),
+  button: $("#doc-attach-btn"),
+  uploadUrl: config.documentUploadUrl,
+  statusUrl: config.documentStatusUrl,
+  removeUrl: config.documentRemoveUrl,
+  preview: $("#doc-preview"),
+  previewUrl: config.documentPreviewUrl,
+  context: () => ({ conversation: state.conversation, model: picker.value }),
+  onChange: () => composer.resize(),
+  onError: notice,
+});
+wireCitations($("#thread"), $("#doc-page-dialog"));
+
 const composer = new Composer({
   form: $("#composer"),
   input: $("#composer-input"),
   button: $("#send-btn"),
   attachments,
+  documents,
   onWait: notice,
   onSend: send,
   onStop() {
@@ -175,9 +200,10 @@ const composer = new Composer({
   },
 });
 
-function send(text, attachmentIds = []) {
+function send(text, attachmentIds = [], documentIds = []) {
   const frame = { type: "send", conversation: state.conversation, text };
   if (attachmentIds.length) frame.attachments = attachmentIds;
+  if (documentIds.length) frame.documents = documentIds;
   if (state.conversation === null) {
     frame.model = picker.value;
     state.creating = true;
@@ -245,6 +271,16 @@ const settingsDialog = new SettingsDialog({
 });
 $("#settings-btn").addEventListener("click", () => settingsDialog.open());
 
+const reportDialog = new ReportDialog({
+  dialog: $("#report-dialog"),
+  urlTemplate: config.reportUrl,
+  onReported: () => announce("Answer reported. A reviewer will look at this conversation."),
+});
+$("#thread").addEventListener("click", (event) => {
+  const report = event.target.closest("[data-report]");
+  if (report) reportDialog.open(report);
+});
+
 // Model picker
 
 const picker = new ModelPicker({
@@ -263,7 +299,8 @@ const picker = new ModelPicker({
   },
 });
 
-fetchModels(config.modelsUrl).then((models) => {
+fetchModels(config.modelsUrl).then(({ models, problems }) => {
+  picker.showProblems(problems);
   if (!models.length) return;
   const remembered = localStorage.getItem(MODEL_KEY);
   const useRemembered = state.conversation === null && remembered && models.some((m) => m.id === remembered);
@@ -314,3 +351,4 @@ thread.scrollToEnd();
 refresh();
 socket.connect();
 if (state.conversation === null) composer.focus();
+else documents.refreshPreview(); // the conversation's documents, if it has any

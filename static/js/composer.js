@@ -1,13 +1,15 @@
 // The message box: Enter sends, Shift+Enter breaks the line, the box grows with its text,
 // and while an answer streams the send button becomes Stop. Images attached in its tray
-// (static/js/attachments.js) go with the text; a message may be images alone.
+// (static/js/attachments.js) and documents in its document tray (static/js/documents.js) go
+// with the text; a message may be images or documents alone.
 
 const MAX_HEIGHT_PX = 240;
 
 export class Composer {
-  constructor({ form, input, button, attachments, onSend, onStop, onWait }) {
+  constructor({ form, input, button, attachments, documents, onSend, onStop, onWait }) {
     this.form = form;
     this.attachments = attachments;
+    this.documents = documents;
     this.onWait = onWait;
     this.input = input;
     this.button = button;
@@ -35,10 +37,16 @@ export class Composer {
       this.onWait("Wait until the images have uploaded.");
       return;
     }
-    if (!text.trim() && !ids.length) return;
-    if (this.onSend(text, ids) !== false) {
+    if (this.documents.pending()) {
+      this.onWait("Wait until the documents have been read.");
+      return;
+    }
+    const documentIds = this.documents.ids();
+    if (!text.trim() && !ids.length && !documentIds.length) return;
+    if (this.onSend(text, ids, documentIds) !== false) {
       this.set("");
       this.taken = this.attachments.take();
+      this.takenDocuments = this.documents.take();
     }
   }
 
@@ -51,7 +59,8 @@ export class Composer {
   restore(text) {
     if (!this.input.value) this.set(text);
     if (this.taken) this.attachments.restore(this.taken);
-    this.taken = null;
+    if (this.takenDocuments) this.documents.restore(this.takenDocuments);
+    this.taken = this.takenDocuments = null;
   }
 
   focus() {
@@ -68,7 +77,7 @@ export class Composer {
 
   // CSSOM from our own script; the CSP forbids only style attributes written in HTML.
   resize() {
-    const images = this.attachments.ids().length > 0;
+    const images = this.attachments.ids().length > 0 || this.documents.ids().length > 0;
     this.form.classList.toggle("has-text", this.input.value.trim() !== "" || images);
     this.input.style.height = "auto";
     const height = Math.min(this.input.scrollHeight, MAX_HEIGHT_PX);

@@ -1,13 +1,15 @@
 // The model picker: a button and a listbox filled from GET /models.json, each model with
-// what it can do (vision, tools, context length). Keyboard: arrows, Home/End, Enter, Escape.
+// what it can do (vision, tools, context length) and where it runs, and below the list a line
+// for each model server that could not be listed. Keyboard: arrows, Home/End, Enter, Escape.
 
 export async function fetchModels(url) {
   try {
     const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
-    if (!response.ok) return [];
-    return (await response.json()).models ?? [];
+    if (!response.ok) return { models: [], problems: [] };
+    const data = await response.json();
+    return { models: data.models ?? [], problems: data.problems ?? [] };
   } catch {
-    return [];
+    return { models: [], problems: [] };
   }
 }
 
@@ -23,6 +25,7 @@ export class ModelPicker {
     this.name = root.querySelector("#model-name");
     this.popover = root.querySelector("#model-popover");
     this.list = root.querySelector("#model-list");
+    this.problems = root.querySelector("#model-problems");
     this.onChange = onChange;
     this.models = new Map();
     const first = this.list.querySelector("[role=option]");
@@ -61,6 +64,19 @@ export class ModelPicker {
     return Array.from(this.list.querySelectorAll("[role=option]"));
   }
 
+  // Model servers that could not be listed: said, not left out without a word.
+  showProblems(problems) {
+    this.problems.replaceChildren(
+      ...problems.map((p) => {
+        const line = document.createElement("p");
+        line.className = "model-problem";
+        line.textContent = `${p.provider}: ${p.message}`;
+        return line;
+      }),
+    );
+    this.problems.hidden = problems.length === 0;
+  }
+
   fill(models, selected) {
     const current = selected || this.current;
     this.models = new Map(models.map((m) => [m.id, m]));
@@ -80,8 +96,9 @@ export class ModelPicker {
     this.current = this.committed = id;
     for (const option of this.options()) option.setAttribute("aria-selected", String(option.dataset.value === id));
     const model = this.models.get(id);
-    this.name.textContent = id;
-    this.button.setAttribute("aria-label", `Model: ${id}`);
+    const label = model?.local ? localLabel(model) : id;
+    this.name.textContent = label;
+    this.button.setAttribute("aria-label", `Model: ${label}`);
     this.button.title = model ? [model.name, model.description].filter(Boolean).join(" — ") : "";
   }
 
@@ -152,11 +169,13 @@ function optionElement(model, index) {
 
   const name = document.createElement("span");
   name.className = "model-option-name";
-  name.textContent = model.id;
+  name.textContent = model.local ? localLabel(model) : model.id;
   li.append(name);
 
   const caps = document.createElement("span");
   caps.className = "model-option-caps";
+  if (model.local) caps.append(chip("local", "runs on this server"));
+  else if (model.provider && model.provider !== "Mistral") caps.append(chip("provider", model.provider));
   if (model.vision) caps.append(chip("vision", "vision", "i-eye"));
   if (model.function_calling) caps.append(chip("tools", "tools"));
   const context = contextLabel(model.max_context_length);
@@ -177,6 +196,11 @@ function optionElement(model, index) {
   check.append(use);
   li.append(check);
   return li;
+}
+
+// "SmolLM2 135M — small local model": never to be taken for one of Mistral's.
+function localLabel(model) {
+  return model.name.split(",")[0];
 }
 
 // A capability; vision gets an eye drawn in SVG (an emoji font may be missing).

@@ -5,6 +5,7 @@
 // and on a gap ask the server for the whole answer (resync) instead of guessing.
 
 import { imageList } from "./attachments.js";
+import { documentList } from "./documents.js";
 
 const ACTIVE = new Set(["pending", "streaming"]);
 const NOTICE_LABELS = { failed: "Couldn’t answer", stopped: "Stopped", interrupted: "Interrupted" };
@@ -57,6 +58,9 @@ export class Thread {
         if (m.attachments?.length && !el.querySelector(".msg-images")) {
           el.querySelector(".bubble").before(imageList(m.attachments));
         }
+        if (m.documents?.length && !el.querySelector(".msg-docs")) {
+          el.querySelector(".bubble").before(documentList(m.documents));
+        }
         return;
       }
       const settled = el.querySelector(".msg-settled");
@@ -74,7 +78,9 @@ export class Thread {
         tail.replaceChildren(plain);
       }
       el.dataset.seq = String(m.seq ?? 0);
-      el.querySelector(".msg-progress-text").textContent = m.status === "pending" ? "Thinking…" : "Writing…";
+      el.querySelector(".msg-author-name").textContent = authorName(m.model);
+      el.querySelector(".msg-progress-text").textContent =
+        m.status === "pending" ? waitingText(m.queue_position) : "Writing…";
       el.querySelector(".msg-notice-label").textContent = NOTICE_LABELS[m.status] ?? "";
       el.querySelector(".msg-error-text").textContent = m.error_text || "";
       el.querySelector(".msg-meta").textContent = ACTIVE.has(m.status) ? "" : answerMeta(m);
@@ -110,6 +116,13 @@ export class Thread {
     });
   }
 
+  // The local model writes one answer at a time: say how many are ahead of this one.
+  applyQueued(q) {
+    const el = this.get(q.message);
+    if (!el || el.dataset.status !== "pending") return;
+    el.querySelector(".msg-progress-text").textContent = waitingText(q.position);
+  }
+
   resync(id) {
     const now = performance.now();
     if (now - (this.resyncSentAt.get(id) ?? -Infinity) < RESYNC_INTERVAL_MS) return;
@@ -136,6 +149,17 @@ export class Thread {
   }
 }
 
+function waitingText(ahead) {
+  if (!ahead) return "Thinking…";
+  return `Waiting for the local model — ${ahead} ${ahead === 1 ? "answer" : "answers"} ahead`;
+}
+
+// The small model inside the server must not pass for Mistral's: its answers say what wrote them.
+// The same words as templates/conversations/_message.html.
+export function authorName(model) {
+  return model?.startsWith("local/") ? "Small local model" : "Mistral";
+}
+
 export function answerMeta(m) {
   const parts = m.model ? [m.model] : [];
   if (m.prompt_tokens != null && m.completion_tokens != null) {
@@ -156,7 +180,10 @@ function userElement(id) {
 function assistantElement(id) {
   const el = article(id, "assistant");
   el.dataset.seq = "";
-  const head = heading("Mistral", "msg-author");
+  const head = heading("", "msg-author");
+  const author = span("msg-author-name");
+  author.textContent = "Mistral";
+  head.append(author);
   const avatar = document.createElement("span");
   avatar.className = "avatar";
   avatar.setAttribute("aria-hidden", "true");
@@ -185,7 +212,14 @@ function assistantElement(id) {
   note.className = "msg-note";
   const meta = document.createElement("p");
   meta.className = "msg-meta";
-  el.append(head, body, progress, notice, note, meta);
+  const report = document.createElement("button");
+  report.type = "button";
+  report.className = "icon-btn msg-report";
+  report.dataset.report = String(id);
+  report.setAttribute("aria-label", "Report this answer");
+  report.setAttribute("aria-pressed", "false");
+  report.append(icon("i-thumbs-down"));
+  el.append(head, body, progress, notice, note, meta, report);
   return el;
 }
 

@@ -309,13 +309,16 @@ def test_model_picker_lists_models_and_the_choice_is_used(page: Page, fake):
     sign_up(page)
     page.get_by_role("button", name="Model: mistral-small-latest").click()
     listbox = page.get_by_role("listbox", name="Model")
-    expect(listbox.get_by_role("option")).to_have_count(5)  # mistral-embed cannot chat
+    # mistral-embed cannot chat; the small local model comes last, labelled as such.
+    expect(listbox.get_by_role("option")).to_have_count(6)
+    expect(listbox.get_by_role("option").last).to_contain_text("SmolLM2 135M — small local model")
     codestral = listbox.get_by_role("option", name=re.compile("codestral-latest"))
     expect(codestral).to_contain_text("250k context")
     expect(listbox.get_by_role("option", name=re.compile("mistral-large-latest"))).to_contain_text(
         "vision"
     )
     page.keyboard.press("End")
+    page.keyboard.press("ArrowUp")
     page.keyboard.press("Enter")
     expect(page.get_by_role("button", name="Model: codestral-latest")).to_be_focused()
 

@@ -52,7 +52,7 @@ def _conversation(page: Page, fake) -> None:
     send(page, "How do I merge two sorted lists in Python?")
     expect(last_answer(page)).to_have_attribute("data-status", "complete")
     expect(page.locator("#conv-title")).to_have_text("Merging two sorted lists")
-    expect(page.locator("#model-list [role=option]")).to_have_count(5)
+    expect(page.locator("#model-list [role=option]")).to_have_count(6)  # with the local model
 
 
 def test_chat_page_looks_right_in_light_dark_and_on_a_phone(page: Page, fake, tmp_path):

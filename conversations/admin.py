@@ -1,0 +1,719 @@
+"""The review panel in Django's admin: conversations as read-only transcripts, rendered as
+their users saw them, with a review status and notes; an append-only audit of who opened
+what; usage and cost per call, with a page of charts; the price table.
+
+Transcripts are never editable here, by anyone: the only fields a form saves are the review
+status and notes, through services.conversation_review_set. Model output is shown only as
+the sanitized HTML rendering.py made (or makes now), never as raw text marked safe.
+"""
+
+import csv
+import json
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from . import charts, usage
+from .models import (
+    ApiCall,
+    Attachment,
+    Conversation,
+    Document,
+    Message,
+    ModelPrice,
+    Report,
+    ReviewAudit,
+)
+from .rendering import render_markdown
+from .selectors import review_priority, review_queue, review_transcript
+from .services import conversation_review_set, review_audit_record
+
+ENDED_BADLY = (Message.Status.FAILED, Message.Status.STOPPED, Message.Status.INTERRUPTED)
+# A spreadsheet runs a cell starting with one of these as a formula; model output and user
+# text are untrusted, so such cells are exported with a leading apostrophe.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+# Filters
+
+
+class HasImagesFilter(admin.SimpleListFilter):
+    title = "images"
+    parameter_name = "images"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "With images"), ("no", "Without images")]
+
+    def queryset(self, request, queryset):
+        images = Exists(Attachment.objects.filter(message__conversation=OuterRef("pk")))
+        if self.value() == "yes":
+            return queryset.filter(images)
+        if self.value() == "no":
+            return queryset.filter(~images)
+        return queryset
+
+
+class HasDocumentsFilter(admin.SimpleListFilter):
+    title = "documents"
+    parameter_name = "documents"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "With documents"), ("no", "Without documents")]
+
+    def queryset(self, request, queryset):
+        documents = Exists(Document.objects.filter(message__conversation=OuterRef("pk")))
+        if self.value() == "yes":
+            return queryset.filter(documents)
+        if self.value() == "no":
+            return queryset.filter(~documents)
+        return queryset
+
+
+class AnswerEndFilter(admin.SimpleListFilter):
+    title = "answers that did not finish"
+    parameter_name = "answers"
+
+    def lookups(self, request, model_admin):
+        return [("any", "Any of these"), *((s.value, s.label) for s in ENDED_BADLY)]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        statuses = ENDED_BADLY if value == "any" else [value]
+        return queryset.filter(
+            Exists(Message.objects.filter(conversation=OuterRef("pk"), status__in=statuses))
+        )
+
+
+class ReportedFilter(admin.SimpleListFilter):
+    title = "reported by its user"
+    parameter_name = "reported"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Reported"), ("no", "Not reported")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(reported=self.value() == "yes")
+        return queryset
+
+
+# Conversations
+
+
+class ReviewForm(forms.ModelForm):
+    class Meta:
+        model = Conversation
+        fields = ["review_status", "review_notes"]
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    form = ReviewForm
+    list_display = (
+        "display_title",
+        "owner",
+        "model",
+        "message_count",
+        "tokens",
+        "cost",
+        "updated_at",
+        "review_status",
+        "reported",
+    )
+    list_display_links = ("display_title",)
+    list_filter = (
+        ("owner", admin.RelatedOnlyFieldListFilter),
+        "model",
+        "created_at",
+        HasImagesFilter,
+        HasDocumentsFilter,
+        AnswerEndFilter,
+        "review_status",
+        ReportedFilter,
+    )
+    list_select_related = ("owner",)
+    search_fields = ("title",)  # and message text and usernames: see get_search_results
+    search_help_text = "Searches titles, the text of every message, and usernames."
+    date_hierarchy = "updated_at"
+    list_per_page = 50
+    show_full_result_count = False  # one COUNT less per page; the filtered count stays
+    actions = ("mark_reviewed", "mark_escalated", "export_json", "export_csv")
+    fieldsets = (
+        ("Review", {"fields": ("review_status", "review_notes", "reviewed_by", "reviewed_at")}),
+        (
+            "Conversation",
+            {
+                "fields": (
+                    "owner",
+                    "title",
+                    "model",
+                    "created_at",
+                    "updated_at",
+                    "settings_summary",
+                    "usage_summary",
+                )
+            },
+        ),
+        ("Transcript", {"fields": ("transcript",), "classes": ("transcript-set",)}),
+    )
+    readonly_fields = (
+        "reviewed_by",
+        "reviewed_at",
+        "owner",
+        "title",
+        "model",
+        "created_at",
+        "updated_at",
+        "settings_summary",
+        "usage_summary",
+        "transcript",
+    )
+
+    class Media:
+        css = {"all": ("css/highlight.css", "css/admin-review.css")}
+
+    # Permissions: reviewers view and set the review; nobody adds or edits a transcript.
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_review_permission(request)
+
+    def has_review_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("conversations.review_conversation")
+
+    # The list
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
+        return review_queue()
+
+    def get_ordering(self, request: HttpRequest) -> list:
+        return [review_priority().asc(), "-updated_at", "-id"]
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Conversation], search_term: str
+    ) -> tuple[QuerySet[Conversation], bool]:
+        """Titles, usernames and message text, with EXISTS rather than a join, so a
+        conversation with many matching messages is listed once and no DISTINCT is needed."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        in_messages = Exists(
+            Message.objects.filter(conversation=OuterRef("pk"), text__icontains=term)
+        )
+        matches = Q(title__icontains=term) | Q(owner__username__icontains=term) | in_messages
+        return queryset.filter(matches), False
+
+    @admin.display(description="title", ordering="title")
+    def display_title(self, obj: Conversation) -> str:
+        return str(obj)
+
+    @admin.display(description="messages", ordering="message_count")
+    def message_count(self, obj: Conversation) -> int:
+        return obj.message_count
+
+    @admin.display(description="tokens", ordering="tokens")
+    def tokens(self, obj: Conversation) -> str:
+        return f"{obj.tokens:,}"
+
+    @admin.display(description="cost", ordering="cost")
+    def cost(self, obj: Conversation) -> str:
+        return _usd(obj.cost)
+
+    @admin.display(description="reported", boolean=True, ordering="reported")
+    def reported(self, obj: Conversation) -> bool:
+        return obj.reported
+
+    # The conversation page
+
+    @admin.display(description="settings")
+    def settings_summary(self, obj: Conversation) -> str:
+        values = {
+            "temperature": obj.temperature,
+            "top_p": obj.top_p,
+            "max_tokens": obj.max_tokens,
+            "random_seed": obj.random_seed,
+        }
+        shown = [f"{k} {v}" for k, v in values.items() if v is not None]
+        if obj.safe_prompt:
+            shown.append("safe prompt")
+        if obj.system_prompt:
+            shown.append(f"system prompt: {obj.system_prompt[:300]}")
+        return " · ".join(shown) or "model defaults"
+
+    @admin.display(description="usage")
+    def usage_summary(self, obj: Conversation) -> str:
+        return f"{obj.message_count} messages · {obj.tokens:,} tokens · {_usd(obj.cost)}"
+
+    @admin.display(description="")
+    def transcript(self, obj: Conversation) -> SafeString:
+        """The whole conversation as its user saw it: answers as their stored sanitized
+        HTML (rendered now, the same way, if a restart cut them before it was stored)."""
+        rows = review_transcript(conversation_id=obj.pk)
+        for message in rows:
+            if message.role == Message.Role.ASSISTANT and message.text and not message.html:
+                message.html = render_markdown(message.text)
+            message.review_cost = sum((c.cost_usd for c in message.review_calls), Decimal(0))
+            message.review_parts = [  # documents are listed from their rows, pages and all
+                _part_line(part)
+                for part in message.parts or []
+                if not (isinstance(part, dict) and part.get("type") == "document")
+            ]
+        return render_to_string("admin/conversations/transcript.html", {"messages": rows})
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> HttpResponse:
+        """Every time a staff member opens a conversation, an audit row says who and when."""
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "GET" and response.status_code == 200:
+            conversation = Conversation.objects.filter(pk=unquote(object_id)).first()
+            if conversation is not None:
+                review_audit_record(conversation=conversation, staff=request.user)
+        return response
+
+    def save_model(self, request: HttpRequest, obj: Conversation, form, change: bool) -> None:
+        conversation_review_set(
+            conversation_ids=[obj.pk],
+            reviewer=request.user,
+            status=form.cleaned_data["review_status"],
+            notes=form.cleaned_data["review_notes"],
+        )
+
+    # Actions
+
+    @admin.action(description="Mark selected conversations as reviewed", permissions=["review"])
+    def mark_reviewed(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> None:
+        self._set_status(request, queryset, Conversation.ReviewStatus.REVIEWED)
+
+    @admin.action(description="Escalate selected conversations", permissions=["review"])
+    def mark_escalated(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> None:
+        self._set_status(request, queryset, Conversation.ReviewStatus.ESCALATED)
+
+    def _set_status(self, request: HttpRequest, queryset: QuerySet, status: str) -> None:
+        changed = conversation_review_set(
+            conversation_ids=list(queryset.values_list("pk", flat=True)),
+            reviewer=request.user,
+            status=status,
+        )
+        label = Conversation.ReviewStatus(status).label.lower()
+        self.message_user(
+            request, f"{changed} conversation{'s' if changed != 1 else ''} marked {label}."
+        )
+
+    @admin.action(description="Export selected conversations as JSON", permissions=["view"])
+    def export_json(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
+        data = {"exported_at": timezone.now(), "conversations": _export(queryset)}
+        response = HttpResponse(
+            json.dumps(data, cls=DjangoJSONEncoder, indent=2, ensure_ascii=False),
+            content_type="application/json",
+        )
+        response["Content-Disposition"] = 'attachment; filename="conversations.json"'
+        return response
+
+    @admin.action(description="Export selected conversations as CSV", permissions=["view"])
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="conversations.csv"'
+        writer = csv.writer(response)
+        writer.writerow(
+            [
+                "conversation_id",
+                "owner",
+                "title",
+                "review_status",
+                "review_notes",
+                "message_id",
+                "role",
+                "status",
+                "model",
+                "prompt_tokens",
+                "completion_tokens",
+                "created_at",
+                "text",
+                "images",
+                "reports",
+            ]
+        )
+        for conversation in _export(queryset):
+            for m in conversation["messages"]:
+                writer.writerow(
+                    _csv_safe(
+                        [
+                            conversation["id"],
+                            conversation["owner"],
+                            conversation["title"],
+                            conversation["review_status"],
+                            conversation["review_notes"],
+                            m["id"],
+                            m["role"],
+                            m["status"],
+                            m["model"],
+                            m["prompt_tokens"],
+                            m["completion_tokens"],
+                            m["created_at"].isoformat(),
+                            m["text"],
+                            "; ".join(a["name"] for a in m["images"]),
+                            "; ".join(f"{r['user']}: {r['reason']}" for r in m["reports"]),
+                        ]
+                    )
+                )
+        return response
+
+
+def _export(queryset: QuerySet[Conversation]) -> list[dict[str, Any]]:
+    """The selected conversations with their messages, images, documents and reports, in
+    five queries whatever the selection."""
+    conversations = list(queryset.order_by("id"))
+    ids = [c.pk for c in conversations]
+    messages = _with_images_all(Message.objects.filter(conversation_id__in=ids).order_by("id"))
+    reports: dict[int, list[dict[str, Any]]] = {}
+    for report in Report.objects.filter(message__conversation_id__in=ids).select_related("user"):
+        reports.setdefault(report.message_id, []).append(
+            {"user": report.user.username, "reason": report.reason, "created_at": report.created_at}
+        )
+    documents: dict[int, list[dict[str, Any]]] = {}
+    for document in Document.objects.filter(message__conversation_id__in=ids).order_by(
+        "message_id", "position", "id"
+    ):
+        documents.setdefault(document.message_id, []).append(
+            {"name": document.name, "pages": document.page_count, "mime": document.mime}
+        )
+    by_conversation: dict[int, list[dict[str, Any]]] = {pk: [] for pk in ids}
+    for m in messages:
+        by_conversation[m.conversation_id].append(
+            {
+                "id": m.pk,
+                "role": m.role,
+                "status": m.status,
+                "model": m.model,
+                "text": m.text,
+                "error_code": m.error_code,
+                "prompt_tokens": m.prompt_tokens,
+                "completion_tokens": m.completion_tokens,
+                "created_at": m.created_at,
+                "images": [
+                    {"name": a.name, "sent_width": a.sent_width, "sent_height": a.sent_height}
+                    for a in m.images or []
+                ],
+                "documents": documents.get(m.pk, []),
+                "reports": reports.get(m.pk, []),
+            }
+        )
+    return [
+        {
+            "id": c.pk,
+            "owner": c.owner.username,
+            "title": c.title,
+            "model": c.model,
+            "created_at": c.created_at,
+            "updated_at": c.updated_at,
+            "review_status": c.review_status,
+            "review_notes": c.review_notes,
+            "tokens": c.tokens,
+            "cost_usd": str(c.cost),
+            "messages": by_conversation[c.pk],
+        }
+        for c in conversations
+    ]
+
+
+def _with_images_all(messages: QuerySet[Message]) -> list[Message]:
+    """Messages of several conversations with their images: with_images per conversation
+    would cost a query each."""
+    rows = list(messages)
+    images: dict[int, list[Attachment]] = {}
+    questions = [m.pk for m in rows if m.role == Message.Role.USER]
+    for attachment in Attachment.objects.filter(message_id__in=questions).order_by(
+        "message_id", "position", "id"
+    ):
+        images.setdefault(attachment.message_id, []).append(attachment)
+    for m in rows:
+        if m.role == Message.Role.USER:
+            m.images = images.get(m.pk, [])
+    return rows
+
+
+def _csv_safe(row: list[Any]) -> list[Any]:
+    return [
+        "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+        for value in row
+    ]
+
+
+def _part_line(part: Any) -> str:
+    """A stored content part (an attachment or document by reference) as one line: its
+    short fields only, never a long string such as a data URL."""
+    if not isinstance(part, dict):
+        return str(type(part).__name__)
+    shown = [
+        f"{key}: {value}"
+        for key, value in part.items()
+        if isinstance(value, int | float | bool)
+        or (isinstance(value, str) and len(value) <= 120 and not value.startswith("data:"))
+    ]
+    return ", ".join(shown)
+
+
+def _usd(value: Decimal | float | int) -> str:
+    """Dollars with the digits that matter: most single answers cost fractions of a cent."""
+    value = Decimal(value)
+    if value >= 1:
+        return f"${value:,.2f}"
+    return f"${value:.4f}" if value >= Decimal("0.01") else f"${value:.6f}"
+
+
+# The audit log: superusers read it; nobody writes it through the site.
+
+
+@admin.register(ReviewAudit)
+class ReviewAuditAdmin(admin.ModelAdmin):
+    list_display = ("opened_at", "staff", "conversation_link")
+    list_filter = (("staff", admin.RelatedOnlyFieldListFilter), "opened_at")
+    list_select_related = ("staff",)
+    search_fields = ("conversation_title", "staff__username")
+    date_hierarchy = "opened_at"
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="conversation")
+    def conversation_link(self, obj: ReviewAudit) -> str:
+        if obj.conversation_id is None:
+            return f"{obj.conversation_title} (deleted)"
+        url = reverse("admin:conversations_conversation_change", args=[obj.conversation_id])
+        return format_html('<a href="{}">{}</a>', url, obj.conversation_title)
+
+
+# Prices and usage
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    list_display = (
+        "model",
+        "input_usd_per_million",
+        "output_usd_per_million",
+        "usd_per_thousand_pages",
+        "updated_at",
+    )
+    search_fields = ("model",)
+    fields = ("model", "input_usd_per_million", "output_usd_per_million", "usd_per_thousand_pages")
+
+
+class UsagePeriodForm(forms.Form):
+    days = forms.IntegerField(
+        min_value=1,
+        max_value=366,
+        required=False,
+        error_messages={"invalid": "Enter a whole number of days."},
+    )
+
+
+@admin.register(ApiCall)
+class ApiCallAdmin(admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "kind",
+        "model",
+        "user",
+        "conversation_id",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_usd",
+        "latency_ms",
+        "status",
+        "error_code",
+    )
+    list_filter = ("kind", "provider", "model", "status", "created_at")
+    list_select_related = ("user",)
+    search_fields = ("model", "user__username")
+    date_hierarchy = "created_at"
+    change_list_template = "admin/conversations/apicall/change_list.html"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list:
+        view = self.admin_site.admin_view
+        return [
+            path("usage/", view(self.usage_view), name="conversations_usage"),
+            path("usage/export.csv", view(self.usage_csv), name="conversations_usage_csv"),
+            path("usage/<str:chart>.svg", view(self.usage_chart), name="conversations_usage_chart"),
+            *super().get_urls(),
+        ]
+
+    def _period(self, request: HttpRequest) -> UsagePeriodForm:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return UsagePeriodForm(request.GET)
+
+    def usage_view(self, request: HttpRequest) -> HttpResponse:
+        """Tokens and cost per day and model, and the top users, as pictures and tables."""
+        form = self._period(request)
+        days = _days(form)
+        since = timezone.localdate() - timedelta(days=(days or 30) - 1)
+        by_day = usage.usage_by_day(since=since)
+        models: dict[str, dict[str, Any]] = {}
+        for row in by_day:
+            total = models.setdefault(
+                row["model"], {"model": row["model"], "calls": 0, "tokens": 0, "cost": Decimal(0)}
+            )
+            total["calls"] += row["calls"]
+            total["tokens"] += row["prompt_tokens"] + row["completion_tokens"]
+            total["cost"] += row["cost"]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Usage and cost",
+            "opts": self.model._meta,
+            "form": form,
+            "days": days or 30,
+            "since": since,
+            "models": sorted(models.values(), key=lambda m: -m["cost"]),
+            "total_cost": sum((m["cost"] for m in models.values()), Decimal(0)),
+            "total_tokens": sum(m["tokens"] for m in models.values()),
+            "by_day": by_day,
+            "top_users": usage.usage_top_users(since=since),
+            "budget_tokens": settings.CHAT_DAILY_TOKEN_BUDGET,
+            "budget_usd": settings.CHAT_DAILY_COST_BUDGET_USD,
+        }
+        return TemplateResponse(
+            request,
+            "admin/conversations/usage.html",
+            context,
+            status=200 if days is not None else 400,
+        )
+
+    def usage_chart(self, request: HttpRequest, chart: str) -> HttpResponse:
+        days = _days(self._period(request))
+        if days is None:
+            return HttpResponseBadRequest("'days' must be a whole number from 1 to 366.")
+        since = timezone.localdate() - timedelta(days=days - 1)
+        if chart in ("tokens", "cost"):
+            labels = usage.days_since(since)
+            index = {day: i for i, day in enumerate(labels)}
+            series: dict[str, list[float]] = {}
+            for row in usage.usage_by_day(since=since):
+                values = series.setdefault(row["model"], [0.0] * len(labels))
+                value = (
+                    row["prompt_tokens"] + row["completion_tokens"]
+                    if chart == "tokens"
+                    else float(row["cost"])
+                )
+                values[index[row["day"]]] += value
+            svg = charts.stacked_bars(
+                title=f"{'Tokens' if chart == 'tokens' else 'Cost (USD)'} per day and model",
+                labels=[day.strftime("%b %d") for day in labels],
+                series=series,
+                value_format=_token_label if chart == "tokens" else _usd_label,
+            )
+        elif chart == "users":
+            svg = charts.horizontal_bars(
+                title="Top users by cost",
+                items=[
+                    (row["user__username"], float(row["cost"]))
+                    for row in usage.usage_top_users(since=since)
+                ],
+                value_format=_usd_label,
+            )
+        else:
+            return HttpResponseBadRequest("Unknown chart: use tokens, cost or users.")
+        response = HttpResponse(svg, content_type="image/svg+xml")
+        response["Cache-Control"] = "private, no-cache"
+        return response
+
+    def usage_csv(self, request: HttpRequest) -> HttpResponse:
+        days = _days(self._period(request))
+        if days is None:
+            return HttpResponseBadRequest("'days' must be a whole number from 1 to 366.")
+        since = timezone.localdate() - timedelta(days=days - 1)
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="usage-{since}.csv"'
+        writer = csv.writer(response)
+        writer.writerow(
+            [
+                "day",
+                "user",
+                "model",
+                "kind",
+                "calls",
+                "prompt_tokens",
+                "completion_tokens",
+                "cost_usd",
+            ]
+        )
+        for row in usage.usage_rows(since=since):
+            writer.writerow(
+                _csv_safe(
+                    [
+                        row["day"].isoformat(),
+                        row["user__username"] or "",
+                        row["model"],
+                        row["kind"],
+                        row["calls"],
+                        row["prompt_tokens"],
+                        row["completion_tokens"],
+                        f"{row['cost']:.8f}",
+                    ]
+                )
+            )
+        return response
+
+
+def _days(form: UsagePeriodForm) -> int | None:
+    """The period in days (30 when not given), or None when what was given is invalid."""
+    if not form.is_valid():
+        return None
+    return form.cleaned_data["days"] or 30
+
+
+def _token_label(value: float) -> str:
+    if value >= 1_000_000:
+        return f"{value / 1_000_000:.1f}M"
+    if value >= 1_000:
+        return f"{value / 1_000:.1f}k"
+    return f"{value:.0f}"
+
+
+def _usd_label(value: float) -> str:
+    return f"${value:,.2f}" if value >= 1 or value == 0 else f"${value:.4f}"

