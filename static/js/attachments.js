@@ -5,7 +5,7 @@
 //
 // Also the thread's images: a thumbnail opens the large copy in a dialog (Escape closes it).
 
-import { csrfToken, urlFor } from "./http.js";
+import { csrfToken, uploadFile, urlFor } from "./http.js";
 
 // Mistral's documented limits; the server checks them too.
 export const MAX_IMAGES = 8;
@@ -64,39 +64,28 @@ export class AttachmentTray {
   }
 
   upload(item) {
-    const xhr = new XMLHttpRequest();
-    item.xhr = xhr;
     const progress = item.el.querySelector("progress");
-    xhr.upload.addEventListener("progress", (event) => {
-      if (event.lengthComputable) progress.value = event.loaded / event.total;
+    const { xhr, done } = uploadFile(this.uploadUrl, item.file, (part) => {
+      progress.value = part;
     });
-    xhr.addEventListener("load", () => {
-      item.xhr = null;
-      let data = {};
-      try {
-        data = JSON.parse(xhr.responseText);
-      } catch {
-        // a proxy's error page: the status says enough
-      }
-      if (xhr.status === 201 && data.attachment) {
-        this.uploaded(item, data.attachment);
-        return;
-      }
-      const message = data.error?.message ?? `The server answered ${xhr.status}.`;
-      this.drop(item);
-      this.onError(message.startsWith(item.file.name) ? message : `${item.file.name}: ${message}`);
-    });
-    xhr.addEventListener("error", () => {
-      item.xhr = null;
-      this.drop(item);
-      this.onError(`${item.file.name}: the upload failed; check the connection and try again.`);
-    });
-    xhr.open("POST", this.uploadUrl);
-    xhr.setRequestHeader("X-CSRFToken", csrfToken());
-    xhr.setRequestHeader("Accept", "application/json");
-    const body = new FormData();
-    body.append("file", item.file, item.file.name);
-    xhr.send(body);
+    item.xhr = xhr;
+    done.then(
+      ({ status, data }) => {
+        item.xhr = null;
+        if (status === 201 && data.attachment) {
+          this.uploaded(item, data.attachment);
+          return;
+        }
+        const message = data.error?.message ?? `The server answered ${status}.`;
+        this.drop(item);
+        this.onError(message.startsWith(item.file.name) ? message : `${item.file.name}: ${message}`);
+      },
+      () => {
+        item.xhr = null;
+        this.drop(item);
+        this.onError(`${item.file.name}: the upload failed; check the connection and try again.`);
+      },
+    );
   }
 
   uploaded(item, attachment) {

@@ -7,7 +7,7 @@
 // (full text or the most relevant passages), how many tokens the request carries and
 // roughly what it costs. In the thread, citation links open the cited page in a dialog.
 
-import { csrfToken, urlFor } from "./http.js";
+import { csrfToken, uploadFile, urlFor } from "./http.js";
 
 const POLL_MS = 400;
 const MAX_BYTES = 10_000_000;
@@ -48,39 +48,28 @@ export class DocumentTray {
   }
 
   upload(item) {
-    const xhr = new XMLHttpRequest();
-    item.xhr = xhr;
     const progress = item.el.querySelector("progress");
-    xhr.upload.addEventListener("progress", (event) => {
-      if (event.lengthComputable) progress.value = event.loaded / event.total;
-    });
-    xhr.addEventListener("load", () => {
-      item.xhr = null;
-      let data = {};
-      try {
-        data = JSON.parse(xhr.responseText);
-      } catch {
-        // a proxy's error page: the status says enough
-      }
-      if (xhr.status === 201 && data.document) {
-        item.id = data.document.id;
-        item.el.dataset.id = String(item.id);
-        this.show(item, data.document);
-        return;
-      }
-      this.fail(item, data.error?.message ?? `The server answered ${xhr.status}.`);
-    });
-    xhr.addEventListener("error", () => {
-      item.xhr = null;
-      this.fail(item, "the upload failed; check the connection and try again.");
-    });
     setStatus(item, "Uploading…");
-    xhr.open("POST", this.uploadUrl);
-    xhr.setRequestHeader("X-CSRFToken", csrfToken());
-    xhr.setRequestHeader("Accept", "application/json");
-    const body = new FormData();
-    body.append("file", item.file, item.file.name);
-    xhr.send(body);
+    const { xhr, done } = uploadFile(this.uploadUrl, item.file, (part) => {
+      progress.value = part;
+    });
+    item.xhr = xhr;
+    done.then(
+      ({ status, data }) => {
+        item.xhr = null;
+        if (status === 201 && data.document) {
+          item.id = data.document.id;
+          item.el.dataset.id = String(item.id);
+          this.show(item, data.document);
+          return;
+        }
+        this.fail(item, data.error?.message ?? `The server answered ${status}.`);
+      },
+      () => {
+        item.xhr = null;
+        this.fail(item, "the upload failed; check the connection and try again.");
+      },
+    );
   }
 
   // A document's reading state, then the next look in a moment until it is ready.

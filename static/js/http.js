@@ -11,6 +11,36 @@ export function urlFor(template, id) {
   return template.replace("/0/", `/${id}/`);
 }
 
+// Uploads one file as multipart form data, reporting progress (fetch cannot) to
+// onProgress(fraction). Returns {xhr, done}: abort with xhr.abort(); done resolves to
+// {status, data} (data is {} when the answer is not JSON, e.g. a proxy's error page) and
+// rejects when the connection fails. An aborted upload never settles.
+export function uploadFile(url, file, onProgress) {
+  const xhr = new XMLHttpRequest();
+  const done = new Promise((resolve, reject) => {
+    xhr.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) onProgress(event.loaded / event.total);
+    });
+    xhr.addEventListener("load", () => {
+      let data = {};
+      try {
+        data = JSON.parse(xhr.responseText);
+      } catch {
+        // the status says enough
+      }
+      resolve({ status: xhr.status, data });
+    });
+    xhr.addEventListener("error", () => reject(new Error("upload failed")));
+  });
+  xhr.open("POST", url);
+  xhr.setRequestHeader("X-CSRFToken", csrfToken());
+  xhr.setRequestHeader("Accept", "application/json");
+  const body = new FormData();
+  body.append("file", file, file.name);
+  xhr.send(body);
+  return { xhr, done };
+}
+
 // Posts a form as the browser would, asking for JSON. Resolves to {ok, status, data}.
 export async function postForm(url, form) {
   const body = form instanceof FormData ? form : new FormData(form);

@@ -5,6 +5,7 @@ temporary DATA_DIR, and the fake Mistral server running in this process.
 Debian's Chromium drives the pages; Playwright's own browser download is not used.
 """
 
+import contextlib
 import os
 import shutil
 import socket
@@ -15,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -127,10 +129,10 @@ def site_shell(site_env):
     return run
 
 
-@pytest.fixture(scope="session")
-def live_server_url(site_env):
-    """The site under plain daphne, DEBUG off, with a fresh database."""
-    env = site_env
+@contextlib.contextmanager
+def served_site(env: dict[str, str]) -> Iterator[str]:
+    """Migrates a fresh database in env's DATA_DIR and runs the site under plain daphne
+    there, as in production; yields its URL and stops it after."""
     data_dir = Path(env["DATA_DIR"])
     subprocess.run(  # noqa: S603 (fixed arguments)
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
@@ -160,6 +162,13 @@ def live_server_url(site_env):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def live_server_url(site_env):
+    """The site under plain daphne, DEBUG off, with a fresh database."""
+    with served_site(site_env) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -3,20 +3,14 @@ small model running inside it, and says so. Its own daphne, with none of the fak
 server's settings, so nothing but the local model could answer."""
 
 import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.conftest import (
-    ROOT,
-    _free_port,
-    _wait_until_serving,
     last_answer,
     send,
+    served_site,
     sign_up,
     wait_connected,
 )
@@ -57,30 +51,8 @@ def offline_site(tmp_path_factory):
         "DJANGO_SETTINGS_MODULE": "chatsite.settings",
         "PYTHONUNBUFFERED": "1",
     }
-    subprocess.run(  # noqa: S603 (fixed arguments)
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-    )
-    port = _free_port()
-    log_path = data_dir / "daphne.log"
-    daphne = shutil.which("daphne", path=str(Path(sys.executable).parent)) or "daphne"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603 (fixed arguments)
-            [daphne, "-b", "127.0.0.1", "-p", str(port), "chatsite.asgi:application"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_serving(f"{url}/accounts/login/", process, log_path)
+    with served_site(env) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture
