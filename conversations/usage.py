@@ -55,7 +55,11 @@ def price_for(model: str, prices: Iterable[ModelPrice] | None = None) -> Price:
     model or one with no row (an unknown model is shown at $0, never guessed)."""
     if provider_of(model) in FREE_PROVIDERS:
         return FREE
-    rows = ModelPrice.objects.all() if prices is None else prices
+    if prices is None:  # only the rows that can match: this runs for every answer
+        pieces = model.split("-")
+        candidates = ["-".join(pieces[:n]) for n in range(1, len(pieces) + 1)]
+        prices = ModelPrice.objects.filter(model__in=candidates)
+    rows = prices
     best: ModelPrice | None = None
     for row in rows:
         if (model == row.model or model.startswith(row.model + "-")) and (
