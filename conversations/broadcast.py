@@ -62,10 +62,6 @@ def unwatch(conversation_id: int, tab: Tab) -> None:
             del _watchers[conversation_id]
 
 
-def watcher_count(conversation_id: int) -> int:
-    return len(_watchers.get(conversation_id, ()))
-
-
 async def conversation_publish(conversation_id: int, frame: dict[str, Any]) -> None:
     """Send a frame to every tab watching the conversation, in this and other processes.
     A frame the channel layer drops is not an error: the row is the truth, and a tab
