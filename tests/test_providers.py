@@ -20,7 +20,7 @@ from conversations.openai_compat import build_openai_chat_body
 from conversations.services import attachment_create
 from tests import imagefiles
 from tests.fake_mistral import FakeMistral, Reply
-from tests.helpers import frames_until, is_final
+from tests.helpers import frames_until, is_final, until
 
 LAB_KEY = "lab-secret-key-123"
 
@@ -243,8 +243,8 @@ async def test_endpoint_conversation_streams_with_the_openai_subset(
     assert title.json["model"] == "llama3.2:1b"  # an endpoint names with its own model
     assert "stream_options" not in title.json and title.json["stream"] is False
     assert fake_mistral.requests == []  # nothing went to Mistral
-    conversation = await Conversation.objects.aget(pk=conversation.pk)
-    assert conversation.title == "Greeting"
+    # The title is stored once its answer has come back, a moment after the request.
+    await until(lambda: Conversation.objects.filter(pk=conversation.pk, title="Greeting").exists())
 
 
 @pytest.mark.django_db(transaction=True)
