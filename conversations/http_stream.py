@@ -305,6 +305,10 @@ class StreamingResponse:
     def close(self) -> None:
         self._connection.release()
 
+    async def aclose(self) -> None:
+        """close(), awaitable, like the proxied stream's (conversations/mistral.py)."""
+        self.close()
+
 
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, list[_Connection]]] = (
     weakref.WeakKeyDictionary()

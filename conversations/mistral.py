@@ -20,7 +20,8 @@ Exception tree (no httpx exception leaves this module):
     ├── MalformedStream         "malformed_stream": a chunk that is not JSON or not a chunk
     └── ModelError              "model_error": the model finished with finish_reason "error"
 
-Streams are read with http_stream, a lean HTTP/1.1 reader made for the relay's hot path;
+Streams are read with http_stream, a lean HTTP/1.1 reader made for the relay's hot path
+(through httpx when the environment names a proxy, which http_stream does not speak);
 the other calls (titles, the model list) go through httpx. httpcore scans its whole pool on
 every request, so several small clients used round-robin beat one big pool under many
 concurrent requests (encode/httpx#3215). They are made lazily per event loop, because an
@@ -36,6 +37,8 @@ import math
 import random
 import ssl
 import time
+import urllib.parse
+import urllib.request
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -310,17 +313,21 @@ class MistralClient:
             except MistralError as err:
                 if yielded:
                     raise
-                response.close()  # free the connection before the pause
+                await response.aclose()  # free the connection before the pause
                 await self._pause_before_retry(err, attempt)
             finally:
-                response.close()
+                await response.aclose()
             attempt += 1
 
     async def _open_stream(
         self, payload: bytes, model: str | None
-    ) -> http_stream.StreamingResponse:
+    ) -> "http_stream.StreamingResponse | _ProxiedStream":
         """POST a streaming chat request and wait for the status line; a non-200 answer
         becomes its typed error."""
+        if _proxied(self._chat_url):
+            return _ProxiedStream(
+                await self._send("POST", self._chat_url, payload, self._stream_headers, model)
+            )
         try:
             response = await http_stream.open_stream(
                 "POST",
@@ -596,13 +603,44 @@ def _event_data(event: bytes) -> bytes | None:
     return b"\n".join(line[6:] if line[5:6] == b" " else line[5:] for line in lines)
 
 
-async def _drain(response: http_stream.StreamingResponse) -> None:
+async def _drain(response: "http_stream.StreamingResponse | _ProxiedStream") -> None:
     """Read the body to its end after [DONE] so the connection goes back to the pool; leaving
     early closes it. Only reuse is at stake, so a failure or a slow end is ignored."""
     with contextlib.suppress(http_stream.HTTPStreamError, TimeoutError):
         async with asyncio.timeout(2.0):
             while await response.read():
                 pass
+
+
+def _proxied(url: str) -> bool:
+    """Whether the environment sends requests to `url` through a proxy (HTTPS_PROXY,
+    ALL_PROXY, ... and NO_PROXY, as httpx reads them)."""
+    parts = urllib.parse.urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass_environment(parts.hostname or "", proxies)
+
+
+class _ProxiedStream:
+    """A stream through a proxy, which http_stream does not speak: httpx reads it, behind
+    http_stream's interface, so streams still work for servers behind a corporate proxy."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        encoded = "content-encoding" in response.headers
+        self._reads = response.aiter_bytes() if encoded else response.aiter_raw()
+
+    async def read(self) -> bytes:
+        try:
+            return await anext(self._reads, b"")
+        except httpx.TimeoutException as exc:
+            raise http_stream.ReadTimeout("no data within the read timeout") from exc
+        except httpx.TransportError as exc:
+            raise http_stream.ConnectionCut("the connection was cut") from exc
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
 
 
 def _content_text(content: Any) -> str:

@@ -4,6 +4,7 @@ import logging
 import socket
 import threading
 import time
+import urllib.parse
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -1000,3 +1001,64 @@ async def test_fake_unknown_path_is_not_found(fake_mistral):
 
     assert response.status_code == 404
     assert response.json() == {"detail": "Not Found"}
+
+
+class ForwardingProxy:
+    """An HTTP proxy on 127.0.0.1 for plain-http targets: it records each request line
+    (absolute-form, as clients send to a proxy) and pipes the connection to the target."""
+
+    def __init__(self) -> None:
+        self.request_lines: list[str] = []
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def stop(self) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader, writer) -> None:
+        upstream_writer = None
+        try:
+            line = (await reader.readline()).decode("latin-1")
+            method, target, version = line.split()
+            self.request_lines.append(f"{method} {target}")
+            url = urllib.parse.urlsplit(target)
+            upstream_reader, upstream_writer = await asyncio.open_connection(url.hostname, url.port)
+            upstream_writer.write(f"{method} {url.path} {version}\r\n".encode("latin-1"))
+
+            async def pipe(source, sink):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+                sink.close()
+
+            await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+        except (ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+            if upstream_writer is not None:
+                upstream_writer.close()
+
+
+async def test_stream_goes_through_the_proxy_the_environment_names(
+    fake_mistral, make_client, monkeypatch
+):
+    proxy = ForwardingProxy()
+    proxy_url = await proxy.start()
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy_url)
+    monkeypatch.setenv("http_proxy", proxy_url)
+    fake_mistral.enqueue(Reply.tokens(["through ", "the proxy"]))
+    try:
+        batches, err = await collect(make_client(), chat_body())
+    finally:
+        await proxy.stop()
+
+    assert err is None
+    assert text_of(batches) == "through the proxy"
+    assert proxy.request_lines == [f"POST {fake_mistral.base_url}/chat/completions"]
