@@ -193,6 +193,8 @@ LOCAL_MODEL_THREADS = env.int("LOCAL_MODEL_THREADS", default=0)
 # The longest answer it writes, in tokens (a conversation's max_tokens may ask for fewer).
 LOCAL_MODEL_MAX_TOKENS = env.int("LOCAL_MODEL_MAX_TOKENS", default=512)
 
+# A conversation's page shows its newest this many messages; earlier ones load on demand.
+CHAT_PAGE_MESSAGES = env.int("CHAT_PAGE_MESSAGES", default=200)
 # The longest question accepted over the socket, in characters.
 CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=32_000)
 # How often a streaming answer's text is saved, in seconds (always saved at the end).

@@ -65,6 +65,19 @@ def message_history(*, conversation_id: int, before_id: int | None = None) -> li
     return with_images(list(messages.order_by("id")))
 
 
+def message_window(
+    *, conversation_id: int, before_id: int | None = None, limit: int
+) -> tuple[list[Message], bool]:
+    """The newest `limit` messages (before `before_id`, when given), in order, and whether
+    earlier ones exist: a long conversation's page shows its end, and the rest on demand."""
+    messages = Message.objects.filter(conversation_id=conversation_id)
+    if before_id is not None:
+        messages = messages.filter(id__lt=before_id)
+    newest = list(messages.order_by("-id")[: limit + 1])
+    earlier = len(newest) > limit
+    return with_images(newest[:limit][::-1]), earlier
+
+
 def prompt_history(*, conversation_id: int, before_id: int) -> list[Message]:
     """The messages before an answer, for its model request: only the fields the request
     uses (building every field of a long conversation's rows, rendered HTML and dates

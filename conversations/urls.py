@@ -5,6 +5,7 @@ from . import views
 urlpatterns = [
     path("", views.chat, name="chat"),
     path("c/<int:pk>/", views.conversation_detail, name="conversation"),
+    path("c/<int:pk>/earlier/", views.thread_earlier, name="thread_earlier"),
     path("c/<int:pk>/rename/", views.rename, name="conversation_rename"),
     path("c/<int:pk>/delete/", views.delete, name="conversation_delete"),
     path("c/<int:pk>/settings/", views.conversation_settings, name="conversation_settings"),

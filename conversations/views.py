@@ -22,6 +22,7 @@ from django.http import (
     JsonResponse,
 )
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -43,6 +44,7 @@ from .selectors import (
     document_ids_of,
     documents_with_pages,
     message_history,
+    message_window,
     reported_message_ids,
 )
 from .services import (
@@ -87,6 +89,42 @@ def chat(request: HttpRequest) -> HttpResponse:
 @require_GET
 def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return _chat_page(request, conversation=_access(request, pk))
+
+
+@login_required
+@require_GET
+def thread_earlier(request: HttpRequest, pk: int) -> HttpResponse:
+    """The messages before `?before=<id>`, rendered as on the page, for the script to put
+    above the thread; with `earlier`, whether there are more still."""
+    conversation = _access(request, pk)
+    try:
+        before = int(request.GET["before"])
+    except (KeyError, ValueError):
+        return HttpResponseBadRequest("A 'before' message id is required.")
+    messages, earlier = message_window(
+        conversation_id=conversation.pk, before_id=before, limit=settings.CHAT_PAGE_MESSAGES
+    )
+    _for_the_thread(request, conversation, messages)
+    html = render_to_string("conversations/_messages.html", {"messages": messages}, request=request)
+    return JsonResponse({"html": html, "earlier": earlier})
+
+
+def _for_the_thread(
+    request: HttpRequest, conversation: Conversation | None, messages: list[Message]
+) -> None:
+    """What the thread's template shows of each message beyond its row."""
+    reported = (
+        reported_message_ids(user=request.user, conversation_id=conversation.pk)
+        if conversation
+        else set()
+    )
+    for message in messages:
+        message.reported = message.pk in reported
+        # Answers cut by a restart were never rendered whole; ones still streaming are
+        # replaced by their live state as soon as the socket subscribes.
+        if message.role == Message.Role.ASSISTANT and message.text and not message.html:
+            message.html = render_markdown(message.text)
+        message.meta = _answer_meta(message)
 
 
 @login_required
@@ -401,24 +439,18 @@ def _access(request: HttpRequest, pk: int) -> Conversation:
 
 def _chat_page(request: HttpRequest, *, conversation: Conversation | None) -> HttpResponse:
     conversations, cursor = _sidebar_page(request.user, before=None)
-    messages = message_history(conversation_id=conversation.pk) if conversation else []
-    reported = (
-        reported_message_ids(user=request.user, conversation_id=conversation.pk)
+    messages, earlier = (
+        message_window(conversation_id=conversation.pk, limit=settings.CHAT_PAGE_MESSAGES)
         if conversation
-        else set()
+        else ([], False)
     )
-    for message in messages:
-        message.reported = message.pk in reported
-        # Answers cut by a restart were never rendered whole; ones still streaming are
-        # replaced by their live state as soon as the socket subscribes.
-        if message.role == Message.Role.ASSISTANT and message.text and not message.html:
-            message.html = render_markdown(message.text)
-        message.meta = _answer_meta(message)
+    _for_the_thread(request, conversation, messages)
     model = conversation.model if conversation else providers.default_model()
     initial = _settings_initial(conversation) if conversation else {"model": model}
     context = {
         "conversation": conversation,
         "messages": messages,
+        "earlier": earlier,
         "conversations": conversations,
         "more_cursor": cursor,
         "model": model,

@@ -245,7 +245,7 @@ def test_interrupted_answer_without_html_is_rendered_from_its_text(signed_in, co
     assert b"Interrupted" in content
 
 
-def test_conversation_page_queries_do_not_grow_with_messages(signed_in, conversation):
+def test_conversation_page_queries_do_not_grow_with_messages(signed_in, conversation, settings):
     url = reverse("conversation", kwargs={"pk": conversation.pk})
     _add_messages(conversation, 2)
     with CaptureQueriesContext(connection) as few:
@@ -253,8 +253,53 @@ def test_conversation_page_queries_do_not_grow_with_messages(signed_in, conversa
     _add_messages(conversation, 998)
     with CaptureQueriesContext(connection) as many:
         response = signed_in.get(url)
-    assert response.content.count(b'class="msg msg--') == 1000
+    assert response.content.count(b'class="msg msg--') == settings.CHAT_PAGE_MESSAGES
     assert len(many) == len(few)
+
+
+def test_a_long_conversation_shows_its_end_and_loads_the_rest_on_demand(
+    signed_in, conversation, settings
+):
+    settings.CHAT_PAGE_MESSAGES = 40
+    _add_messages(conversation, 100)
+    page = signed_in.get(reverse("conversation", kwargs={"pk": conversation.pk})).content
+    earlier_url = reverse("thread_earlier", kwargs={"pk": conversation.pk})
+
+    assert page.count(b'class="msg msg--') == 40
+    assert b"message 60<" in page and b"message 59<" not in page
+    assert b'id="thread-earlier"' in page
+
+    first_shown = conversation.messages.order_by("id")[60].pk
+    more = signed_in.get(earlier_url, {"before": first_shown}).json()
+    assert more["earlier"] is True
+    assert more["html"].count('class="msg msg--') == 40
+    assert "message 20<" in more["html"] and "message 59<" in more["html"]
+    assert "message 19<" not in more["html"] and "message 60<" not in more["html"]
+
+    last = signed_in.get(earlier_url, {"before": conversation.messages.order_by("id")[20].pk})
+    assert last.json()["earlier"] is False
+    assert last.json()["html"].count('class="msg msg--') == 20
+
+
+def test_earlier_messages_are_the_owners_only(client, other_user, conversation):
+    _add_messages(conversation, 4)
+    client.force_login(other_user)
+    response = client.get(
+        reverse("thread_earlier", kwargs={"pk": conversation.pk}), {"before": 10**6}
+    )
+    assert response.status_code == 404
+
+
+def test_earlier_messages_need_a_message_id(signed_in, conversation):
+    url = reverse("thread_earlier", kwargs={"pk": conversation.pk})
+    assert signed_in.get(url).status_code == 400
+    assert signed_in.get(url, {"before": "x"}).status_code == 400
+
+
+def test_a_short_conversation_has_no_earlier_button(signed_in, conversation):
+    _add_messages(conversation, 4)
+    page = signed_in.get(reverse("conversation", kwargs={"pk": conversation.pk})).content
+    assert b'id="thread-earlier"' not in page
 
 
 def test_conversation_page_with_a_thousand_messages_uses_few_queries(

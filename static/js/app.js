@@ -40,6 +40,33 @@ const thread = new Thread({
   },
 });
 
+// A long conversation's page shows its end; earlier messages come in on demand, above,
+// without moving what the reader is looking at.
+const earlierButton = $("#thread-earlier");
+earlierButton?.addEventListener("click", async () => {
+  earlierButton.disabled = true;
+  try {
+    const response = await fetch(`${earlierButton.dataset.url}?before=${earlierButton.dataset.before}`, {
+      headers: { Accept: "application/json" },
+      credentials: "same-origin",
+    });
+    if (!response.ok) throw new Error(`status ${response.status}`);
+    const { html, earlier } = await response.json();
+    const scroller = $("#thread-scroll");
+    const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+    $("#thread").insertAdjacentHTML("afterbegin", html); // rendered and sanitized by the server
+    scroller.scrollTop = scroller.scrollHeight - fromBottom;
+    const first = $("#thread .msg");
+    if (earlier && first) earlierButton.dataset.before = first.dataset.id;
+    else earlierButton.remove();
+    earlierButton.textContent = "Show earlier messages";
+  } catch {
+    earlierButton.textContent = "Could not load earlier messages. Try again";
+  } finally {
+    earlierButton.disabled = false;
+  }
+});
+
 $("#thread").addEventListener("click", (event) => {
   const retry = event.target.closest("[data-retry]");
   if (!retry) return;

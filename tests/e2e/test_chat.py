@@ -391,3 +391,28 @@ def test_sidebar_shows_fifty_then_more(page: Page, site_shell):
     expect(page.get_by_role("link", name="Show more")).to_have_count(0)
     items.last.get_by_role("link").click()
     expect(page).to_have_title("Old chat 0 · Mistral Chat")
+
+
+def test_a_long_conversation_loads_earlier_messages_on_demand(page: Page, site_shell):
+    username = sign_up(page)
+    site_shell(
+        "from django.contrib.auth import get_user_model\n"
+        "from conversations.models import Conversation, Message\n"
+        f"owner = get_user_model().objects.get(username={username!r})\n"
+        "c = Conversation.objects.create(owner=owner, model='mistral-small-latest', title='Long')\n"
+        "Message.objects.bulk_create(\n"
+        "    Message(conversation=c, role='user' if i % 2 == 0 else 'assistant',\n"
+        "            text=f'line {i}', html='' if i % 2 == 0 else f'<p>line {i}</p>',\n"
+        "            status='complete')\n"
+        "    for i in range(250)\n"
+        ")\n"
+    )
+    page.reload()
+    page.locator("#conv-list .conv").filter(has_text="Long").get_by_role("link").click()
+    messages = page.locator("#thread .msg")
+    expect(messages).to_have_count(200)
+    expect(messages.last).to_contain_text("line 249")
+    page.get_by_role("button", name="Show earlier messages").click()
+    expect(messages).to_have_count(250)
+    expect(messages.first).to_contain_text("line 0")
+    expect(page.get_by_role("button", name="Show earlier messages")).to_have_count(0)
