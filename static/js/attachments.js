@@ -5,25 +5,17 @@
 //
 // Also the thread's images: a thumbnail opens the large copy in a dialog (Escape closes it).
 
-import { csrfToken, uploadFile, urlFor } from "./http.js";
+import { uploadFile } from "./http.js";
+import { removeButton, UploadTray } from "./tray.js";
 
 // Mistral's documented limits; the server checks them too.
 export const MAX_IMAGES = 8;
 const MAX_BYTES = 10_000_000;
 
-export class AttachmentTray {
+export class AttachmentTray extends UploadTray {
   constructor({ list, input, button, dropZone, pasteTarget, uploadUrl, removeUrl, onChange, onError }) {
-    this.list = list;
+    super({ list, input, button, removeUrl, onChange, onError });
     this.uploadUrl = uploadUrl;
-    this.removeUrl = removeUrl;
-    this.onChange = onChange;
-    this.onError = onError;
-    this.items = [];
-    button.addEventListener("click", () => input.click());
-    input.addEventListener("change", () => {
-      this.add(Array.from(input.files));
-      input.value = "";
-    });
     dropZone.addEventListener("dragover", (event) => {
       if (!hasFiles(event.dataTransfer)) return;
       event.preventDefault();
@@ -50,14 +42,9 @@ export class AttachmentTray {
         this.onError(`${file.name}: a message can carry at most ${MAX_IMAGES} images.`);
         continue;
       }
-      if (file.size > MAX_BYTES) {
-        this.onError(`${file.name}: the file is ${(file.size / 1e6).toFixed(1)} MB; images are limited to ${MAX_BYTES / 1e6} MB.`);
-        continue;
-      }
+      if (this.tooLarge(file, MAX_BYTES, "images")) continue;
       const item = { file, id: null, xhr: null, el: itemElement(file.name) };
-      item.el.querySelector(".attachment-remove").addEventListener("click", () => this.remove(item));
-      this.items.push(item);
-      this.list.append(item.el);
+      this.track(item);
       this.upload(item);
     }
     this.changed();
@@ -99,51 +86,12 @@ export class AttachmentTray {
     this.changed();
   }
 
-  remove(item) {
-    if (item.xhr) item.xhr.abort();
-    else if (item.id !== null) {
-      fetch(urlFor(this.removeUrl, item.id), {
-        method: "POST",
-        headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },
-        credentials: "same-origin",
-      }).catch(() => {}); // an unsent image left behind is deleted after a day anyway
-    }
-    this.drop(item);
-  }
-
-  drop(item) {
-    this.items = this.items.filter((other) => other !== item);
-    item.el.remove();
-    this.changed();
-  }
-
   ids() {
     return this.items.filter((item) => item.id !== null).map((item) => item.id);
   }
 
   uploading() {
     return this.items.some((item) => item.id === null);
-  }
-
-  // The images go with a message: out of the tray, kept in case the server refuses it.
-  take() {
-    const taken = this.items;
-    this.items = [];
-    for (const item of taken) item.el.remove();
-    this.changed();
-    return taken;
-  }
-
-  restore(taken) {
-    if (this.items.length) return;
-    this.items = taken;
-    for (const item of taken) this.list.append(item.el);
-    this.changed();
-  }
-
-  changed() {
-    this.list.hidden = this.items.length === 0;
-    this.onChange?.();
   }
 }
 
@@ -162,12 +110,7 @@ function itemElement(name) {
   progress.max = 1;
   progress.value = 0;
   progress.setAttribute("aria-label", `Uploading ${name}`);
-  const remove = document.createElement("button");
-  remove.type = "button";
-  remove.className = "attachment-remove";
-  remove.setAttribute("aria-label", `Remove ${name}`);
-  remove.textContent = "×";
-  el.append(img, progress, remove);
+  el.append(img, progress, removeButton(name));
   return el;
 }
 

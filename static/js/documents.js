@@ -7,41 +7,29 @@
 // (full text or the most relevant passages), how many tokens the request carries and
 // roughly what it costs. In the thread, citation links open the cited page in a dialog.
 
-import { csrfToken, uploadFile, urlFor } from "./http.js";
+import { uploadFile, urlFor } from "./http.js";
+import { icon } from "./icons.js";
+import { removeButton, UploadTray } from "./tray.js";
 
 const POLL_MS = 400;
 const MAX_BYTES = 10_000_000;
 
-export class DocumentTray {
+export class DocumentTray extends UploadTray {
   constructor({ list, input, button, uploadUrl, statusUrl, removeUrl, preview, previewUrl, context, onChange, onError }) {
-    this.list = list;
+    super({ list, input, button, removeUrl, onChange, onError });
     this.uploadUrl = uploadUrl;
     this.statusUrl = statusUrl;
-    this.removeUrl = removeUrl;
     this.previewEl = preview;
     this.previewUrl = previewUrl;
     this.context = context; // () => ({conversation, model})
-    this.onChange = onChange;
-    this.onError = onError;
-    this.items = [];
     this.previewSeq = 0;
-    button.addEventListener("click", () => input.click());
-    input.addEventListener("change", () => {
-      this.add(Array.from(input.files));
-      input.value = "";
-    });
   }
 
   add(files) {
     for (const file of files) {
-      if (file.size > MAX_BYTES) {
-        this.onError(`${file.name}: the file is ${(file.size / 1e6).toFixed(1)} MB; documents are limited to ${MAX_BYTES / 1e6} MB.`);
-        continue;
-      }
+      if (this.tooLarge(file, MAX_BYTES, "documents")) continue;
       const item = { file, id: null, ready: false, xhr: null, timer: null, el: itemElement(file.name) };
-      item.el.querySelector(".attachment-remove").addEventListener("click", () => this.remove(item));
-      this.items.push(item);
-      this.list.append(item.el);
+      this.track(item);
       this.upload(item);
     }
     this.changed();
@@ -114,23 +102,13 @@ export class DocumentTray {
   }
 
   remove(item) {
-    if (item.xhr) item.xhr.abort();
-    else if (item.id !== null) {
-      fetch(urlFor(this.removeUrl, item.id), {
-        method: "POST",
-        headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },
-        credentials: "same-origin",
-      }).catch(() => {}); // an unsent document left behind is deleted after a day anyway
-    }
-    this.drop(item);
+    super.remove(item);
     this.refreshPreview();
   }
 
   drop(item) {
     clearTimeout(item.timer);
-    this.items = this.items.filter((other) => other !== item);
-    item.el.remove();
-    this.changed();
+    super.drop(item);
   }
 
   ids() {
@@ -141,25 +119,10 @@ export class DocumentTray {
     return this.items.some((item) => !item.ready);
   }
 
-  take() {
-    const taken = this.items;
-    this.items = [];
-    for (const item of taken) item.el.remove();
-    this.changed();
-    return taken;
-  }
-
   restore(taken) {
-    if (this.items.length) return;
-    this.items = taken;
-    for (const item of taken) this.list.append(item.el);
-    this.changed();
-    this.refreshPreview();
-  }
-
-  changed() {
-    this.list.hidden = this.items.length === 0;
-    this.onChange?.();
+    const restored = super.restore(taken);
+    if (restored) this.refreshPreview();
+    return restored;
   }
 
   // Asks the server how the next request would carry the documents; the newest answer wins.
@@ -219,22 +182,8 @@ function itemElement(name) {
   progress.setAttribute("aria-label", `Reading ${name}`);
   const status = document.createElement("span");
   status.className = "doc-item-status";
-  const remove = document.createElement("button");
-  remove.type = "button";
-  remove.className = "attachment-remove";
-  remove.setAttribute("aria-label", `Remove ${name}`);
-  remove.textContent = "×";
-  el.append(svg, label, progress, status, remove);
+  el.append(svg, label, progress, status, removeButton(name));
   return el;
-}
-
-function icon(name) {
-  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-  svg.setAttribute("aria-hidden", "true");
-  const use = document.createElementNS("http://www.w3.org/2000/svg", "use");
-  use.setAttribute("href", `#${name}`);
-  svg.append(use);
-  return svg;
 }
 
 // The markup of templates/conversations/_message.html's document chips.

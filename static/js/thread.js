@@ -6,6 +6,7 @@
 
 import { imageList } from "./attachments.js";
 import { documentList } from "./documents.js";
+import { icon } from "./icons.js";
 
 const ACTIVE = new Set(["pending", "streaming"]);
 const NOTICE_LABELS = { failed: "Couldn’t answer", stopped: "Stopped", interrupted: "Interrupted" };
@@ -249,15 +250,6 @@ function span(className) {
   const el = document.createElement("span");
   el.className = className;
   return el;
-}
-
-export function icon(name) {
-  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-  svg.setAttribute("aria-hidden", "true");
-  const use = document.createElementNS("http://www.w3.org/2000/svg", "use");
-  use.setAttribute("href", `#${name}`);
-  svg.append(use);
-  return svg;
 }
 
 // Between two renders of the open tail, new text goes in as plain text at the end of the
