@@ -42,6 +42,7 @@ from .mistral import (
 from .models import Attachment, Conversation, Message
 from .protocol import AttachmentData, DocumentRef, MessageData, QueuedFrame, encode
 from .rendering import StreamingMarkdown
+from .selectors import PromptMessage
 from .services import (
     Outcome,
     conversation_title_set,
@@ -270,7 +271,7 @@ class NoVisionModel(MistralError):
 
 
 def chat_messages(
-    *, system_prompt: str, history: list[Message], images: Collection[int] = ()
+    *, system_prompt: str, history: list[PromptMessage], images: Collection[int] = ()
 ) -> list[dict[str, Any]]:
     """The conversation in the model server's shape. Answers that produced no text are
     left out (the API rejects empty assistant turns; a user turn may follow a user turn).
@@ -299,7 +300,7 @@ def chat_messages(
     return messages
 
 
-def images_to_send(history: list[Message]) -> tuple[set[int], int]:
+def images_to_send(history: list[PromptMessage]) -> tuple[set[int], int]:
     """Which attached images a request carries, and how many are left out: the newest
     first, up to the API's per-request limit, so a long conversation about many images
     stays valid (the left-out ones keep their text). `history` as message_history returns
@@ -345,7 +346,7 @@ async def vision_model_for(model: str) -> tuple[str, str]:
 
 
 async def _request_messages(
-    gen: Generation, conversation: Conversation, history: list[Message]
+    gen: Generation, conversation: Conversation, history: list[PromptMessage]
 ) -> tuple[str, list[dict[str, Any]]]:
     """The model to ask and the messages to send. Without images or documents this is the
     conversation's model and the text, at once; with images, a model that can see, and the
@@ -480,7 +481,7 @@ async def ensure_recovered() -> None:
 
 
 def generation_start(
-    *, conversation: Conversation, answer: Message, history: list[Message]
+    *, conversation: Conversation, answer: Message, history: list[PromptMessage]
 ) -> Generation:
     """Start streaming an answer whose row exists (pending), after `history`. Returns at
     once."""
@@ -510,7 +511,9 @@ def generation_stop(conversation_id: int) -> bool:
     return True
 
 
-async def _generate(gen: Generation, conversation: Conversation, history: list[Message]) -> None:
+async def _generate(
+    gen: Generation, conversation: Conversation, history: list[PromptMessage]
+) -> None:
     outcome: Outcome | None = None
     try:
         gen.phase = "streaming"

@@ -2,8 +2,10 @@
 anyone else: they are the only road from a view, upload or frame to a conversation."""
 
 from collections import defaultdict
+from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import (
     Case,
     Count,
@@ -78,17 +80,60 @@ def message_window(
     return with_images(newest[:limit][::-1]), earlier
 
 
-def prompt_history(*, conversation_id: int, before_id: int) -> list[Message]:
-    """The messages before an answer, for its model request: only the fields the request
-    uses (building every field of a long conversation's rows, rendered HTML and dates
-    included, was most of the cost of sending a message)."""
-    return with_images(
-        list(
-            Message.objects.filter(conversation_id=conversation_id, id__lt=before_id)
-            .only("id", "conversation_id", "role", "text", "parts")
-            .order_by("id")
+@dataclass(slots=True)
+class PromptMessage:
+    """A message as a model request reads it: role, text, parts and, on a question, its
+    images in the order attached."""
+
+    pk: int
+    conversation_id: int
+    role: str
+    text: str
+    parts: list
+    images: list[Attachment] | None = None
+
+
+def prompt_history(*, conversation_id: int, before_id: int) -> list[PromptMessage]:
+    """The messages before an answer, for its model request, with their images: one query,
+    and a second only when a question has images.
+
+    Plain SQL: this runs for every question sent, in the database thread the relay shares
+    the GIL with, and building model instances and querysets for a 30-message conversation
+    cost 1.3 ms against 0.1 ms for the same rows read plainly (docs/performance.md)."""
+    quote = connection.ops.quote_name
+    parts_field = Message._meta.get_field("parts")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT m.id, m.role, m.text, m.parts, EXISTS (SELECT 1 FROM "  # noqa: S608
+            f"{quote(Attachment._meta.db_table)} a WHERE a.message_id = m.id) "
+            f"FROM {quote(Message._meta.db_table)} m "
+            "WHERE m.conversation_id = %s AND m.id < %s ORDER BY m.id",
+            [conversation_id, before_id],
         )
-    )
+        rows = cursor.fetchall()
+    history = []
+    with_images = []
+    for pk, role, text, parts, has_images in rows:
+        message = PromptMessage(
+            pk,
+            conversation_id,
+            role,
+            text,
+            parts_field.from_db_value(parts, None, connection) if parts != "[]" else [],
+        )
+        if role == Message.Role.USER:
+            message.images = []
+            if has_images:
+                with_images.append(message)
+        history.append(message)
+    if with_images:
+        by_id = {message.pk: message for message in with_images}
+        attachments = Attachment.objects.filter(message_id__in=by_id).order_by(
+            "message_id", "position", "id"
+        )
+        for attachment in attachments:
+            by_id[attachment.message_id].images.append(attachment)
+    return history
 
 
 def messages_since(*, conversation_id: int, since_id: int) -> list[Message]:
@@ -138,7 +183,7 @@ def access_document(*, user, document_id: int, for_review: bool = False) -> Docu
         raise DocumentNotFound(document_id) from None
 
 
-def document_ids_of(messages: list[Message]) -> list[int]:
+def document_ids_of(messages: list[Message] | list[PromptMessage]) -> list[int]:
     """The documents sent with these questions, oldest first (from their stored parts)."""
     return [
         part["document"]

@@ -12,7 +12,7 @@ from django.utils import timezone
 from .documents import PreparedDocument
 from .images import PreparedImage
 from .models import Attachment, Conversation, Document, Message, Report, ReviewAudit
-from .selectors import ConversationNotFound, access_message, prompt_history
+from .selectors import ConversationNotFound, PromptMessage, access_message, prompt_history
 
 
 class AnswerInProgress(Exception):
@@ -67,7 +67,7 @@ class Submitted:
     created: bool  # the question started a new conversation
     question: Message
     answer: Message
-    history: list[Message]  # the conversation up to the answer
+    history: list[PromptMessage]  # the conversation up to the answer
 
 
 def check_attachments(*, owner, attachment_ids: list[int]) -> list[Attachment]:
@@ -212,7 +212,7 @@ def _documents_link(question: Message, *, owner, document_ids: list[int]) -> Non
 
 
 @transaction.atomic
-def message_retry(*, answer: Message, worker: str = "") -> tuple[Message, list[Message]]:
+def message_retry(*, answer: Message, worker: str = "") -> tuple[Message, list[PromptMessage]]:
     """Empty an ended answer so it can be generated again; only the conversation's last
     message qualifies, so history never changes under later messages. Returns it with the
     conversation before it."""
