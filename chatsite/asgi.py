@@ -14,6 +14,7 @@ from django.conf import settings  # noqa: E402
 
 from chatsite import immediate_writes  # noqa: E402
 from chatsite.body_limit import RequestBodyLimit  # noqa: E402
+from chatsite.direct_frames import DirectFrames  # noqa: E402
 from chatsite.socket_auth import SessionAuthMiddleware  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
 
@@ -25,8 +26,8 @@ sys.setswitchinterval(0.001)
 application = ProtocolTypeRouter(
     {
         "http": RequestBodyLimit(django_asgi_app, limit=settings.MAX_REQUEST_BODY_BYTES),
-        "websocket": AllowedHostsOriginValidator(
-            SessionAuthMiddleware(URLRouter(websocket_urlpatterns))
+        "websocket": DirectFrames(
+            AllowedHostsOriginValidator(SessionAuthMiddleware(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

@@ -11,6 +11,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from chatsite import direct_frames
+
 from . import broadcast, providers
 from .generation import (
     conversation_data,
@@ -191,12 +193,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def send_text(self, text: str) -> None:
         """Send a frame; a tab that has just gone away is skipped, not an error for the
-        answer being broadcast (its disconnect arrives next)."""
+        answer being broadcast (its disconnect arrives next). Under daphne the frame is
+        written to the connection directly when it can be (chatsite/direct_frames.py)."""
+        write = self.scope.get("extensions", {}).get(direct_frames.EXTENSION)
+        if write is not None and write(text.encode()):
+            return
         with contextlib.suppress(Disconnected):
             await self.base_send({"type": "websocket.send", "text": text})
 
     async def send_json(self, frame: dict[str, Any]) -> None:
-        await self.send(text_data=encode(frame))
+        await self.send_text(encode(frame))
 
     async def send_error(self, code: str, message: str, **extra: Any) -> None:
         await self.send_json({"type": "error", "code": code, "message": message, **extra})

@@ -82,6 +82,23 @@ def test_reload_shows_the_history(page: Page, fake):
     wait_connected(page)
 
 
+def test_long_deltas_arrive_whole(page: Page, fake, gate):
+    """Frames of every length form (7-bit, 16-bit and 64-bit, chatsite/direct_frames.py)
+    reach the browser intact, while streaming and in the final message."""
+    sign_up(page)
+    words = ["short ", "medium " * 40, "long " * 16000, "end."]
+    fake.enqueue(Reply.tokens(words, gate=gate))
+    send(page, "Write a lot")
+    body = last_answer(page).locator(".msg-body")
+    expect(body).to_have_text("short")
+    gate.set()
+    expect(last_answer(page)).to_have_attribute("data-status", "complete")
+    text = body.inner_text()
+    assert text.count("medium") == 40
+    assert text.count("long") == 16000
+    assert text.endswith("end.")
+
+
 def test_a_second_tab_sees_the_same_stream(page: Page, fake, gate):
     sign_up(page)
     fake.enqueue(Reply.tokens(["Two", " tabs,", " one", " answer."], gate=gate))
