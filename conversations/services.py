@@ -6,13 +6,17 @@ from datetime import timedelta
 
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from .documents import PreparedDocument
 from .images import PreparedImage
 from .models import Attachment, Conversation, Document, Message, Report, ReviewAudit
-from .selectors import ConversationNotFound, PromptMessage, access_message, prompt_history
+from .selectors import (
+    PromptMessage,
+    access_conversation_for_question,
+    access_message,
+    prompt_history,
+)
 
 
 class AnswerInProgress(Exception):
@@ -112,18 +116,10 @@ def message_submit(
     if conversation_id is None:
         conversation = Conversation.objects.create(owner=user, model=model)
     else:
-        answering = Message.objects.filter(
-            conversation=OuterRef("pk"), status__in=Message.ACTIVE_STATUSES
+        conversation, answering = access_conversation_for_question(
+            user=user, conversation_id=conversation_id
         )
-        try:
-            conversation = (
-                Conversation.objects.select_for_update()
-                .annotate(answering=Exists(answering))
-                .get(pk=conversation_id, owner=user)
-            )
-        except (Conversation.DoesNotExist, ValueError, TypeError):
-            raise ConversationNotFound(conversation_id) from None
-        if conversation.answering:
+        if answering:
             raise AnswerInProgress(conversation.pk)
     question = Message(conversation=conversation, role=Message.Role.USER, text=text)
     answer = Message(

@@ -90,7 +90,10 @@ async def test_send_to_someone_elses_conversation_is_not_found(user, other_user,
     missing = await error_for(
         socket, orjson.dumps({"type": "send", "conversation": 999_999, "text": "hi"}).decode()
     )
-    assert mine == missing
+    beyond_the_database = await error_for(  # past a 64-bit signed integer column
+        socket, orjson.dumps({"type": "send", "conversation": 2**64 - 1, "text": "hi"}).decode()
+    )
+    assert mine == missing == beyond_the_database
     assert mine["code"] == "not_found"
     assert not await Message.objects.aexists()
 
