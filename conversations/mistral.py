@@ -241,6 +241,9 @@ class MistralClient:
         base_url = base_url.rstrip("/")
         self._base_url = base_url
         self._chat_url = base_url + "/chat/completions"
+        # Read once, as httpx reads the environment once per client: scanning it per
+        # request cost nearly as much as the rest of opening a stream (docs/performance.md).
+        self._stream_proxied = _proxied(self._chat_url)
         self._models_url = base_url + "/models"
         self._api_key = api_key
         auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -324,7 +327,7 @@ class MistralClient:
     ) -> "http_stream.StreamingResponse | _ProxiedStream":
         """POST a streaming chat request and wait for the status line; a non-200 answer
         becomes its typed error."""
-        if _proxied(self._chat_url):
+        if self._stream_proxied:
             return _ProxiedStream(
                 await self._send("POST", self._chat_url, payload, self._stream_headers, model)
             )

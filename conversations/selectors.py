@@ -22,6 +22,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 
+from . import plain_sql
 from .models import (
     ApiCall,
     Attachment,
@@ -46,34 +47,22 @@ def access_conversation(*, user, conversation_id: int) -> Conversation:
 
 def access_conversation_for_question(*, user, conversation_id: int) -> tuple[Conversation, bool]:
     """The user's conversation, row-locked where the database can, and whether an answer
-    is pending or streaming in it: the check before a question is stored.
-
-    Plain SQL, turned into the model by Django's own converters: this runs in the database
-    thread for every question sent, where the queryset (a subquery, a lock) cost 0.3 ms
-    of Python against a few µs for the query itself (docs/performance.md)."""
+    is pending or streaming in it: the check before a question is stored, in plain SQL
+    (conversations/plain_sql.py) because it runs for every question sent."""
     if not isinstance(conversation_id, int) or not 0 < conversation_id < 1 << 63:
         raise ConversationNotFound(conversation_id)
-    fields = Conversation._meta.concrete_fields
-    quote = connection.ops.quote_name
     active = ", ".join(["%s"] * len(Message.ACTIVE_STATUSES))
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {', '.join(f'c.{quote(f.column)}' for f in fields)}, EXISTS ("  # noqa: S608
-            f"SELECT 1 FROM {quote(Message._meta.db_table)} m WHERE m.conversation_id = c.id"
-            f" AND m.status IN ({active})) FROM {quote(Conversation._meta.db_table)} c"
-            f" WHERE c.id = %s AND c.owner_id = %s{lock}",
-            [*Message.ACTIVE_STATUSES, conversation_id, user.pk],
-        )
-        row = cursor.fetchone()
-    if row is None:
+    found = plain_sql.read_models(
+        Conversation,
+        extra=f"EXISTS (SELECT 1 FROM {plain_sql.quote(Message._meta.db_table)} m"  # noqa: S608
+        f" WHERE m.conversation_id = t.id AND m.status IN ({active}))",
+        where=f"t.id = %s AND t.owner_id = %s{lock}",
+        params=[*Message.ACTIVE_STATUSES, conversation_id, user.pk],
+    )
+    if not found:
         raise ConversationNotFound(conversation_id)
-    *values, answering = row
-    compiler = Conversation.objects.none().query.get_compiler(connection=connection)
-    converters = compiler.get_converters([f.get_col(Conversation._meta.db_table) for f in fields])
-    if converters:
-        values = next(compiler.apply_converters([values], converters))
-    conversation = Conversation.from_db(connection.alias, [f.attname for f in fields], values)
+    conversation, (answering,) = found[0]
     return conversation, bool(answering)
 
 

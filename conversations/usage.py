@@ -19,6 +19,7 @@ from django.db.models import Count, DecimalField, IntegerField, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
+from . import plain_sql
 from .mistral import MistralError
 from .models import ApiCall, ModelPrice
 
@@ -55,10 +56,17 @@ def price_for(model: str, prices: Iterable[ModelPrice] | None = None) -> Price:
     model or one with no row (an unknown model is shown at $0, never guessed)."""
     if provider_of(model) in FREE_PROVIDERS:
         return FREE
-    if prices is None:  # only the rows that can match: this runs for every answer
+    if prices is None:  # only the rows that can match, in plain SQL: this runs per answer
         pieces = model.split("-")
         candidates = ["-".join(pieces[:n]) for n in range(1, len(pieces) + 1)]
-        prices = ModelPrice.objects.filter(model__in=candidates)
+        prices = [
+            row
+            for row, _ in plain_sql.read_models(
+                ModelPrice,
+                where=f"t.model IN ({', '.join(['%s'] * len(candidates))})",
+                params=candidates,
+            )
+        ]
     rows = prices
     best: ModelPrice | None = None
     for row in rows:
@@ -109,23 +117,25 @@ def api_call_record(
     `usage_info.pages_processed`). `request`, when given, is a summary from
     `request_summary()`: never a body with base64 in it."""
     prompt, completion = prompt_tokens or 0, completion_tokens or 0
-    return ApiCall.objects.create(
-        kind=kind,
-        model=model,
-        provider=provider_of(model),
-        user_id=user_id,
-        conversation_id=conversation_id,
-        message_id=message_id,
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        pages=pages,
-        cost_usd=call_cost(
-            price_for(model), prompt_tokens=prompt, completion_tokens=completion, pages=pages
-        ),
-        latency_ms=latency_ms,
-        status=status,
-        error_code=error_code,
-        request=request or {},
+    return plain_sql.insert(  # once per answer: plain SQL, see conversations/plain_sql.py
+        ApiCall(
+            kind=kind,
+            model=model,
+            provider=provider_of(model),
+            user_id=user_id,
+            conversation_id=conversation_id,
+            message_id=message_id,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            pages=pages,
+            cost_usd=call_cost(
+                price_for(model), prompt_tokens=prompt, completion_tokens=completion, pages=pages
+            ),
+            latency_ms=latency_ms,
+            status=status,
+            error_code=error_code,
+            request=request or {},
+        )
     )
 
 

@@ -1,0 +1,52 @@
+"""The plain-SQL helpers give exactly what the ORM gives: same values, same types."""
+
+from decimal import Decimal
+
+import pytest
+
+from conversations import plain_sql
+from conversations.models import ApiCall, Conversation
+
+pytestmark = pytest.mark.django_db
+
+
+def fields_of(obj) -> dict:
+    return {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
+
+
+def test_read_models_matches_the_orm_field_for_field(user):
+    Conversation.objects.create(owner=user, model="m", temperature=0.3, safe_prompt=True)
+    skipped = Conversation.objects.create(owner=user, model="other", title="Skip me")
+    found = plain_sql.read_models(
+        Conversation, where="t.owner_id = %s AND t.id <> %s", params=[user.pk, skipped.pk]
+    )
+    assert len(found) == 1
+    conversation, extra = found[0]
+    ours = Conversation.objects.exclude(pk=skipped.pk).get()
+    assert extra == ()
+    assert fields_of(conversation) == fields_of(ours)
+    assert {k: type(v) for k, v in fields_of(conversation).items()} == {
+        k: type(v) for k, v in fields_of(ours).items()
+    }
+    assert conversation.created_at.tzinfo is not None
+    assert not conversation._state.adding
+
+
+def test_insert_stores_what_save_would(user):
+    call = plain_sql.insert(
+        ApiCall(
+            kind="chat",
+            model="mistral-small-latest",
+            user_id=user.pk,
+            prompt_tokens=12,
+            cost_usd=Decimal("0.00012345"),
+            status="complete",
+            request={"messages": [{"role": "user", "parts": [{"type": "text", "chars": 5}]}]},
+        )
+    )
+    stored = ApiCall.objects.get(pk=call.pk)
+    assert fields_of(stored) == fields_of(call)
+    assert stored.cost_usd == Decimal("0.00012345")
+    assert stored.request["messages"][0]["parts"][0]["chars"] == 5
+    assert stored.provider == "mistral"  # the field's default
+    assert stored.created_at is not None and stored.created_at.tzinfo is not None
