@@ -81,3 +81,18 @@ def _insert_parts(model: type[Model], vendor: str) -> tuple[str, list, bool]:
     if returning:
         sql += f" RETURNING {quote(meta.pk.column)}"
     return sql, fields, returning
+
+
+def update(model: type[Model], pk: Any, /, **values: Any) -> int:
+    """UPDATE one row's fields (by name) to plain values; the number of rows changed."""
+    meta = model._meta
+    fields = [meta.get_field(name) for name in values]
+    assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
+    params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(meta.db_table)} SET {assignments} "  # noqa: S608
+            f"WHERE {quote(meta.pk.column)} = %s",
+            [*params, pk],
+        )
+        return cursor.rowcount

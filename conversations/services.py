@@ -8,6 +8,7 @@ from django.core.files.base import ContentFile
 from django.db import connection, transaction
 from django.utils import timezone
 
+from . import plain_sql
 from .documents import PreparedDocument
 from .images import PreparedImage
 from .models import Attachment, Conversation, Document, Message, Report, ReviewAudit
@@ -129,14 +130,15 @@ def message_submit(
         model=conversation.model,
         worker=worker,
     )
-    Message.objects.bulk_create([question, answer])  # one INSERT for both
+    plain_sql.insert(question)  # plain SQL: this runs for every question sent
+    plain_sql.insert(answer)
     if attachment_ids:
         _attachments_link(question, owner=user, attachment_ids=attachment_ids)
     if document_ids:
         _documents_link(question, owner=user, document_ids=document_ids)
     if conversation_id is not None:
         conversation.updated_at = question.created_at
-        Conversation.objects.filter(pk=conversation.pk).update(updated_at=question.created_at)
+        plain_sql.update(Conversation, conversation.pk, updated_at=question.created_at)
     history = prompt_history(conversation_id=conversation.pk, before_id=answer.pk)
     return Submitted(conversation, conversation_id is None, question, answer, history)
 
@@ -270,7 +272,9 @@ def message_finish(*, message_id: int, outcome: Outcome) -> bool:
     """Store how an answer ended: its whole text, status, usage and timings. False when
     the row is gone (its conversation was deleted meanwhile)."""
     return bool(
-        Message.objects.filter(pk=message_id).update(
+        plain_sql.update(  # plain SQL: this runs for every answer
+            Message,
+            message_id,
             text=outcome.text,
             html=outcome.html,
             status=outcome.status,

@@ -50,3 +50,14 @@ def test_insert_stores_what_save_would(user):
     assert stored.request["messages"][0]["parts"][0]["chars"] == 5
     assert stored.provider == "mistral"  # the field's default
     assert stored.created_at is not None and stored.created_at.tzinfo is not None
+
+
+def test_update_changes_the_named_fields_of_one_row(user):
+    changed = Conversation.objects.create(owner=user, model="before", title="Kept")
+    other = Conversation.objects.create(owner=user, model="before")
+    assert plain_sql.update(Conversation, changed.pk, model="after", temperature=0.5) == 1
+    assert plain_sql.update(Conversation, 999_999, model="after") == 0
+    changed.refresh_from_db()
+    other.refresh_from_db()
+    assert (changed.model, changed.temperature, changed.title) == ("after", 0.5, "Kept")
+    assert other.model == "before"
