@@ -105,7 +105,15 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000},
+            "CONFIG": {
+                # redis-py 8 gives up on a read after 5 s by default, as long as the
+                # layer's blocking pop waits for a message, and every idle socket then
+                # closed with 1011: reads may take longer than that wait (a dead Redis
+                # is still noticed). It also refuses a 101st connection instead of
+                # waiting for one, which a crowd of tabs connecting at once needs.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "max_connections": 1000}],
+                "capacity": 1000,
+            },
         }
     }
 else:

@@ -72,12 +72,13 @@ async def conversation_publish(conversation_id: int, frame: dict[str, Any]) -> N
     if not other_processes_listen():
         return
     layer = get_channel_layer()
+    # Deltas trust a lookup up to a second old; the rare frames (a question, an answer
+    # beginning or ending) look again, so a tab elsewhere that has just subscribed gets
+    # them: one read of the group's members costs less than a group send to nobody.
+    max_age = ELSEWHERE_CHECK_SECONDS if frame["type"] == "delta" else 0.0
     try:
-        if frame["type"] == "delta":
-            if not await _watched_elsewhere(layer, conversation_id):
-                return
-        else:
-            _elsewhere.pop(conversation_id, None)  # an answer begins or ends: look again
+        if not await _watched_elsewhere(layer, conversation_id, max_age):
+            return
         await layer.group_send(
             conversation_group(conversation_id),
             {"type": "relay.frame", "origin": PROCESS_ID, "text": text},
@@ -87,9 +88,9 @@ async def conversation_publish(conversation_id: int, frame: dict[str, Any]) -> N
 
 
 # Whether a tab in another process watches a conversation, and when that was looked up.
-# A group send costs four Redis round trips, and most deltas have nobody elsewhere to go
-# to; the group's members are read again at most every ELSEWHERE_CHECK_SECONDS, and at
-# once when an answer begins or ends, or a tab elsewhere asks for an answer's live state.
+# A group send costs four Redis round trips, and most frames have nobody elsewhere to go
+# to; for deltas the group's members are read again at most every ELSEWHERE_CHECK_SECONDS,
+# and at once when a tab elsewhere asks for an answer's live state.
 ELSEWHERE_CHECK_SECONDS = 1.0
 _elsewhere: dict[int, tuple[float, bool]] = {}
 
@@ -99,10 +100,10 @@ def forget_elsewhere(conversation_id: int) -> None:
     _elsewhere.pop(conversation_id, None)
 
 
-async def _watched_elsewhere(layer: Any, conversation_id: int) -> bool:
+async def _watched_elsewhere(layer: Any, conversation_id: int, max_age: float) -> bool:
     now = time.monotonic()
     known = _elsewhere.get(conversation_id)
-    if known is not None and now - known[0] < ELSEWHERE_CHECK_SECONDS:
+    if known is not None and now - known[0] < max_age:
         return known[1]
     members = await _group_members(layer, conversation_group(conversation_id))
     if members is None:
