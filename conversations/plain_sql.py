@@ -3,10 +3,10 @@ field conversions on the way in and out.
 
 Each question and answer passes through the one database thread, which shares the GIL
 with the relay. A queryset spends 0.1–0.3 ms building and compiling its SQL before a
-statement that takes a few µs; at 50 answers a second that was a fifth of the server's
-CPU (docs/performance.md). These helpers keep the ORM's value handling (time zones,
-decimals, JSON, the backend's adapters) and skip only the compiling. Everything else
-uses the ORM.
+statement that takes a few µs, and at 50 answers a second the work per answer was about a
+fifth of the server's CPU (docs/performance.md). These helpers keep the ORM's value
+handling (time zones, decimals, JSON, the backend's adapters) and skip only the compiling.
+Everything else uses the ORM.
 """
 
 import functools
@@ -48,7 +48,8 @@ def read_models(
 @functools.cache
 def _select_parts(model: type[Model], vendor: str) -> tuple[str, list[str], list]:
     """The column list, attribute names and the backend's and fields' converters of a
-    model's fields (what the ORM's compiler works out for every query)."""
+    model's fields: what the ORM's compiler works out for every query, here once per model
+    (they depend on the backend, not on the connection they are called with)."""
     fields = model._meta.concrete_fields
     compiler = model._default_manager.none().query.get_compiler(connection=connection)
     converters = compiler.get_converters([f.get_col("t") for f in fields])
