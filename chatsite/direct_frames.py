@@ -4,9 +4,9 @@ An ASGI `websocket.send` under daphne passes through six layers before reaching 
 socket: the coroutine `Server.handle_reply`, the protocol's `handle_reply` and
 `serverSend`, then autobahn's `sendMessage`, `sendFrame` and `sendData` (with a debug log
 call and traffic counters). A chat relay sends one small frame per token to every tab, and
-those layers cost about a tenth of its CPU (docs/performance.md). A server's text frame is
-a two-to-ten-byte header and the UTF-8 payload, unmasked (RFC 6455 §5.2), so this module
-writes it to the connection's transport itself.
+going around them took a quarter off its CPU per token (docs/performance.md). A server's
+text frame is a two-to-ten-byte header and the UTF-8 payload, unmasked (RFC 6455 §5.2), so
+this module writes it to the connection's transport itself.
 
 `DirectFrames` is ASGI middleware: under daphne it puts a writer into the scope's
 extensions (`scope["extensions"]["chatsite.write_text"]`); an app calls it with the payload
