@@ -147,7 +147,7 @@ function handleFrame(frame) {
     }
     case "conversation.deleted":
       sidebar.remove(frame.conversation);
-      if (frame.conversation === state.conversation) location.assign(config.chatUrl);
+      if (frame.conversation === state.conversation) leaveDeletedConversation();
       break;
     case "error":
       handleError(frame);
@@ -284,9 +284,18 @@ const deleteDialog = new DeleteDialog({
   urlTemplate: config.deleteUrl,
   onDeleted(id) {
     sidebar.remove(id);
-    if (id === state.conversation) location.assign(config.chatUrl);
+    if (id === state.conversation) leaveDeletedConversation();
   },
 });
+
+// The tab that deletes the open conversation hears of it twice (its own request, then the
+// socket's event): one navigation, or the second one cancels the first mid-way.
+let leaving = false;
+function leaveDeletedConversation() {
+  if (leaving) return;
+  leaving = true;
+  location.assign(config.chatUrl);
+}
 
 const settingsDialog = new SettingsDialog({
   dialog: $("#settings-dialog"),
