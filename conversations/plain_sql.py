@@ -60,32 +60,59 @@ def _select_parts(model: type[Model], vendor: str) -> tuple[str, list[str], list
 def insert(obj: M) -> M:
     """INSERT a new instance as `save()` would (defaults, `auto_now_add`), without signals;
     its primary key is set from the database."""
-    sql, fields, returning = _insert_parts(type(obj), connection.vendor)
-    values = [f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        obj.pk = cursor.fetchone()[0] if returning else cursor.lastrowid
-    obj._state.adding = False
-    obj._state.db = connection.alias
+    insert_many([obj])
     return obj
 
 
+def insert_many(objs: list[M]) -> None:
+    """INSERT new instances of one model as `insert` does, in one statement where the
+    backend returns the new keys (SQLite 3.35+, PostgreSQL), else one statement each. The
+    keys come back in the order of the rows, as Django's `bulk_create` relies on too."""
+    model = type(objs[0])
+    head, row, fields, returning = _insert_parts(model, connection.vendor)
+    values = [
+        f.get_db_prep_save(f.pre_save(obj, add=True), connection) for obj in objs for f in fields
+    ]
+    with connection.cursor() as cursor:
+        if returning:
+            cursor.execute(f"{head} {', '.join([row] * len(objs))} {returning}", values)
+            keys = [key for (key,) in cursor.fetchall()]
+        else:
+            keys = []
+            for start in range(0, len(values), len(fields)):
+                cursor.execute(f"{head} {row}", values[start : start + len(fields)])
+                keys.append(cursor.lastrowid)
+    for obj, key in zip(objs, keys, strict=True):
+        obj.pk = key
+        obj._state.adding = False
+        obj._state.db = connection.alias
+
+
 @functools.cache
-def _insert_parts(model: type[Model], vendor: str) -> tuple[str, list, bool]:
+def _insert_parts(model: type[Model], vendor: str) -> tuple[str, str, list, str]:
+    """`INSERT INTO table (columns) VALUES`, one row's placeholders, the fields, and the
+    `RETURNING` clause ("" where the backend cannot return rows from an insert)."""
     meta = model._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]
-    sql = (
+    head = (
         f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
-        f"VALUES ({', '.join(['%s'] * len(fields))})"
+        "VALUES"
     )
-    returning = connection.features.can_return_columns_from_insert
-    if returning:
-        sql += f" RETURNING {quote(meta.pk.column)}"
-    return sql, fields, returning
+    row = f"({', '.join(['%s'] * len(fields))})"
+    returning = ""
+    if connection.features.can_return_rows_from_bulk_insert:
+        returning = f"RETURNING {quote(meta.pk.column)}"
+    return head, row, fields, returning
 
 
 def update(model: type[Model], pk: Any, /, **values: Any) -> int:
     """UPDATE one row's fields (by name) to plain values; the number of rows changed."""
+    return update_many(model, [pk], **values)
+
+
+def update_many(model: type[Model], pks: list, /, **values: Any) -> int:
+    """UPDATE the rows with these keys, setting the same fields (by name) to the same plain
+    values; the number of rows changed."""
     meta = model._meta
     fields = [meta.get_field(name) for name in values]
     assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
@@ -93,7 +120,7 @@ def update(model: type[Model], pk: Any, /, **values: Any) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {quote(meta.db_table)} SET {assignments} "  # noqa: S608
-            f"WHERE {quote(meta.pk.column)} = %s",
-            [*params, pk],
+            f"WHERE {quote(meta.pk.column)} IN ({', '.join(['%s'] * len(pks))})",
+            [*params, *pks],
         )
         return cursor.rowcount

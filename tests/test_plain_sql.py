@@ -61,3 +61,24 @@ def test_update_changes_the_named_fields_of_one_row(user):
     other.refresh_from_db()
     assert (changed.model, changed.temperature, changed.title) == ("after", 0.5, "Kept")
     assert other.model == "before"
+
+
+def test_insert_many_stores_every_row_and_gives_each_its_key(user):
+    conversations = [Conversation(owner=user, model=f"m{i}", title=f"T{i}") for i in range(3)]
+    plain_sql.insert_many(conversations)
+    keys = [c.pk for c in conversations]
+    assert keys == sorted(keys) and len(set(keys)) == 3
+    for conversation in conversations:
+        stored = Conversation.objects.get(pk=conversation.pk)
+        assert fields_of(stored) == fields_of(conversation)
+        assert not conversation._state.adding
+
+
+def test_update_many_changes_only_the_rows_named(user):
+    a, b, c = (Conversation.objects.create(owner=user, model="before") for _ in range(3))
+    assert plain_sql.update_many(Conversation, [a.pk, c.pk, 999_999], model="after") == 2
+    assert dict(Conversation.objects.values_list("pk", "model")) == {
+        a.pk: "after",
+        b.pk: "before",
+        c.pk: "after",
+    }
