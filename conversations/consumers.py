@@ -13,7 +13,7 @@ from django.conf import settings
 
 from chatsite import direct_frames
 
-from . import broadcast, providers
+from . import broadcast, providers, submissions
 from .generation import (
     conversation_data,
     ensure_recovered,
@@ -38,8 +38,8 @@ from .services import (
     AnswerInProgress,
     AttachmentsRejected,
     NotRetryable,
+    Question,
     message_retry,
-    message_submit,
 )
 
 # Close code for "not signed in" and "your session ended"; the page goes to the login.
@@ -106,14 +106,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def on_send(self, frame: dict[str, Any]) -> None:
         try:
-            submitted = await database_sync_to_async(message_submit)(
-                user=self.user,
-                conversation_id=frame["conversation"],
-                model=frame.get("model") or providers.default_model(),
-                text=frame["text"],
-                worker=await worker_channel(),
-                attachment_ids=frame.get("attachments"),
-                document_ids=frame.get("documents"),
+            submitted = await submissions.submit(
+                Question(
+                    user=self.user,
+                    conversation_id=frame["conversation"],
+                    model=frame.get("model") or providers.default_model(),
+                    text=frame["text"],
+                    worker=await worker_channel(),
+                    attachment_ids=frame.get("attachments"),
+                    document_ids=frame.get("documents"),
+                )
             )
         except AnswerInProgress as busy:
             await self.send_busy(busy.args[0])

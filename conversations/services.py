@@ -3,9 +3,10 @@ await it through `database_sync_to_async` and broadcast only after it returns (c
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.core.files.base import ContentFile
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from . import plain_sql
@@ -13,9 +14,12 @@ from .documents import PreparedDocument
 from .images import PreparedImage
 from .models import Attachment, Conversation, Document, Message, Report, ReviewAudit
 from .selectors import (
+    ConversationNotFound,
     PromptMessage,
     access_conversation_for_question,
     access_message,
+    conversations_for_questions,
+    prompt_histories,
     prompt_history,
 )
 
@@ -122,16 +126,8 @@ def message_submit(
         )
         if answering:
             raise AnswerInProgress(conversation.pk)
-    question = Message(conversation=conversation, role=Message.Role.USER, text=text)
-    answer = Message(
-        conversation=conversation,
-        role=Message.Role.ASSISTANT,
-        status=Message.Status.PENDING,
-        model=conversation.model,
-        worker=worker,
-    )
-    plain_sql.insert(question)  # plain SQL: this runs for every question sent
-    plain_sql.insert(answer)
+    question, answer = _question_rows(conversation, text, worker)
+    plain_sql.insert_many([question, answer])  # plain SQL: this runs for every question sent
     if attachment_ids:
         _attachments_link(question, owner=user, attachment_ids=attachment_ids)
     if document_ids:
@@ -141,6 +137,112 @@ def message_submit(
         plain_sql.update(Conversation, conversation.pk, updated_at=question.created_at)
     history = prompt_history(conversation_id=conversation.pk, before_id=answer.pk)
     return Submitted(conversation, conversation_id is None, question, answer, history)
+
+
+def _question_rows(conversation: Conversation, text: str, worker: str) -> list[Message]:
+    """A question and its empty answer, not yet stored."""
+    return [
+        Message(conversation=conversation, role=Message.Role.USER, text=text),
+        Message(
+            conversation=conversation,
+            role=Message.Role.ASSISTANT,
+            status=Message.Status.PENDING,
+            model=conversation.model,
+            worker=worker,
+        ),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """A question as a tab sends it: message_submit's arguments."""
+
+    user: Any
+    conversation_id: int | None
+    model: str
+    text: str
+    worker: str = ""
+    attachment_ids: list[int] | None = None
+    document_ids: list[int] | None = None
+
+    @property
+    def plain(self) -> bool:
+        """Text for a conversation that exists, with no files: the common case."""
+        return (
+            self.conversation_id is not None and not self.attachment_ids and not self.document_ids
+        )
+
+
+def questions_submit(questions: list[Question]) -> list[Submitted | Exception]:
+    """message_submit for questions sent at the same moment, each with its own result: its
+    Submitted, or the exception message_submit would have raised for it (ConversationNotFound,
+    AnswerInProgress, AttachmentsRejected).
+
+    Plain questions share one transaction and one statement per step: the access check,
+    the INSERT of every question and answer, the conversations' `updated_at` and the
+    histories; the rest go one by one, each in its own savepoint. A question for a
+    conversation another question of the same batch has just asked in is refused as busy,
+    as it would be a moment later. Should the shared transaction fail, every question is
+    tried again on its own, so one cannot take the others down."""
+    try:
+        with transaction.atomic():
+            return _questions_submit(questions)
+    except DatabaseError:
+        results: list[Submitted | Exception] = []
+        for question in questions:
+            try:
+                results.append(_submit_alone(question))
+            except Exception as err:  # noqa: BLE001 (its sender gets it, as from message_submit)
+                results.append(err)
+        return results
+
+
+def _submit_alone(question: Question) -> Submitted:
+    return message_submit(
+        user=question.user,
+        conversation_id=question.conversation_id,
+        model=question.model,
+        text=question.text,
+        worker=question.worker,
+        attachment_ids=question.attachment_ids,
+        document_ids=question.document_ids,
+    )
+
+
+def _questions_submit(questions: list[Question]) -> list[Submitted | Exception]:
+    results: list[Submitted | Exception | None] = [None] * len(questions)
+    found = conversations_for_questions([q.conversation_id for q in questions if q.plain])
+    asked: dict[int, int] = {}  # conversation id → position of the question storing into it
+    rows: list[Message] = []
+    for position, question in enumerate(questions):
+        if not question.plain:
+            continue
+        conversation, answering = found.get(question.conversation_id, (None, False))
+        if conversation is None or conversation.owner_id != question.user.pk:
+            results[position] = ConversationNotFound(question.conversation_id)
+        elif answering or conversation.pk in asked:
+            results[position] = AnswerInProgress(conversation.pk)
+        else:
+            asked[conversation.pk] = position
+            rows += _question_rows(conversation, question.text, question.worker)
+    if rows:
+        plain_sql.insert_many(rows)  # plain SQL: this runs for every question sent
+        pairs = dict(zip(asked, zip(rows[::2], rows[1::2], strict=True), strict=True))
+        now = rows[-2].created_at
+        plain_sql.update_many(Conversation, list(asked), updated_at=now)
+        histories = prompt_histories({pk: answer.pk for pk, (_, answer) in pairs.items()})
+        for pk, position in asked.items():
+            question_row, answer = pairs[pk]
+            conversation = question_row.conversation
+            conversation.updated_at = now
+            results[position] = Submitted(conversation, False, question_row, answer, histories[pk])
+    for position, question in enumerate(questions):
+        if results[position] is None:
+            try:
+                results[position] = _submit_alone(question)
+            except (ConversationNotFound, AnswerInProgress, AttachmentsRejected) as err:
+                results[position] = err
+    return results
 
 
 def _attachments_link(question: Message, *, owner, attachment_ids: list[int]) -> None:
