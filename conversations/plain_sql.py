@@ -13,7 +13,7 @@ import functools
 from typing import Any, TypeVar
 
 from django.db import connection
-from django.db.models import Model
+from django.db.models import Field, Model
 
 M = TypeVar("M", bound=Model)
 
@@ -70,9 +70,15 @@ def insert_many(objs: list[M]) -> None:
     keys come back in the order of the rows, as Django's `bulk_create` relies on too."""
     model = type(objs[0])
     head, row, fields, returning = _insert_parts(model, connection.vendor)
-    values = [
-        f.get_db_prep_save(f.pre_save(obj, add=True), connection) for obj in objs for f in fields
-    ]
+    values = []
+    for obj in objs:
+        for field, as_is in fields:
+            if as_is is not None:
+                value = getattr(obj, field.attname)
+                if value is None or type(value) is as_is:
+                    values.append(value)
+                    continue
+            values.append(field.get_db_prep_save(field.pre_save(obj, add=True), connection))
     with connection.cursor() as cursor:
         if returning:
             cursor.execute(f"{head} {', '.join([row] * len(objs))} {returning}", values)
@@ -88,14 +94,41 @@ def insert_many(objs: list[M]) -> None:
         obj._state.db = connection.alias
 
 
+# Field types whose values of one Python type (or None) Django's conversion returns as
+# they are: those are sent as they are, skipping ≈ 2 µs of calls per field and row.
+_AS_IS = {
+    "CharField": str,
+    "TextField": str,
+    "BooleanField": bool,
+    "FloatField": float,
+    **dict.fromkeys(
+        ["IntegerField", "BigIntegerField", "SmallIntegerField", "PositiveIntegerField"]
+        + ["PositiveSmallIntegerField", "PositiveBigIntegerField", "AutoField", "BigAutoField"],
+        int,
+    ),
+}
+
+
+def _as_is(field: Field) -> type | None:
+    """The Python type whose values this field stores as they are, if any."""
+    if type(field).pre_save is not Field.pre_save:  # it sets its own value (auto_now…)
+        return None
+    if field.is_relation:
+        field = field.target_field
+    if type(field).get_db_prep_save is not Field.get_db_prep_save:
+        return None
+    return _AS_IS.get(field.get_internal_type())
+
+
 @functools.cache
 def _insert_parts(model: type[Model], vendor: str) -> tuple[str, str, list, str]:
-    """`INSERT INTO table (columns) VALUES`, one row's placeholders, the fields, and the
-    `RETURNING` clause ("" where the backend cannot return rows from an insert)."""
+    """`INSERT INTO table (columns) VALUES`, one row's placeholders, the fields (each with
+    the type it takes as it is), and the `RETURNING` clause ("" where the backend cannot
+    return rows from an insert)."""
     meta = model._meta
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    fields = [(f, _as_is(f)) for f in meta.concrete_fields if not f.primary_key]
     head = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f, _ in fields)}) "  # noqa: S608
         "VALUES"
     )
     row = f"({', '.join(['%s'] * len(fields))})"

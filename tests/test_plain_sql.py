@@ -82,3 +82,15 @@ def test_update_many_changes_only_the_rows_named(user):
         b.pk: "before",
         c.pk: "after",
     }
+
+
+def test_insert_converts_values_that_are_not_of_the_fields_own_type(user):
+    """Plain strings and integers go as they are; anything else through Django's own
+    conversion, as `save()` would."""
+    from django.utils.translation import gettext_lazy
+
+    conversation = plain_sql.insert(
+        Conversation(owner_id=str(user.pk), model=gettext_lazy("lazy"), max_tokens="12")
+    )
+    stored = Conversation.objects.get(pk=conversation.pk)
+    assert (stored.owner_id, stored.model, stored.max_tokens) == (user.pk, "lazy", 12)
