@@ -62,27 +62,31 @@ def unwatch(conversation_id: int, tab: Tab) -> None:
             del _watchers[conversation_id]
 
 
-async def conversation_publish(conversation_id: int, frame: dict[str, Any]) -> None:
-    """Send a frame to every tab watching the conversation, in this and other processes.
-    A frame the channel layer drops is not an error: the row is the truth, and a tab
-    that misses a frame sees the gap in `seq` and asks for the state again."""
-    text = encode(frame)
+async def conversation_publish(conversation_id: int, *frames: dict[str, Any]) -> None:
+    """Send frames, in order, to every tab watching the conversation, in this and other
+    processes. A frame the channel layer drops is not an error: the row is the truth, and
+    a tab that misses a frame sees the gap in `seq` and asks for the state again."""
+    texts = [encode(frame) for frame in frames]
     for tab in tuple(_watchers.get(conversation_id, ())):
-        await tab.send_text(text)
+        for text in texts:
+            await tab.send_text(text)
     if not other_processes_listen():
         return
     layer = get_channel_layer()
     # Deltas trust a lookup up to a second old; the rare frames (a question, an answer
     # beginning or ending) look again, so a tab elsewhere that has just subscribed gets
     # them: one read of the group's members costs less than a group send to nobody.
-    max_age = ELSEWHERE_CHECK_SECONDS if frame["type"] == "delta" else 0.0
+    # Frames published together share one look (a question and its answer: one Redis
+    # round trip less before the model request).
+    max_age = ELSEWHERE_CHECK_SECONDS if frames[0]["type"] == "delta" else 0.0
     try:
         if not await _watched_elsewhere(layer, conversation_id, max_age):
             return
-        await layer.group_send(
-            conversation_group(conversation_id),
-            {"type": "relay.frame", "origin": PROCESS_ID, "text": text},
-        )
+        for text in texts:
+            await layer.group_send(
+                conversation_group(conversation_id),
+                {"type": "relay.frame", "origin": PROCESS_ID, "text": text},
+            )
     except LAYER_ERRORS as err:
         logger.warning("Channel layer dropped a frame of conversation %s: %r", conversation_id, err)
 

@@ -129,10 +129,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_json(created)
             await broadcast.user_publish(self.user.pk, created)
         await self._watch(conversation.pk)
-        for message in (submitted.question, answer):
-            await broadcast.conversation_publish(
-                conversation.pk, {"type": "message", "message": message_data(message)}
-            )
+        await broadcast.conversation_publish(
+            conversation.pk,
+            *(
+                {"type": "message", "message": message_data(m)}
+                for m in (submitted.question, answer)
+            ),
+        )
         generation_start(conversation=conversation, answer=answer, history=submitted.history)
 
     async def on_stop(self, frame: dict[str, Any]) -> None:

@@ -127,6 +127,32 @@ async def test_deltas_stay_off_redis_when_no_other_process_watches(
     assert sent == []
 
 
+async def test_a_question_and_its_answer_share_one_look_at_other_processes(
+    redis_layer, user, open_socket, fake_mistral, monkeypatch
+):
+    """Whether a tab elsewhere watches is read from Redis before each rare frame; the
+    question's and its empty answer's frames go out together, after one read."""
+    looks = []
+    group_members = broadcast._group_members
+
+    async def counted(layer, group):
+        looks.append(group)
+        return await group_members(layer, group)
+
+    monkeypatch.setattr(broadcast, "_group_members", counted)
+    fake_mistral.enqueue(Reply.tokens(["one ", "two"]))
+    tab = await open_socket(user)
+    await tab.send_to(text_data=send("how many looks?"))
+    frames = await frames_until(tab, is_final)
+
+    assert [f["message"]["role"] for f in frames if f["type"] == "message"] == [
+        "user",
+        "assistant",
+        "assistant",
+    ]
+    assert len(looks) == 2  # the question with its answer; the answer's end
+
+
 async def test_stop_from_another_process_reaches_the_running_answer(
     redis_layer, user, open_socket, fake_mistral, monkeypatch
 ):
