@@ -13,7 +13,7 @@ from django.conf import settings
 
 from chatsite import direct_frames
 
-from . import broadcast, providers, submissions
+from . import broadcast, providers
 from .generation import (
     conversation_data,
     ensure_recovered,
@@ -40,10 +40,16 @@ from .services import (
     NotRetryable,
     Question,
     message_retry,
+    questions_submit,
 )
+from .trips import Trips
 
 # Close code for "not signed in" and "your session ended"; the page goes to the login.
 CLOSE_UNAUTHENTICATED = 4401
+
+
+# Questions sent at the same moment, from any tab, are stored in one database trip.
+questions_stored = Trips(questions_submit)
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -106,7 +112,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def on_send(self, frame: dict[str, Any]) -> None:
         try:
-            submitted = await submissions.submit(
+            submitted = await questions_stored(
                 Question(
                     user=self.user,
                     conversation_id=frame["conversation"],

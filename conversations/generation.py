@@ -50,6 +50,7 @@ from .services import (
     message_interrupt_orphans,
     message_progress_save,
 )
+from .trips import Trips
 from .usage import (
     BudgetExceeded,
     api_call_record,
@@ -633,7 +634,7 @@ async def _finish(gen: Generation, outcome: Outcome) -> None:
     """Store the ending, take the answer out of the registry, then tell every tab: by the
     time a tab sees the ending, the conversation takes a new question."""
     try:
-        stored = await database_sync_to_async(_store_ending)(gen, outcome)
+        stored = await _endings_stored((gen, outcome))
     finally:
         if _running.get(gen.conversation_id) is gen:
             del _running[gen.conversation_id]
@@ -644,25 +645,33 @@ async def _finish(gen: Generation, outcome: Outcome) -> None:
 
 
 @transaction.atomic
-def _store_ending(gen: Generation, outcome: Outcome) -> bool:
-    """The answer's ending and, when a request was sent, its ApiCall row: one thread hop
-    and one commit for both."""
-    stored = message_finish(message_id=gen.message_id, outcome=outcome)
-    if gen.request is not None:
-        api_call_record(
-            kind="chat",
-            model=outcome.model,
-            status=outcome.status,
-            user_id=gen.owner_id,
-            conversation_id=gen.conversation_id,
-            message_id=gen.message_id if stored else None,
-            prompt_tokens=outcome.prompt_tokens,
-            completion_tokens=outcome.completion_tokens,
-            latency_ms=outcome.duration_ms,
-            error_code=outcome.error_code,
-            request=request_summary(gen.request),
-        )
-    return stored
+def _store_endings(endings: list[tuple[Generation, Outcome]]) -> list[bool]:
+    """Answers' endings and, where a request was sent, their ApiCall rows, for answers
+    ending at the same moment: one thread hop and one commit for all. Each result says
+    whether the answer's row was still there (its conversation may have been deleted)."""
+    results = []
+    for gen, outcome in endings:
+        stored = message_finish(message_id=gen.message_id, outcome=outcome)
+        if gen.request is not None:
+            api_call_record(
+                kind="chat",
+                model=outcome.model,
+                status=outcome.status,
+                user_id=gen.owner_id,
+                # A row that is gone went with its conversation: the call is still the user's.
+                conversation_id=gen.conversation_id if stored else None,
+                message_id=gen.message_id if stored else None,
+                prompt_tokens=outcome.prompt_tokens,
+                completion_tokens=outcome.completion_tokens,
+                latency_ms=outcome.duration_ms,
+                error_code=outcome.error_code,
+                request=request_summary(gen.request),
+            )
+        results.append(stored)
+    return results
+
+
+_endings_stored = Trips(_store_endings)
 
 
 def ended_message_data(gen: Generation, outcome: Outcome) -> MessageData:

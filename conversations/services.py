@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.files.base import ContentFile
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from . import plain_sql
@@ -173,30 +173,6 @@ class Question:
         )
 
 
-def questions_submit(questions: list[Question]) -> list[Submitted | Exception]:
-    """message_submit for questions sent at the same moment, each with its own result: its
-    Submitted, or the exception message_submit would have raised for it (ConversationNotFound,
-    AnswerInProgress, AttachmentsRejected).
-
-    Plain questions share one transaction and one statement per step: the access check,
-    the INSERT of every question and answer, the conversations' `updated_at` and the
-    histories; the rest go one by one, each in its own savepoint. A question for a
-    conversation another question of the same batch has just asked in is refused as busy,
-    as it would be a moment later. Should the shared transaction fail, every question is
-    tried again on its own, so one cannot take the others down."""
-    try:
-        with transaction.atomic():
-            return _questions_submit(questions)
-    except DatabaseError:
-        results: list[Submitted | Exception] = []
-        for question in questions:
-            try:
-                results.append(_submit_alone(question))
-            except Exception as err:  # noqa: BLE001 (its sender gets it, as from message_submit)
-                results.append(err)
-        return results
-
-
 def _submit_alone(question: Question) -> Submitted:
     return message_submit(
         user=question.user,
@@ -209,7 +185,16 @@ def _submit_alone(question: Question) -> Submitted:
     )
 
 
-def _questions_submit(questions: list[Question]) -> list[Submitted | Exception]:
+@transaction.atomic
+def questions_submit(questions: list[Question]) -> list[Submitted | Exception]:
+    """message_submit for questions sent at the same moment (conversations/trips.py), each
+    with its own result: its Submitted, or the exception message_submit would have raised
+    for it (ConversationNotFound, AnswerInProgress, AttachmentsRejected).
+
+    Plain questions share one statement per step: the access check, the INSERT of every
+    question and answer, the conversations' `updated_at` and the histories; the rest go one
+    by one, each in its own savepoint. A question for a conversation another question of
+    the same batch has just asked in is refused as busy, as it would be a moment later."""
     results: list[Submitted | Exception | None] = [None] * len(questions)
     found = conversations_for_questions([q.conversation_id for q in questions if q.plain])
     asked: dict[int, int] = {}  # conversation id → position of the question storing into it

@@ -1,21 +1,24 @@
-"""Questions sent at the same moment share one database trip, and each still gets exactly
-what it would have got alone: stored with its answer, refused as busy, or not found."""
+"""Work that comes at the same moment shares one database trip (conversations/trips.py),
+and each item still gets exactly what it would have got alone: a question stored with its
+answer, refused as busy, or not found; an answer's ending stored."""
 
 import asyncio
 
 import pytest
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 
-from conversations import services, submissions
-from conversations.models import Conversation, Message
+from conversations import generation
+from conversations.models import ApiCall, Conversation, Message
 from conversations.selectors import ConversationNotFound
 from conversations.services import (
     AnswerInProgress,
     AttachmentsRejected,
+    Outcome,
     Question,
     Submitted,
     questions_submit,
 )
+from conversations.trips import Trips
 
 
 def conversation_with_history(owner, *texts: str) -> Conversation:
@@ -141,27 +144,33 @@ def test_rejected_attachments_roll_back_only_their_own_question(user):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_failing_batch_is_tried_again_question_by_question(user, monkeypatch):
+async def test_a_failing_trip_is_tried_again_question_by_question(user):
     """A database error in the shared transaction rolls it all back, and each question is
     then stored on its own: nothing half-stored, nothing twice."""
-    a = conversation_with_history(user, "Hi")
-    b = conversation_with_history(user, "Hey")
+    a, b = [await asyncio.to_thread(conversation_with_history, user, text) for text in "AB"]
 
-    def broken(before):
-        raise DatabaseError("disk I/O error")
+    def fails_when_shared(questions):
+        with transaction.atomic():
+            results = questions_submit(questions)
+            if len(questions) > 1:
+                raise DatabaseError("disk I/O error")
+        return results
 
-    monkeypatch.setattr(services, "prompt_histories", broken)
-    results = questions_submit(
-        [Question(user, a.pk, "m", "First"), Question(user, b.pk, "m", "Second")]
+    store = Trips(fails_when_shared)
+    results = await asyncio.gather(
+        store(Question(user, a.pk, "m", "First")), store(Question(user, b.pk, "m", "Second"))
     )
-    assert all(isinstance(r, Submitted) for r in results)
-    assert [m.text for m in results[0].history] == ["Hi", "First"]
-    assert [text for _, text, _ in stored_texts(a)] == ["Hi", "First", ""]
-    assert [text for _, text, _ in stored_texts(b)] == ["Hey", "Second", ""]
+    assert [[m.text for m in r.history] for r in results] == [["A", "First"], ["B", "Second"]]
+    assert await asyncio.to_thread(stored_texts, a) == [
+        ("user", "A", "complete"),
+        ("user", "First", "complete"),
+        ("assistant", "", "pending"),
+    ]
+    assert await Message.objects.filter(text="Second").acount() == 1
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_questions_sent_together_share_trips_and_each_gets_its_own_result(user, monkeypatch):
+async def test_questions_sent_together_share_trips_and_each_gets_its_own_result(user):
     conversations = [
         await asyncio.to_thread(conversation_with_history, user, f"Hi {i}") for i in range(12)
     ]
@@ -171,18 +180,23 @@ async def test_questions_sent_together_share_trips_and_each_gets_its_own_result(
         trips.append(len(questions))
         return questions_submit(questions)
 
-    monkeypatch.setattr(submissions, "questions_submit", counted)
+    store = Trips(counted)
     sends = [Question(user, c.pk, "m", f"Question {i}") for i, c in enumerate(conversations)]
     sends.append(Question(user, conversations[0].pk, "m", "Same conversation again"))
-    results = await asyncio.gather(*(submissions.submit(q) for q in sends), return_exceptions=True)
+    results = await asyncio.gather(*(store(q) for q in sends), return_exceptions=True)
     assert trips == [13]  # all sent before the trip left: one trip
     assert [r.question.text for r in results[:12]] == [q.text for q in sends[:12]]
     assert isinstance(results[12], AnswerInProgress)
     assert await Message.objects.filter(status=Message.Status.PENDING).acount() == 12
 
+    # One sent alone goes at once, in a trip of its own.
+    with pytest.raises(AnswerInProgress):
+        await store(Question(user, conversations[1].pk, "m", "Alone"))
+    assert trips == [13, 1]
+
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_trip_that_fails_fails_its_senders_and_the_next_trip_still_goes(user, monkeypatch):
+async def test_a_trip_that_fails_fails_its_callers_and_the_next_trip_still_goes(user):
     conversation = await asyncio.to_thread(conversation_with_history, user)
     calls = 0
 
@@ -193,9 +207,51 @@ async def test_a_trip_that_fails_fails_its_senders_and_the_next_trip_still_goes(
             raise RuntimeError("database thread down")
         return questions_submit(questions)
 
-    monkeypatch.setattr(submissions, "questions_submit", fails_once)
+    store = Trips(fails_once)
     with pytest.raises(RuntimeError, match="database thread down"):
-        await submissions.submit(Question(user, conversation.pk, "m", "Lost"))
-    submitted = await submissions.submit(Question(user, conversation.pk, "m", "Kept"))
+        await store(Question(user, conversation.pk, "m", "Lost"))
+    submitted = await store(Question(user, conversation.pk, "m", "Kept"))
     assert submitted.question.text == "Kept"
     assert await Message.objects.filter(text="Lost").acount() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_answers_ending_together_are_stored_in_one_trip_each_with_its_usage(user):
+    """The ending of an answer whose conversation was deleted meanwhile is not stored, and
+    does not stop the others: their rows and usage are."""
+
+    def answering(text: str) -> tuple[Conversation, Message]:
+        conversation = conversation_with_history(user, text)
+        answer = Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.ASSISTANT,
+            status=Message.Status.STREAMING,
+        )
+        return conversation, answer
+
+    pairs = [await asyncio.to_thread(answering, text) for text in ("one", "two", "gone")]
+    trips: list[int] = []
+
+    def counted(endings):
+        trips.append(len(endings))
+        return generation._store_endings(endings)
+
+    store = Trips(counted)
+    endings = []
+    for conversation, answer in pairs:
+        gen = generation.Generation(
+            conversation_id=conversation.pk, message_id=answer.pk, owner_id=user.pk, model="m"
+        )
+        gen.request = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        outcome = Outcome(status=Message.Status.COMPLETE, text=f"Answer {answer.pk}", model="m")
+        endings.append((gen, outcome))
+    await pairs[2][0].adelete()
+
+    assert await asyncio.gather(*(store(ending) for ending in endings)) == [True, True, False]
+    assert trips == [3]
+    for _, answer in pairs[:2]:
+        await answer.arefresh_from_db()
+        assert (answer.status, answer.text) == ("complete", f"Answer {answer.pk}")
+    calls = [c async for c in ApiCall.objects.order_by("id")]
+    assert [c.message_id for c in calls] == [pairs[0][1].pk, pairs[1][1].pk, None]
+    assert [c.user_id for c in calls] == [user.pk] * 3  # the deleted one's usage still counts
