@@ -7,6 +7,7 @@ from typing import Any
 
 # daphne (autobahn) raises this for a send on a socket the browser has just closed.
 from autobahn.exception import Disconnected
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -186,12 +187,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # Channel-layer events
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        # Channels runs a thread hop (closing stale ORM connections) before every handler;
-        # relaying a frame touches no database, and it is the one event sent per delta.
-        if message["type"] == "relay.frame":
+        # Channels runs a thread hop before every handler, closing stale ORM connections in
+        # the database thread. Every database call here goes through
+        # `database_sync_to_async`, which does that itself, in that thread, around each
+        # call; the hop only made every frame from a tab wait its turn behind whatever the
+        # database thread was doing (other questions, answers' endings) before its handler
+        # could start (docs/performance.md).
+        if message["type"] == "relay.frame":  # the one event sent per delta
             await self.relay_frame(message)
-        else:
-            await super().dispatch(message)
+            return
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def relay_frame(self, event: dict[str, Any]) -> None:
         if event["origin"] != broadcast.PROCESS_ID:  # this process's tabs already have it

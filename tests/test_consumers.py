@@ -1,7 +1,11 @@
 """The socket protocol's edges: who may connect, and what a bad frame gets back."""
 
+import asyncio
+import threading
+
 import orjson
 import pytest
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from chatsite.asgi import application
@@ -42,6 +46,19 @@ async def test_malformed_json_gets_error_and_socket_stays_usable(user, open_sock
     )
     frames = await frames_until(socket, lambda f: f["type"] == "message")
     assert frames[0]["type"] == "conversation"
+
+
+async def test_frames_are_handled_while_the_database_thread_is_busy(user, open_socket):
+    """A frame's handler starts at once, not after the database thread's queue: only its
+    own database calls wait for that thread."""
+    socket = await open_socket(user)
+    release = threading.Event()
+    busy = asyncio.ensure_future(database_sync_to_async(release.wait)())
+    try:
+        assert (await error_for(socket, "{not json"))["code"] == "bad_json"
+    finally:
+        release.set()
+        await busy
 
 
 async def test_unknown_frame_type_gets_error(user, open_socket):
