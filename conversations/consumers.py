@@ -50,7 +50,7 @@ CLOSE_UNAUTHENTICATED = 4401
 
 
 # Questions sent at the same moment, from any tab, are stored in one database trip.
-questions_stored = Trips(questions_submit)
+_questions_stored = Trips(questions_submit)
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -113,7 +113,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def on_send(self, frame: dict[str, Any]) -> None:
         try:
-            submitted = await questions_stored(
+            submitted = await _questions_stored(
                 Question(
                     user=self.user,
                     conversation_id=frame["conversation"],
