@@ -50,8 +50,9 @@ async def redis_layer(settings):
     }
     layer = get_channel_layer()
     yield layer
-    # Everything reading the layer stops before its connections close.
-    tasks = [g.task for g in generation._running.values() if g.task]
+    # Everything using the layer stops before its connections close (a title being made
+    # after an answer publishes through it too).
+    tasks = [g.task for g in generation._running.values() if g.task] + list(generation._background)
     if generation._control is not None:
         tasks.append(generation._control[2])
     for task in tasks:
