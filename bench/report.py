@@ -46,7 +46,7 @@ _PACKAGES = (
     "orjson",
     "channels-redis",
     "psycopg",
-    "markdown-it-py",
+    "pyromark",
     "nh3",
 )
 

@@ -154,6 +154,57 @@ def test_render_raw_html_is_shown_as_text():
     assert html == "<p>&lt;b&gt;bold&lt;/b&gt;</p>\n"
 
 
+def test_render_raw_html_block_leaves_the_markdown_after_it_alone():
+    # CommonMark with HTML on would read `<your name>` as the start of an HTML block and take
+    # the next lines along as raw text; with HTML off they are an ordinary list.
+    html = render_markdown("1. <your name>\n   - **bold** item\n2. <div>\n*after*\n</div>")
+
+    assert tags(html) == ["ol", "li", "ul", "li", "strong", "li", "em"]
+    assert "&lt;your name&gt;" in html
+    assert "&lt;div&gt;" in html
+    assert "&lt;/div&gt;" in html
+
+
+def test_render_link_with_a_refused_scheme_keeps_only_its_text():
+    html = render_markdown("see [the docs](javascript:alert(1)) and [a page](data:text/html,x)")
+
+    assert html == "<p>see the docs and a page</p>\n"
+
+
+def test_render_table_without_body_rows():
+    html = render_markdown("| a | b |\n|:--|--:|\n")
+
+    assert tags(html) == ["table", "thead", "tr", "th", "th"]
+
+
+@pytest.mark.parametrize(
+    "markdown",
+    [
+        "> " * 100_000 + "x",
+        "- " * 50_000 + "x",
+        "[" * 100_000,
+        "*a" * 50_000,
+        "<b>" * 30_000,
+        "|a|\n|-|\n" + "|x|\n" * 10_000,
+    ],
+    ids=["quotes", "lists", "brackets", "emphasis", "tags", "table"],
+)
+def test_render_survives_pathologically_nested_input(markdown):
+    # A model can be made to write anything; a parser that recursed per nesting level would
+    # overflow its stack here and take the server process down with every stream in it.
+    html = render_markdown(markdown)
+
+    assert html
+    assert_inert(html)
+
+
+def test_render_keeps_the_text_of_elements_nested_too_deep():
+    html = render_markdown("> " * 10_000 + "deep")
+
+    assert 0 < tags(html).count("blockquote") <= rendering._MAX_NESTING
+    assert "deep" in html
+
+
 # Untrusted input stays inert.
 
 XSS_CORPUS = [
@@ -246,8 +297,10 @@ def test_render_same_origin_image_is_kept():
     ["https://evil.example/x.png", "//evil.example/x.png", "data:image/png;base64,AAA"],
 )
 def test_sanitizer_drops_remote_img_src_even_without_image_rule(monkeypatch, src):
-    renderer = rendering._MARKDOWN.renderer
-    monkeypatch.setitem(renderer.rules, "image", renderer.image)
+    def plain_image(spec, alt, *, inside_link):
+        return f'<img src="{spec["dest_url"]}" alt="{alt}">'
+
+    monkeypatch.setattr(rendering, "_image_html", plain_image)
 
     html = render_markdown(f"![a]({src})")
 
