@@ -94,3 +94,15 @@ def test_insert_converts_values_that_are_not_of_the_fields_own_type(user):
     )
     stored = Conversation.objects.get(pk=conversation.pk)
     assert (stored.owner_id, stored.model, stored.max_tokens) == (user.pk, "lazy", 12)
+
+
+def test_insert_many_stamps_the_rows_of_one_statement_with_one_time(user):
+    from django.utils import timezone
+
+    before = timezone.now()
+    conversations = [Conversation(owner=user, model="m") for _ in range(3)]
+    plain_sql.insert_many(conversations)
+    for field in ("created_at", "updated_at"):
+        [stamp] = {getattr(c, field) for c in conversations}
+        assert before <= stamp <= timezone.now()
+        assert set(Conversation.objects.values_list(field, flat=True)) == {stamp}
