@@ -154,13 +154,16 @@ _CLOSE = {
 # of the nesting: a model writing `> > > …` ten thousand times would stall the server.
 _MAX_NESTING = 32
 
-# Parses at most for one answer's markdown while escaping raw HTML (see _events).
+# How many times one text is parsed at most while its raw HTML is escaped (see _events).
 _HTML_PASSES = 4
 
 _LEAF = {"SoftBreak": "\n", "HardBreak": "<br>\n", "Rule": "<hr>\n"}
 _BLOCKS = {"CodeBlock", "Heading", "List", "BlockQuote", "Table"}
-_ALIGN = {"Left": ' class="align-left"', "Center": ' class="align-center"'}
-_ALIGN["Right"] = ' class="align-right"'
+_ALIGN = {
+    "Left": ' class="align-left"',
+    "Center": ' class="align-center"',
+    "Right": ' class="align-right"',
+}
 
 
 class _Image:
