@@ -154,7 +154,7 @@ _CLOSE = {
 # of the nesting: a model writing `> > > …` ten thousand times would stall the server.
 _MAX_NESTING = 32
 
-# How many times one text is parsed at most while its raw HTML is escaped (see _events).
+# How many times at most raw HTML is escaped and a text parsed again (see _events).
 _HTML_PASSES = 4
 
 _LEAF = {"SoftBreak": "\n", "HardBreak": "<br>\n", "Rule": "<hr>\n"}
@@ -298,8 +298,8 @@ def _events(text: str) -> Iterable[Any]:
     the last pass is shown as text by `_html`."""
     if "<" not in text:
         return pyromark.events(text, options=_PARSE_OPTIONS)
+    events = list(pyromark.events_with_range(text, options=_PARSE_OPTIONS))
     for _ in range(_HTML_PASSES):
-        events = list(pyromark.events_with_range(text, options=_PARSE_OPTIONS))
         starts = [
             place["start"]
             for event, place in events
@@ -314,6 +314,7 @@ def _events(text: str) -> Iterable[Any]:
             pieces += (source[done:at], b"\\")
             done = at
         text = (b"".join(pieces) + source[done:]).decode()
+        events = list(pyromark.events_with_range(text, options=_PARSE_OPTIONS))
     return [event for event, _ in events]
 
 

@@ -165,6 +165,16 @@ def test_render_raw_html_block_leaves_the_markdown_after_it_alone():
     assert "&lt;/div&gt;" in html
 
 
+def test_render_lines_of_html_one_after_another_all_stay_text():
+    html = render_markdown("<div>\n" * 3 + "**bold**\n\n" + "<p>\n" * 12 + "end")
+
+    assert html.count("&lt;div&gt;") == 3
+    assert "<strong>bold</strong>" in html
+    assert html.count("&lt;p&gt;") == 12
+    assert "end" in html
+    assert_inert(html)
+
+
 def test_render_link_with_a_refused_scheme_keeps_only_its_text():
     html = render_markdown("see [the docs](javascript:alert(1)) and [a page](data:text/html,x)")
 
