@@ -154,6 +154,10 @@ _CLOSE = {
 # of the nesting: a model writing `> > > …` ten thousand times would stall the server.
 _MAX_NESTING = 32
 
+# What every piece of raw HTML starts with (a tag, a closing tag, a comment, a declaration,
+# a processing instruction); `a < b` and `x<1` are not.
+_HTML_START = re.compile(r"<[A-Za-z/!?]")
+
 # How many times at most raw HTML is escaped and a text parsed again (see _events).
 _HTML_PASSES = 4
 
@@ -296,7 +300,7 @@ def _events(text: str) -> Iterable[Any]:
     starts HTML is escaped with a backslash and the text parsed again (an HTML block's lines are
     markdown again then, and may hold inline HTML: hence the loop). Whatever HTML is left after
     the last pass is shown as text by `_html`."""
-    if "<" not in text:
+    if not _HTML_START.search(text):  # no HTML can start here: no need for the places
         return pyromark.events(text, options=_PARSE_OPTIONS)
     events = list(pyromark.events_with_range(text, options=_PARSE_OPTIONS))
     for _ in range(_HTML_PASSES):
