@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import ROOT, last_answer, send, sign_up
+from tests.e2e.conftest import ROOT, last_answer, send, sign_up, wait_connected
 from tests.fake_mistral import Reply, split_tokens
 
 pytestmark = pytest.mark.e2e
@@ -47,6 +47,9 @@ def _conversation(page: Page, fake) -> None:
         expect(last_answer(page)).to_have_attribute("data-status", "complete")
         expect(page.locator("#conv-title")).to_have_text(title)
         page.get_by_role("link", name="New chat").click()
+        # A new page, whose socket must be open before the next question is typed.
+        expect(page.locator("#conv-title")).to_have_text("New chat")
+        wait_connected(page)
     fake.enqueue(Reply.tokens(split_tokens(ANSWER), usage=(24, 182)))
     fake.enqueue(Reply.tokens(["Merging two sorted lists"]))
     send(page, "How do I merge two sorted lists in Python?")
