@@ -40,6 +40,8 @@ from bench import procstat, wsclient
 from bench.fake_upstream import answer_tokens, parse_model
 
 _ACTIVE = ("pending", "streaming")
+# Phase kinds that run the app's clients against a baseline relay (bench/run.py BASELINES).
+BASELINES = ("lean", "floor")
 TIMELINE_STEP = 0.1
 
 
@@ -657,7 +659,10 @@ async def upstream_stats(host: str, port: int) -> dict[str, int]:
 
 async def streaming_phase(spec: dict, phase: dict) -> dict[str, Any]:
     kind = phase["kind"]
-    run = AppRun(spec, phase) if kind == "app" else DirectRun(spec, phase)
+    if kind in BASELINES:  # the same clients against a baseline relay, its CPU as the server's
+        relay = spec["relays"][kind]
+        spec = {**spec, "port": relay["port"], "server_pid": relay["pid"]}
+    run = DirectRun(spec, phase) if kind == "direct" else AppRun(spec, phase)
     resources = Resources(spec)
     idle = None
     try:
@@ -698,7 +703,7 @@ async def streaming_phase(spec: dict, phase: dict) -> dict[str, Any]:
         "kind": kind,
         "model": phase["model"],
         "clients": len(phase["clients"]),
-        "tabs": phase.get("tabs", 1) if kind == "app" else 1,
+        "tabs": 1 if kind == "direct" else phase.get("tabs", 1),
         "rounds": phase.get("rounds", 1),
         "stagger": phase.get("stagger", 0.0),
         "window_s": window,
@@ -823,7 +828,7 @@ async def main_async(spec: dict) -> dict[str, Any]:
     results = []
     for phase in spec["phases"]:
         kind = phase["kind"]
-        if kind in ("app", "direct"):
+        if kind in ("app", "direct", *BASELINES):
             result = await streaming_phase(spec, phase)
         elif kind == "idle":
             result = await idle_phase(spec, phase)
@@ -839,7 +844,7 @@ async def main_async(spec: dict) -> dict[str, Any]:
 
 
 def _progress(result: dict) -> str:
-    if result["kind"] in ("app", "direct"):
+    if result["kind"] in ("app", "direct", *BASELINES):
         return (
             f"  {result['name']}: {result['complete']}/{result['answers']} complete, "
             f"{result['tokens_delivered']} tokens in {result['window_s']:.1f} s, "

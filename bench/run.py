@@ -45,6 +45,9 @@ WARMUP_MODEL = "bench-40x2ms"
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_HOST_URL = "redis://127.0.0.1:6379"
 SCENARIOS = "abcdefg"
+# Relays (bench/<kind>_relay.py) that (a) also runs: the issue's lean prototype, and the
+# same on the app's own transport (the floor).
+BASELINES = ("lean", "floor")
 _LOG_KEEP = 512 * 1024  # each run's daphne log is kept beside its results (start and end)
 
 
@@ -83,6 +86,7 @@ class Plan:
     models: list[str]
     phases: list[dict]
     database: str = "sqlite"  # or "postgres" (with Redis)
+    baselines: bool = False  # also run the BASELINES relays under the same load
     page_messages: int = 0
     profile: bool = False
     config: dict = field(default_factory=dict)
@@ -118,16 +122,23 @@ def plan_for(scenario: str, args: argparse.Namespace) -> Plan:
         )
         title = f"≈{args.streams} live streams, staggered, {shape.tokens} tokens {_ms(shape)} apart"
         database = "sqlite"
+        phases = warmup() + live
         if scenario == "f":
             title += ", on PostgreSQL + Redis"
             database = "postgres"
+        else:  # the baseline relays after the limit, under the same load, then the app
+            for kind in BASELINES:
+                warm = {**live[1], "kind": kind, "name": f"warmup-{kind}", "use": 4, "rounds": 1}
+                phases.insert(1, warm)
+                phases.insert(-1, {**live[1], "kind": kind, "name": f"live-{kind}"})
         return Plan(
             scenario,
             title,
             users=args.streams,
             models=[shape.model, WARMUP_MODEL],
-            phases=warmup() + live,
+            phases=phases,
             database=database,
+            baselines=scenario == "a",
             profile=args.profile and scenario == "a",
             config={
                 "shape": shape.model,
@@ -283,6 +294,47 @@ def _stop(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+
+class Relay:
+    """A baseline relay (bench/lean_relay.py or bench/floor_relay.py) under daphne, reading
+    the same fake model server as the app."""
+
+    def __init__(self, kind: str, upstream: Upstream, model: str, log: Path) -> None:
+        self.kind = kind
+        self.port = _free_port()
+        env = {
+            **os.environ,
+            "LEAN_UPSTREAM": f"http://127.0.0.1:{upstream.port}",
+            "LEAN_MODEL": model,
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(  # noqa: S603 (fixed arguments)
+                [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port)]
+                + [f"bench.{kind}_relay:application"],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_raise_nofile,  # noqa: PLW1509
+            )
+        self.pid = self.process.pid
+        self.log = log
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the {self.kind} relay exited:\n{self.log.read_text()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"the {self.kind} relay did not listen within 30 s")
+
+    def stop(self) -> None:
+        _stop(self.process)
 
 
 class Site:
@@ -493,7 +545,10 @@ def execute(plan: Plan, workdir: Path, template: Path | None, name: str) -> dict
     code_before = app_code()
     upstream = Upstream(workdir / "upstream.log")
     site = None
+    relays: list[Relay] = []
     try:
+        for kind in BASELINES if plan.baselines else ():
+            relays.append(Relay(kind, upstream, plan.models[0], workdir / f"{kind}.log"))
         site = Site(plan, workdir, upstream, template)
         site.start()  # its imports take a second: the rows are made meanwhile
         prepared = site.dbtool(
@@ -506,6 +561,8 @@ def execute(plan: Plan, workdir: Path, template: Path | None, name: str) -> dict
             str(plan.page_messages),
         )
         site.wait_ready()
+        for relay in relays:
+            relay.wait_ready()
         families = ["postgres", "redis-server"] if plan.database == "postgres" else []
         spec = {
             "host": "127.0.0.1",
@@ -516,6 +573,7 @@ def execute(plan: Plan, workdir: Path, template: Path | None, name: str) -> dict
             "families": families,
             "phases": [_resolve(phase, prepared) for phase in plan.phases],
         }
+        spec["relays"] = {relay.kind: {"port": relay.port, "pid": relay.pid} for relay in relays}
         profiler = None
         if plan.profile:
             profiler = Profiler("live-app", 20, RESULTS / "profile.speedscope.json")
@@ -528,6 +586,8 @@ def execute(plan: Plan, workdir: Path, template: Path | None, name: str) -> dict
     finally:
         if site is not None:
             site.stop()
+        for relay in relays:
+            relay.stop()
         upstream.stop()
         if site is not None:
             site.cleanup()

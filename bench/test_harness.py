@@ -21,7 +21,7 @@ from bench.fake_upstream import (
     serve,
     shape_for_model,
 )
-from bench.loadgen import AppRun, DirectRun, Expected
+from bench.loadgen import AppRun, DirectRun, Expected, TabAnswer
 from bench.stats import percentile, quantile_percentile, quantiles, summary
 from conversations.mistral import MistralClient, aclose_clients, build_chat_body
 
@@ -370,3 +370,49 @@ def test_a_socket_closed_mid_answer_ends_that_tab_with_an_error():
     run.record(closed)
     assert run.measure.errors == {"socket_closed_1011": 1}
     assert open_tab.answer.error == ""
+
+
+# The baseline relays of (a)
+
+
+@pytest.mark.parametrize("relay", ["lean", "floor"])
+async def test_baseline_relay_speaks_the_protocol_the_load_generator_reads(
+    upstream, monkeypatch, relay
+):
+    from channels.testing import WebsocketCommunicator
+
+    from bench import floor_relay, lean_relay
+
+    port, state = upstream
+    monkeypatch.setattr(lean_relay, "UPSTREAM", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(lean_relay, "MODEL", "bench-30x0ms-b4")
+    monkeypatch.setattr(lean_relay, "_pool", None)
+    app = {"lean": lean_relay.application, "floor": floor_relay.application}[relay]
+    tab = _app_run().clients[0].tabs[0]
+    communicator = WebsocketCommunicator(app, "/ws/chat/")
+    connected, _ = await communicator.connect()
+    assert connected
+    try:
+        for round_no in range(2):  # the second on a kept-alive connection
+            await communicator.send_json_to({"type": "subscribe", "conversation": 1})
+            assert await communicator.receive_json_from() == {"type": "subscribed"}
+            tab.answer = TabAnswer(sent_at=0.0, sender=True)
+            tab.client.pending = 1
+            await communicator.send_json_to({"type": "send", "conversation": 1, "text": "Hi"})
+            while tab.answer.end is None:
+                tab.on_message(1, await communicator.receive_from(), 1.0 + round_no)
+            answer = tab.answer
+            assert (answer.status, answer.error) == ("complete", "")
+            assert "".join(answer.parts) == answer.final_text == answer_text(30)
+            # A delta per upstream read (8 writes of 4 tokens; reads may join writes).
+            assert answer.seq == answer.frames
+            assert 1 <= answer.frames <= 8
+            assert answer.question_id is not None
+            assert answer.answer_id not in (None, answer.question_id)
+    finally:
+        await communicator.disconnect()
+        if lean_relay._pool is not None:
+            for client in {next(lean_relay._pool) for _ in range(32)}:
+                await client.aclose()
+    assert state.counters.completed == 2
+    assert state.counters.connections == (2 if relay == "lean" else 1)

@@ -1,0 +1,47 @@
+"""The floor: bench/lean_relay.py on the app's own transport, with nothing else to do.
+
+    .venv/bin/daphne -p 8803 bench.floor_relay:application   # LEAN_UPSTREAM=http://127.0.0.1:8801
+
+The same relay as the lean one, but reading the model server with
+`conversations/http_stream.py` and writing frames the way the app does
+(`chatsite/direct_frames.py` on Twisted writes sent at once, `chatsite/immediate_writes.py`).
+What it costs per token is the transport alone (daphne, the event loop, a read and a write
+per token, SSE and JSON); the app's CPU above it is what sign-in, persistence, rendering,
+fan-out and its bookkeeping cost.
+"""
+
+from collections.abc import AsyncIterator
+
+import orjson
+
+from bench import lean_relay
+from chatsite import immediate_writes
+from chatsite.direct_frames import EXTENSION, DirectFrames
+from conversations import http_stream
+
+immediate_writes.install()
+
+
+class FloorRelay(lean_relay.LeanRelay):
+    async def write(self, frame: bytes) -> None:
+        direct = self.scope.get("extensions", {}).get(EXTENSION)  # only under daphne
+        if direct is None or not direct(frame):
+            await self.send(frame.decode())
+
+    async def reads(self, question: str) -> AsyncIterator[bytes]:
+        response = await http_stream.open_stream(
+            "POST",
+            f"{lean_relay.UPSTREAM}/v1/chat/completions",
+            headers={"content-type": "application/json"},
+            body=orjson.dumps(lean_relay.request_body(question)),
+            connect_timeout=10,
+            read_timeout=30,
+        )
+        try:
+            while raw := await response.read():
+                yield raw
+        finally:
+            response.close()
+
+
+application = DirectFrames(FloorRelay.as_asgi())
