@@ -31,7 +31,7 @@ PROCESS_ID = uuid.uuid4().hex
 
 
 class Tab(Protocol):
-    async def send_text(self, text: str) -> None: ...
+    async def send_frame(self, data: bytes) -> None: ...
 
 
 _watchers: defaultdict[int, set[Tab]] = defaultdict(set)
@@ -66,10 +66,12 @@ async def conversation_publish(conversation_id: int, *frames: dict[str, Any]) ->
     """Send frames, in order, to every tab watching the conversation, in this and other
     processes. A frame the channel layer drops is not an error: the row is the truth, and
     a tab that misses a frame sees the gap in `seq` and asks for the state again."""
-    texts = [encode(frame) for frame in frames]
-    for tab in tuple(_watchers.get(conversation_id, ())):
-        for text in texts:
-            await tab.send_text(text)
+    encoded = [encode(frame) for frame in frames]
+    tabs = _watchers.get(conversation_id)
+    if tabs:
+        for tab in tuple(tabs):
+            for data in encoded:
+                await tab.send_frame(data)
     if not other_processes_listen():
         return
     layer = get_channel_layer()
@@ -82,10 +84,10 @@ async def conversation_publish(conversation_id: int, *frames: dict[str, Any]) ->
     try:
         if not await _watched_elsewhere(layer, conversation_id, max_age):
             return
-        for text in texts:
+        for data in encoded:
             await layer.group_send(
                 conversation_group(conversation_id),
-                {"type": "relay.frame", "origin": PROCESS_ID, "text": text},
+                {"type": "relay.frame", "origin": PROCESS_ID, "text": data.decode()},
             )
     except LAYER_ERRORS as err:
         logger.warning("Channel layer dropped a frame of conversation %s: %r", conversation_id, err)
@@ -136,7 +138,7 @@ async def _group_members(layer: Any, group: str) -> list[str] | None:
 async def user_publish(user_id: int, frame: dict[str, Any]) -> None:
     """Send a frame to every socket of a user (sidebar events)."""
     await get_channel_layer().group_send(
-        user_group(user_id), {"type": "relay.frame", "origin": "", "text": encode(frame)}
+        user_group(user_id), {"type": "relay.frame", "origin": "", "text": encode(frame).decode()}
     )
 
 

@@ -55,9 +55,11 @@ _questions_stored = Trips(questions_submit)
 
 class ChatConsumer(AsyncWebsocketConsumer):
     watching: int | None = None
+    write_direct: direct_frames.TextWriter | None = None
 
     async def connect(self) -> None:
         self.user = self.scope["user"]
+        self.write_direct = self.scope.get("extensions", {}).get(direct_frames.EXTENSION)
         if not self.user.is_authenticated:
             await self.accept()  # accepted first, so the browser sees why it is closed
             await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -203,25 +205,25 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def relay_frame(self, event: dict[str, Any]) -> None:
         if event["origin"] != broadcast.PROCESS_ID:  # this process's tabs already have it
-            await self.send_text(event["text"])
+            await self.send_frame(event["text"].encode())
 
     async def session_end(self, event: dict[str, Any]) -> None:
         await self.close(code=CLOSE_UNAUTHENTICATED)
 
     # Sending
 
-    async def send_text(self, text: str) -> None:
-        """Send a frame; a tab that has just gone away is skipped, not an error for the
-        answer being broadcast (its disconnect arrives next). Under daphne the frame is
-        written to the connection directly when it can be (chatsite/direct_frames.py)."""
-        write = self.scope.get("extensions", {}).get(direct_frames.EXTENSION)
-        if write is not None and write(text.encode()):
+    async def send_frame(self, data: bytes) -> None:
+        """Send a text frame's UTF-8 `data`; a tab that has just gone away is skipped, not an
+        error for the answer being broadcast (its disconnect arrives next). Under daphne the
+        frame is written to the connection directly when it can be
+        (chatsite/direct_frames.py)."""
+        if self.write_direct is not None and self.write_direct(data):
             return
         with contextlib.suppress(Disconnected):
-            await self.base_send({"type": "websocket.send", "text": text})
+            await self.base_send({"type": "websocket.send", "text": data.decode()})
 
     async def send_json(self, frame: dict[str, Any]) -> None:
-        await self.send_text(encode(frame))
+        await self.send_frame(encode(frame))
 
     async def send_error(self, code: str, message: str, **extra: Any) -> None:
         await self.send_json({"type": "error", "code": code, "message": message, **extra})

@@ -101,6 +101,11 @@ class Generation:
     request: dict[str, Any] | None = None
     # (id, name, page count) of the documents the request carried: its citations link there.
     citations: list[tuple[int, str, int]] = field(default_factory=list)
+    # The render settings, read once: a settings lookup per token showed in profiles.
+    render_interval: float = field(default_factory=lambda: settings.CHAT_RENDER_INTERVAL)
+    tail_renders_per_second: float = field(
+        default_factory=lambda: settings.CHAT_TAIL_RENDERS_PER_SECOND
+    )
 
     @property
     def text(self) -> str:
@@ -125,8 +130,7 @@ class Generation:
         due = False
         if self.tail_markup:
             interval = max(
-                settings.CHAT_RENDER_INTERVAL,
-                len(_running) / settings.CHAT_TAIL_RENDERS_PER_SECOND,
+                self.render_interval, len(_running) / self.tail_renders_per_second
             ) * max(1.0, self.markdown.tail_length / 2000)
             due = now - self.tail_rendered_at >= interval
         settled, tail = self.markdown.feed(text, render_tail=due)
@@ -444,7 +448,7 @@ async def _serve_control(layer, channel: str) -> None:
             with contextlib.suppress(*broadcast.LAYER_ERRORS):  # the tab will ask again
                 await layer.send(
                     request["reply_to"],
-                    {"type": "relay.frame", "origin": "", "text": encode(frame)},
+                    {"type": "relay.frame", "origin": "", "text": encode(frame).decode()},
                 )
 
 

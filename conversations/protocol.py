@@ -202,6 +202,7 @@ def parse_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame:
     raise ProtocolError("unknown_type", f"Unknown frame type: {str(kind)[:40]!r}.")
 
 
-def encode(frame: dict[str, Any]) -> str:
-    """One JSON encoding per frame, shared by every tab it goes to."""
-    return orjson.dumps(frame).decode()
+def encode(frame: dict[str, Any]) -> bytes:
+    """One JSON encoding per frame, shared by every tab it goes to: UTF-8, as a websocket
+    text frame carries it (a channel-layer event carries it decoded)."""
+    return orjson.dumps(frame)
