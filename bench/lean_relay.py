@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator
 import django
 import httpx
 import orjson
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -63,6 +64,10 @@ class LeanRelay(AsyncWebsocketConsumer):
     async def dispatch(self, message: dict) -> None:
         # Without Channels' `aclose_old_connections` hop before each handler.
         await getattr(self, message["type"].replace(".", "_"))(message)
+
+    async def websocket_disconnect(self, message: dict) -> None:
+        # Without Channels' closing of stale database connections: there is no database.
+        raise StopConsumer
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None):
         frame = orjson.loads(text_data)

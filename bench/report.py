@@ -1200,12 +1200,16 @@ Run it (each scenario starts its own fresh processes and database; results land 
 Pieces, each runnable on its own: `bench/fake_upstream.py` (the model server: `python -m
 bench.fake_upstream --port 8801`), `bench/loadgen.py` (the clients, its own process),
 `bench/wsclient.py` (a minimal websocket client on raw asyncio), `bench/dbtool.py` (users,
-sessions, conversations and write-counting triggers in the server's database).
+sessions, conversations and write-counting triggers in the server's database), and the
+baseline relays of (a) (`bench/lean_relay.py`, the issue's lean prototype, and
+`bench/floor_relay.py`, the same on the app's own transport: `LEAN_UPSTREAM=... daphne
+bench.floor_relay:application`).
 
 Scenarios:
 
 - **(a)** ≈100 live streams with staggered starts (client *i* starts at *i*/100 of an answer's
-  length, then asks again as soon as an answer ends), 200 tokens 10 ms apart.
+  length, then asks again as soon as an answer ends), 200 tokens 10 ms apart; the same load
+  also against the two baseline relays, between the direct phase and the app's.
 - **(b)** throughput: 300 streams with tokens 10 ms apart (30,000 tokens/s offered), and 100
   bursty streams (20 tokens per write, 10 ms apart: 200,000 tokens/s offered).
 - **(c)** a burst: 100 streams sent in the same instant.
