@@ -75,13 +75,26 @@ $("#thread").addEventListener("click", (event) => {
 
 // Socket
 
+// A question asked while the page's socket is still opening (just after a page load)
+// waits for it; if that first connection fails, it comes back to the box, as one asked
+// during an outage does at once.
+let waiting = null;
+
 const socket = new ChatSocket(config.socketPath, {
   onOpen() {
     if (state.conversation !== null) subscribe();
+    if (waiting) socket.send(waiting.frame);
+    waiting = null;
     refresh();
   },
   onFrame: handleFrame,
   onState(status) {
+    if (status === "reconnecting" && waiting) {
+      composer.restore(waiting.text);
+      waiting = null;
+      state.creating = false;
+      notConnected();
+    }
     document.body.dataset.connection = status;
     $("#connection-banner").hidden = status !== "reconnecting";
     if (status !== "open") state.sending = false;
@@ -235,7 +248,9 @@ function send(text, attachmentIds = [], documentIds = []) {
     frame.model = picker.value;
     state.creating = true;
   }
-  if (!socket.send(frame)) {
+  if (!socket.isOpen && document.body.dataset.connection === "connecting") {
+    waiting = { frame, text }; // the page's socket is opening: it goes out on open
+  } else if (!socket.send(frame)) {
     state.creating = false;
     notConnected();
     return false;

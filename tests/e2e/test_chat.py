@@ -158,6 +158,60 @@ def test_reconnect_continues_the_answer_without_gaps_or_repeats(page: Page, fake
     wait_connected(page)
 
 
+# Holds every socket of the page in CONNECTING, as a slow first connection would, until
+# `window.releaseOpen()`: the real socket opens, the page hears of it only then.
+HOLD_OPEN = """
+(() => {
+  const Real = window.WebSocket;
+  let hold = true;
+  const held = [];
+  window.WebSocket = class extends Real {
+    get readyState() { return hold ? Real.CONNECTING : super.readyState; }
+    addEventListener(type, listener, options) {
+      if (type !== "open") return super.addEventListener(type, listener, options);
+      return super.addEventListener("open", (event) => {
+        // Released later only if still open: a socket closed meanwhile never opened.
+        if (hold) held.push(() => this.readyState === Real.OPEN && listener.call(this, event));
+        else listener.call(this, event);
+      }, options);
+    }
+  };
+  window.releaseOpen = () => { hold = false; held.splice(0).forEach((call) => call()); };
+})();
+"""
+
+
+def test_a_question_asked_while_the_page_connects_goes_out_when_it_opens(page: Page, fake):
+    sign_up(page)
+    page.add_init_script(HOLD_OPEN)
+    page.reload()
+    expect(page.locator("body")).to_have_attribute("data-connection", "connecting")
+    send(page, "Early bird")
+    box = page.get_by_label("Message", exact=True)
+    expect(box).to_have_value("")
+    expect(page.locator("#notice")).to_be_hidden()
+
+    page.evaluate("window.releaseOpen()")
+    expect(last_answer(page).locator(".msg-body")).to_have_text("Hello! You said: Early bird")
+    expect(page.locator(".msg--user .bubble")).to_have_text(["Early bird"])
+    expect(page).to_have_url(CONVERSATION_URL)
+
+
+def test_a_question_waiting_for_a_connection_that_fails_comes_back(page: Page, fake):
+    sign_up(page)
+    page.add_init_script(HOLD_OPEN)
+    page.reload()
+    send(page, "Never sent")
+    expect(page.get_by_label("Message", exact=True)).to_have_value("")
+
+    page.evaluate("window.chatSocket.close()")
+    expect(page.get_by_label("Message", exact=True)).to_have_value("Never sent")
+    expect(page.locator("#notice")).to_have_text("Not connected to the server yet. Reconnecting…")
+    page.evaluate("window.releaseOpen()")
+    wait_connected(page)
+    assert [r for r in fake.requests if r.json and r.json.get("stream")] == []
+
+
 def test_hostile_answer_renders_inert(page: Page, fake):
     dialogs, outside = [], []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
