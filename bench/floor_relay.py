@@ -23,9 +23,13 @@ immediate_writes.install()
 
 
 class FloorRelay(lean_relay.LeanRelay):
+    async def connect(self) -> None:
+        # Looked up once, as the app does (chatsite/direct_frames.py; only under daphne).
+        self.direct = self.scope.get("extensions", {}).get(EXTENSION)
+        await self.accept()
+
     async def write(self, frame: bytes) -> None:
-        direct = self.scope.get("extensions", {}).get(EXTENSION)  # only under daphne
-        if direct is None or not direct(frame):
+        if self.direct is None or not self.direct(frame):
             await self.send(frame.decode())
 
     async def reads(self, question: str) -> AsyncIterator[bytes]:

@@ -81,10 +81,9 @@ class LeanRelay(AsyncWebsocketConsumer):
 
     async def reads(self, question: str) -> AsyncIterator[bytes]:
         """The raw body of the model's streamed answer, read to its end (so the connection
-        is reused). Several small clients round-robin: one large pool degrades with many
-        streams (the notes)."""
+        is reused)."""
         body = request_body(question)
-        async with next(_clients()).stream("POST", "/v1/chat/completions", json=body) as response:
+        async with _client().stream("POST", "/v1/chat/completions", json=body) as response:
             async for raw in response.aiter_raw():
                 yield raw
 
@@ -106,23 +105,24 @@ class LeanRelay(AsyncWebsocketConsumer):
         await self.write(message_frame(answer_id, "assistant", "complete", text, duration_ms=ms))
 
 
-_pool: "itertools.cycle[httpx.AsyncClient] | None" = None
+# Several small clients round-robin: one large pool degrades with many streams (the notes).
+_pool: list[httpx.AsyncClient] = []
+_turns = itertools.count()
 
 
-def _clients() -> "itertools.cycle[httpx.AsyncClient]":
-    global _pool
-    if _pool is None:
-        _pool = itertools.cycle(
-            [
-                httpx.AsyncClient(
-                    base_url=UPSTREAM,
-                    timeout=30,
-                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=8),
-                )
-                for _ in range(32)
-            ]
+def _client() -> httpx.AsyncClient:
+    if not _pool:
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=8)
+        _pool.extend(
+            httpx.AsyncClient(base_url=UPSTREAM, timeout=30, limits=limits) for _ in range(32)
         )
-    return _pool
+    return _pool[next(_turns) % len(_pool)]
+
+
+async def close_clients() -> None:
+    for client in _pool:
+        await client.aclose()
+    _pool.clear()
 
 
 application = LeanRelay.as_asgi()

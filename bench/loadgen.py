@@ -40,7 +40,8 @@ from bench import procstat, wsclient
 from bench.fake_upstream import answer_tokens, parse_model
 
 _ACTIVE = ("pending", "streaming")
-# Phase kinds that run the app's clients against a baseline relay (bench/run.py BASELINES).
+# Phase kinds that run the app's clients against a baseline relay, bench/<kind>_relay.py,
+# which (a) also runs: the lean prototype, and the same on the app's own transport.
 BASELINES = ("lean", "floor")
 TIMELINE_STEP = 0.1
 

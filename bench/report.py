@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from bench.loadgen import BASELINES
 from bench.stats import quantiles, summary
 
 # Targets (the issue's): the figure, its limit, and which side passes.
@@ -27,7 +28,7 @@ TARGET_IDLE_KB = 50.0
 TARGET_PAGE_MS = 100.0
 
 # Phases of streaming answers: the limit, the baseline relays of (a), and the app.
-STREAMING_KINDS = ("direct", "lean", "floor", "app")
+STREAMING_KINDS = ("direct", *BASELINES, "app")
 
 SCENARIO_NAMES = {
     "a": "(a) live streams",
@@ -702,7 +703,7 @@ def baseline_comparison(phases: dict[str, dict]) -> list[dict]:
     side, each judged against the issue's targets: those were set on another machine,
     against a lean relay that cost 46–52 µs per token there, which the app "must beat"."""
     d, a = phases.get("live-direct"), phases.get("live-app")
-    relays = {kind: phases.get(f"live-{kind}") for kind in ("lean", "floor")}
+    relays = {kind: phases.get(f"live-{kind}") for kind in BASELINES}
     if not (d and a and all(relays.values())):
         return []
     columns = {**relays, "app": a}
@@ -1084,17 +1085,14 @@ def _baseline_table(results: list[dict]) -> list[str]:
         v, ok = row["values"], row["pass"]
         cells = " | ".join(
             f"{_fmt(v[name])} {row['unit']}{'' if ok[name] else ' ✗'}"
-            for name in ("lean", "floor", "app")
+            for name in (*BASELINES, "app")
         )
         ratios = " | ".join(
-            f"×{_fmt(v['app'] / v[name])}" if v[name] > 0 else "—" for name in ("lean", "floor")
+            f"×{_fmt(v['app'] / v[name])}" if v[name] > 0 else "—" for name in BASELINES
         )
         out.append(f"| {row['figure']} | {cells} | {ratios} | {row['target']} |")
-    errors = {name: phases[f"live-{name}"]["error_count"] for name in ("lean", "floor")}
-    out.append(
-        f"\n✗: over the target. Errors in the baseline phases: lean {errors['lean']}, "
-        f"floor {errors['floor']}.\n"
-    )
+    errors = ", ".join(f"{name} {phases[f'live-{name}']['error_count']}" for name in BASELINES)
+    out.append(f"\n✗: over the target. Errors in the baseline phases: {errors}.\n")
     return out
 
 

@@ -36,6 +36,7 @@ import orjson
 
 from bench import procstat, report
 from bench.fake_upstream import Shape
+from bench.loadgen import BASELINES
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -45,9 +46,6 @@ WARMUP_MODEL = "bench-40x2ms"
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_HOST_URL = "redis://127.0.0.1:6379"
 SCENARIOS = "abcdefg"
-# Relays (bench/<kind>_relay.py) that (a) also runs: the lean prototype, and the
-# same on the app's own transport (the floor).
-BASELINES = ("lean", "floor")
 _LOG_KEEP = 512 * 1024  # each run's daphne log is kept beside its results (start and end)
 
 
@@ -86,7 +84,7 @@ class Plan:
     models: list[str]
     phases: list[dict]
     database: str = "sqlite"  # or "postgres" (with Redis)
-    baselines: bool = False  # also run the BASELINES relays under the same load
+    baselines: bool = False  # also run the baseline relays (bench/<kind>_relay.py)
     page_messages: int = 0
     profile: bool = False
     config: dict = field(default_factory=dict)

@@ -386,7 +386,7 @@ async def test_baseline_relay_speaks_the_protocol_the_load_generator_reads(
     port, state = upstream
     monkeypatch.setattr(lean_relay, "UPSTREAM", f"http://127.0.0.1:{port}")
     monkeypatch.setattr(lean_relay, "MODEL", "bench-30x0ms-b4")
-    monkeypatch.setattr(lean_relay, "_pool", None)
+    monkeypatch.setattr(lean_relay, "_pool", [])
     app = {"lean": lean_relay.application, "floor": floor_relay.application}[relay]
     tab = _app_run().clients[0].tabs[0]
     communicator = WebsocketCommunicator(app, "/ws/chat/")
@@ -411,8 +411,6 @@ async def test_baseline_relay_speaks_the_protocol_the_load_generator_reads(
             assert answer.answer_id not in (None, answer.question_id)
     finally:
         await communicator.disconnect()
-        if lean_relay._pool is not None:
-            for client in {next(lean_relay._pool) for _ in range(32)}:
-                await client.aclose()
+        await lean_relay.close_clients()
     assert state.counters.completed == 2
     assert state.counters.connections == (2 if relay == "lean" else 1)
