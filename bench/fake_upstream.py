@@ -13,7 +13,7 @@ conversation: `bench-<tokens>x<interval>ms`, optionally `-b<k>` (k tokens per wr
 still its own SSE event: a bursty upstream) and `-f<ms>ms` (delay before the first token).
 Any other model gets the shape given on the command line.
 
-The wire shape is the real one (/work/shared/mistral-wire.md §4): a first chunk with the
+The wire shape is the real one (../shared/mistral-wire.md §4): a first chunk with the
 role and empty content, one chunk per token, the last content chunk with finish_reason and
 usage, then `data: [DONE]`. Also served: `GET /v1/models` (a minimal list), non-streaming
 POSTs (a short chat.completion: the app asks for a title after a first answer), and

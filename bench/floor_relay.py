@@ -3,8 +3,10 @@
     .venv/bin/daphne -p 8803 bench.floor_relay:application   # LEAN_UPSTREAM=http://127.0.0.1:8801
 
 The same relay as the lean one, but reading the model server with
-`conversations/http_stream.py` and writing frames the way the app does
-(`chatsite/direct_frames.py` on Twisted writes sent at once, `chatsite/immediate_writes.py`).
+`conversations/modelservers/http_stream.py` and writing frames the way the app does
+(`chatsite/fast_path/daphne_frames.py` on Twisted writes sent at once,
+`chatsite/fast_path/twisted_writes.py`, as far as the start-up check and `CHAT_FAST_PATH`,
+read from the environment as the app reads it, let them run).
 What it costs per token is the transport alone (daphne, the event loop, a read and a write
 per token, SSE and JSON); the app's CPU above it is what sign-in, persistence, rendering,
 fan-out and its bookkeeping cost.
@@ -12,19 +14,21 @@ fan-out and its bookkeeping cost.
 
 from collections.abc import AsyncIterator
 
+import environ
 import orjson
 
 from bench import lean_relay
-from chatsite import immediate_writes
-from chatsite.direct_frames import EXTENSION, DirectFrames
-from conversations import http_stream
+from chatsite import fast_path
+from chatsite.fast_path.daphne_frames import EXTENSION, DirectFrames
+from conversations.modelservers import http_stream
 
-immediate_writes.install()
+fast_path.install(enabled=environ.Env().bool("CHAT_FAST_PATH", default=True))
 
 
 class FloorRelay(lean_relay.LeanRelay):
     async def connect(self) -> None:
-        # Looked up once, as the app does (chatsite/direct_frames.py; only under daphne).
+        # Looked up once, as the app does (chatsite/fast_path/daphne_frames.py; only under
+        # daphne).
         self.direct = self.scope.get("extensions", {}).get(EXTENSION)
         await self.accept()
 
@@ -48,4 +52,6 @@ class FloorRelay(lean_relay.LeanRelay):
             response.close()
 
 
-application = DirectFrames(FloorRelay.as_asgi())
+application = FloorRelay.as_asgi()
+if fast_path.active.daphne_frames:
+    application = DirectFrames(application)

@@ -23,7 +23,8 @@ from bench.fake_upstream import (
 )
 from bench.loadgen import AppRun, DirectRun, Expected, TabAnswer
 from bench.stats import percentile, quantile_percentile, quantiles, summary
-from conversations.mistral import MistralClient, aclose_clients, build_chat_body
+from conversations.modelservers.mistral import MistralClient, build_chat_body
+from conversations.modelservers.transport import aclose_clients
 
 # Websocket framing
 

@@ -13,23 +13,25 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from chatsite import immediate_writes  # noqa: E402
+from chatsite import fast_path  # noqa: E402
 from chatsite.body_limit import RequestBodyLimit  # noqa: E402
-from chatsite.direct_frames import DirectFrames  # noqa: E402
+from chatsite.fast_path.daphne_frames import DirectFrames  # noqa: E402
 from chatsite.socket_auth import SessionAuthMiddleware  # noqa: E402
-from conversations.routing import websocket_urlpatterns  # noqa: E402
+from conversations.live.routing import websocket_urlpatterns  # noqa: E402
 
-immediate_writes.install()
+fast_path.install(enabled=settings.CHAT_FAST_PATH)
 # The event loop shares the GIL with the database thread. Python hands it over every 5 ms by
 # default, which showed as 5 ms stalls between tokens under load (docs/performance.md).
 sys.setswitchinterval(0.001)
 
+websocket_app = AllowedHostsOriginValidator(SessionAuthMiddleware(URLRouter(websocket_urlpatterns)))
+if fast_path.active.daphne_frames:  # frames written straight to daphne's connection
+    websocket_app = DirectFrames(websocket_app)
+
 application = ProtocolTypeRouter(
     {
         "http": RequestBodyLimit(django_asgi_app, limit=settings.MAX_REQUEST_BODY_BYTES),
-        "websocket": DirectFrames(
-            AllowedHostsOriginValidator(SessionAuthMiddleware(URLRouter(websocket_urlpatterns)))
-        ),
+        "websocket": websocket_app,
     }
 )
 

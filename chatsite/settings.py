@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "servestatic",  # its checks of the SERVESTATIC_* settings
     "django.contrib.staticfiles",
     "channels",
     "conversations",
@@ -53,6 +54,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Static files, after the two above so they keep nosniff and the CSP, before the session.
+    "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -137,6 +140,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "static"
+# Served by servestatic straight from STATICFILES_DIRS and the apps' static folders, also with
+# DEBUG off, so the site runs without a collectstatic step.
+SERVESTATIC_USE_FINDERS = True
+# Static files are this site's own: no other origin needs to read them.
+SERVESTATIC_ALLOW_ALL_ORIGINS = False
 MEDIA_ROOT = DATA_DIR / "media"
 
 SESSION_COOKIE_HTTPONLY = True
@@ -177,9 +185,10 @@ def _endpoint_env(name: str) -> str:
     return name.strip().upper().replace("-", "_")
 
 
-# OpenAI-compatible servers besides Mistral (conversations/providers.py): `name=base_url`
-# pairs, comma-separated; each one's key in CHAT_ENDPOINT_<NAME>_API_KEY, and its models
-# that can see images in CHAT_ENDPOINT_<NAME>_VISION_MODELS. Checked by `manage.py check`.
+# OpenAI-compatible servers besides Mistral (conversations/modelservers/providers.py):
+# `name=base_url` pairs, comma-separated; each one's key in CHAT_ENDPOINT_<NAME>_API_KEY, and
+# its models that can see images in CHAT_ENDPOINT_<NAME>_VISION_MODELS. Checked by
+# `manage.py check`.
 CHAT_ENDPOINTS = [
     {
         "name": name.strip(),
@@ -194,7 +203,7 @@ CHAT_ENDPOINTS = [
 # The model new conversations start with; empty: MISTRAL_MODEL when Mistral is configured
 # (a key, or another MISTRAL_BASE_URL), else the local model.
 CHAT_DEFAULT_MODEL = env.str("CHAT_DEFAULT_MODEL", default="")
-# The small model that runs inside this process (conversations/local_model.py).
+# The small model that runs inside this process (conversations/modelservers/local_model.py).
 LOCAL_MODEL_ENABLED = env.bool("LOCAL_MODEL_ENABLED", default=True)
 # CPU threads it computes with; 0: one per core this process may use.
 LOCAL_MODEL_THREADS = env.int("LOCAL_MODEL_THREADS", default=0)
@@ -213,6 +222,11 @@ CHAT_RENDER_INTERVAL = env.float("CHAT_RENDER_INTERVAL", default=0.25)
 # With many answers streaming at once, each tail is rendered less often so that the process
 # renders at most about this many tails per second (the text itself is never delayed).
 CHAT_TAIL_RENDERS_PER_SECOND = env.float("CHAT_TAIL_RENDERS_PER_SECOND", default=150.0)
+# The fast path (chatsite/fast_path/): streamed frames skip layers of Twisted, daphne, autobahn,
+# Channels and channels_redis by relying on their internals, for the releases pinned in
+# pyproject.toml. Off: the frameworks' own (slower) road everywhere. On, a piece whose
+# internals are not found at start-up stays on that road, with a warning in the log.
+CHAT_FAST_PATH = env.bool("CHAT_FAST_PATH", default=True)
 
 # Images a user attaches (conversations/images.py). Vision models in order of preference: an
 # answer about images goes to the first the model server lists as able to see, when the
@@ -235,7 +249,7 @@ CHAT_IMAGE_MAX_SIDE = env.int("CHAT_IMAGE_MAX_SIDE", default=1540)
 MAX_REQUEST_BODY_BYTES = env.int("MAX_REQUEST_BODY_BYTES", default=11_000_000)
 FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 
-# Documents a user attaches (conversations/documents.py, ingest.py, retrieval.py).
+# Documents a user attaches (conversations/documents/).
 CHAT_DOCUMENT_MAX_BYTES = env.int("CHAT_DOCUMENT_MAX_BYTES", default=10_000_000)
 CHAT_DOCUMENT_MAX_PAGES = env.int("CHAT_DOCUMENT_MAX_PAGES", default=500)
 # Documents are read in this many worker threads per process, off requests and the loop.

@@ -1,11 +1,11 @@
-"""The site's URLs. Static files are served by Django itself, also with DEBUG off: the site
-runs as one plain daphne process, which (unlike `runserver`) serves no static files, and a
-self-hosted chat has too little traffic to need a separate web server for them."""
+"""The site's URLs. Static files are not among them: servestatic's middleware serves them
+(chatsite/settings.py), also with DEBUG off, since the site runs as one plain daphne process,
+which (unlike `runserver`) serves no static files, and a self-hosted chat has too little
+traffic to need a separate web server for them."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.contrib.staticfiles.views import serve as serve_static
-from django.urls import include, path, re_path
+from django.urls import include, path
 
 accounts = [
     path(
@@ -25,8 +25,5 @@ accounts = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include(accounts)),
-    path("", include("conversations.urls")),
-    # From STATICFILES_DIRS and the apps' static folders through the finders; `insecure`
-    # is what lets it run with DEBUG off. No collectstatic step is needed.
-    re_path(r"^static/(?P<path>.*)$", serve_static, {"insecure": True}),
+    path("", include("conversations.web.urls")),
 ]

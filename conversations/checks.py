@@ -2,9 +2,11 @@
 that cannot be reached, or refuses its key, is a warning (it may be down for a moment, and
 the site still answers with the others).
 
-Every remote provider's model list is fetched once, all at the same time, with a short
-timeout, so a check costs at most that long and nothing at all when only the local model
-is configured. No message carries a key.
+Only `manage.py check --deploy` asks the servers (see check_model_servers_online): Django
+runs the plain checks before `migrate`, `runserver` and every test run too, which should not
+wait on the network. There every remote provider's model list is fetched once, all at the
+same time, with a short timeout, so the probe costs at most that long and nothing at all
+when only the local model is configured. No message carries a key.
 """
 
 import asyncio
@@ -13,9 +15,11 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
-from . import providers
-from .local_model import LocalModelUnavailable, find_model_file
-from .mistral import MistralClient, MistralError, aclose_clients
+from conversations.modelservers import providers
+from conversations.modelservers.errors import ModelServerError
+from conversations.modelservers.local_model import LocalModelUnavailable, find_model_file
+from conversations.modelservers.mistral import MistralClient
+from conversations.modelservers.transport import aclose_clients
 
 _PROBE_CONNECT_TIMEOUT = 3.0
 _PROBE_READ_TIMEOUT = 5.0
@@ -23,8 +27,8 @@ _PROBE_READ_TIMEOUT = 5.0
 
 @register("model_servers")
 def check_model_servers(app_configs=None, **kwargs) -> list[CheckMessage]:
-    """Configuration errors first; then, only for remote providers that are well formed,
-    whether each one answers GET /models with the key it is given."""
+    """Configuration that cannot work, read from the settings alone (no network), so it can
+    run before every command."""
     messages: list[CheckMessage] = []
     registry = providers.registry()
     for name, problem in registry.problems:
@@ -62,10 +66,18 @@ def check_model_servers(app_configs=None, **kwargs) -> list[CheckMessage]:
                 id="conversations.E004",
             )
         )
-    remote = [p for p in registry.providers if p.kind != "local"]
-    if remote:
-        messages.extend(asyncio.run(_probe_all(remote)))
     return messages
+
+
+@register("model_servers_online", deploy=True)
+def check_model_servers_online(app_configs=None, **kwargs) -> list[CheckMessage]:
+    """Whether each well-formed remote provider answers GET /models with the key it is given.
+
+    A deploy check, since a tag alone would not keep it out of a plain `check` (Django runs
+    every other check there, whatever its tags): `manage.py check --deploy` runs it, `check
+    --deploy --tag model_servers_online` runs it alone, and `migrate` never does."""
+    remote = [p for p in providers.registry().providers if p.kind != "local"]
+    return asyncio.run(_probe_all(remote)) if remote else []
 
 
 async def _probe_all(remote: list[providers.Provider]) -> list[CheckMessage]:
@@ -89,7 +101,7 @@ async def _probe(provider: providers.Provider) -> CheckMessage | None:
     )
     try:
         await client.list_models(refresh=True)
-    except MistralError as err:
+    except ModelServerError as err:
         if err.code == "auth":
             return Warning(
                 f"The model server {where} refused its API key: {err.message}",

@@ -29,7 +29,7 @@ from PIL import (
     WebPImagePlugin,  # noqa: F401
 )
 
-from .models import Attachment
+from conversations.models import Attachment
 
 pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 

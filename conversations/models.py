@@ -29,7 +29,7 @@ class Conversation(models.Model):
         REVIEWED = "reviewed"
         ESCALATED = "escalated"
 
-    # The admin's review workflow (conversations/admin.py); written only through
+    # The admin's review workflow (conversations/review/admin.py); written only through
     # services.conversation_review_set, which leaves updated_at (the user's activity) alone.
     review_status = models.CharField(
         max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.UNREVIEWED

@@ -3,6 +3,7 @@ anyone else: they are the only road from a view, upload or frame to a conversati
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection
@@ -22,8 +23,8 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 
-from . import plain_sql
-from .models import (
+from conversations import plain_sql
+from conversations.models import (
     ApiCall,
     Attachment,
     Conversation,
@@ -87,6 +88,20 @@ def access_message(*, user, message_id: int) -> Message:
 
 def conversation_list(*, user) -> QuerySet[Conversation]:
     return Conversation.objects.filter(owner=user).order_by("-updated_at", "-id")
+
+
+def conversation_page(
+    *, user, before: tuple[datetime, int] | None, size: int
+) -> tuple[list[Conversation], bool]:
+    """One page of the user's conversations, newest first, after the (updated_at, id) of
+    `before` (the last row of the previous page), and whether more follow: by keyset, so
+    the thousandth page costs what the first does."""
+    rows = conversation_list(user=user).only("id", "title", "updated_at")
+    if before is not None:
+        updated_at, pk = before
+        rows = rows.filter(Q(updated_at__lt=updated_at) | Q(updated_at=updated_at, id__lt=pk))
+    rows = list(rows[: size + 1])
+    return rows[:size], len(rows) > size
 
 
 def message_history(*, conversation_id: int, before_id: int | None = None) -> list[Message]:

@@ -2,18 +2,14 @@
 await it through `database_sync_to_async` and broadcast only after it returns (committed)."""
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-from django.core.files.base import ContentFile
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from . import plain_sql
-from .documents import PreparedDocument
-from .images import PreparedImage
-from .models import Attachment, Conversation, Document, Message, Report, ReviewAudit
-from .selectors import (
+from conversations import plain_sql
+from conversations.models import Attachment, Conversation, Document, Message, Report, ReviewAudit
+from conversations.selectors import (
     ConversationNotFound,
     PromptMessage,
     access_conversation_for_question,
@@ -46,26 +42,6 @@ class AttachmentsRejected(Exception):
 MAX_IMAGES_PER_MESSAGE = 8
 # Documents a message may carry (each is read into pages before it can be sent).
 MAX_DOCUMENTS_PER_MESSAGE = 10
-# Uploaded and never sent (the tab was closed): deleted at the owner's next upload.
-UNSENT_ATTACHMENT_LIFETIME = timedelta(days=1)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How an answer ended, as the generation saw it."""
-
-    status: str
-    text: str
-    model: str = ""
-    error_code: str = ""
-    error_text: str = ""
-    finish_reason: str = ""
-    html: str = ""
-    notice: str = ""
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    time_to_first_token_ms: int | None = None
-    duration_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,78 +298,6 @@ def message_retry(*, answer: Message, worker: str = "") -> tuple[Message, list[P
     return answer, prompt_history(conversation_id=conversation.pk, before_id=answer.pk)
 
 
-@transaction.atomic
-def message_progress_save(*, progress: dict[int, str]) -> None:
-    """Save the text so far of this process's running answers in one transaction: the
-    flusher calls this about once a second per answer, never once per token. An empty
-    text only touches the row, which tells other processes its generation is alive.
-
-    Plain SQL with executemany: this runs for every live answer every second, and the
-    ORM's per-query overhead was most of its cost (docs/performance.md)."""
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    table = connection.ops.quote_name(Message._meta.db_table)
-    statuses = [status.value for status in Message.ACTIVE_STATUSES]
-    active = ", ".join(["%s"] * len(statuses))
-    streaming = Message.Status.STREAMING.value
-    grown = [
-        (text, streaming, now, message_id, *statuses)
-        for message_id, text in progress.items()
-        if text
-    ]
-    touched = [(now, message_id, *statuses) for message_id, text in progress.items() if not text]
-    with connection.cursor() as cursor:
-        if grown:
-            cursor.executemany(
-                f"UPDATE {table} SET text = %s, status = %s, updated_at = %s"  # noqa: S608
-                f" WHERE id = %s AND status IN ({active})",
-                grown,
-            )
-        if touched:
-            cursor.executemany(
-                f"UPDATE {table} SET updated_at = %s WHERE id = %s AND status IN ({active})",  # noqa: S608
-                touched,
-            )
-
-
-def message_finish(*, message_id: int, outcome: Outcome) -> bool:
-    """Store how an answer ended: its whole text, status, usage and timings. False when
-    the row is gone (its conversation was deleted meanwhile)."""
-    return bool(
-        plain_sql.update(  # plain SQL: this runs for every answer
-            Message,
-            message_id,
-            text=outcome.text,
-            html=outcome.html,
-            status=outcome.status,
-            model=outcome.model,
-            error_code=outcome.error_code,
-            error_text=outcome.error_text,
-            finish_reason=outcome.finish_reason,
-            notice=outcome.notice,
-            prompt_tokens=outcome.prompt_tokens,
-            completion_tokens=outcome.completion_tokens,
-            time_to_first_token_ms=outcome.time_to_first_token_ms,
-            duration_ms=outcome.duration_ms,
-            worker="",
-            updated_at=timezone.now(),
-        )
-    )
-
-
-def message_interrupt_orphans(*, quiet_for: timedelta = timedelta(0)) -> int:
-    """Mark answers left pending or streaming by a process that died as interrupted,
-    keeping their text. Live generations save at least every few seconds, so with
-    several processes only rows quiet for longer than that are orphans."""
-    cutoff = timezone.now() - quiet_for
-    return Message.objects.filter(
-        status__in=Message.ACTIVE_STATUSES, updated_at__lte=cutoff
-    ).update(
-        status=Message.Status.INTERRUPTED,
-        error_code="interrupted",
-        error_text="The server restarted while this answer was being written.",
-    )
-
-
 def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
     conversation.title = title.strip()[:200]
     conversation.save(update_fields=["title", "updated_at"])
@@ -431,92 +335,6 @@ def conversation_title_set(*, conversation_id: int, title: str) -> Conversation 
 
 def conversation_delete(*, conversation: Conversation) -> None:
     conversation.delete()
-
-
-def attachment_create(*, owner, image: PreparedImage) -> Attachment:
-    """Store an accepted image: both files, then the row. If any step fails, the files
-    already written are removed, so nothing is left half-stored. Also deletes the owner's
-    attachments left unsent for a day (a tab closed before sending)."""
-    stale = Attachment.objects.filter(
-        owner=owner,
-        message__isnull=True,
-        created_at__lt=timezone.now() - UNSENT_ATTACHMENT_LIFETIME,
-    )
-    for old in stale:
-        old.delete()  # the post_delete receiver removes its files
-    attachment = Attachment(
-        owner=owner,
-        name=image.name,
-        mime=image.mime,
-        width=image.width,
-        height=image.height,
-        sent_mime=image.sent_mime,
-        sent_width=image.sent_width,
-        sent_height=image.sent_height,
-        sent_bytes=len(image.sent),
-        tokens=image.tokens,
-    )
-    extension = {"image/png": ".png", "image/jpeg": ".jpg"}[image.sent_mime]
-    original_extension = "." + image.mime.split("/")[1]
-    try:
-        attachment.original.save(
-            "original" + original_extension, ContentFile(image.original), save=False
-        )
-        attachment.sent.save("sent" + extension, ContentFile(image.sent), save=False)
-        attachment.save()
-    except BaseException:
-        for field in (attachment.original, attachment.sent):
-            if field.name:
-                field.storage.delete(field.name)
-        raise
-    return attachment
-
-
-def document_create(*, owner, document: PreparedDocument) -> Document:
-    """Store an accepted document's file, then its row, queued to be read; if either step
-    fails the file is removed, so nothing is left half-stored. Also deletes the owner's
-    documents left unsent for a day."""
-    stale = Document.objects.filter(
-        owner=owner,
-        message__isnull=True,
-        created_at__lt=timezone.now() - UNSENT_ATTACHMENT_LIFETIME,
-    )
-    for old in stale:
-        old.delete()  # the post_delete receiver removes its file
-    row = Document(
-        owner=owner,
-        name=document.name,
-        mime=document.mime,
-        size=len(document.data),
-        page_count=document.page_count,
-    )
-    extension = {
-        "application/pdf": ".pdf",
-        "text/csv": ".csv",
-        "text/markdown": ".md",
-        "text/plain": ".txt",
-    }.get(document.mime, ".docx")
-    try:
-        row.file.save("document" + extension, ContentFile(document.data), save=False)
-        row.save()
-    except BaseException:
-        if row.file.name:
-            row.file.storage.delete(row.file.name)
-        raise
-    return row
-
-
-def document_delete(*, document: Document) -> None:
-    """Remove an unsent document (taken out of the composer); sent ones stay."""
-    if document.message_id is None:
-        document.delete()
-
-
-def attachment_delete(*, attachment: Attachment) -> None:
-    """Remove an unsent attachment (the user took it out of the composer); sent ones stay
-    with their message."""
-    if attachment.message_id is None:
-        attachment.delete()
 
 
 # Review

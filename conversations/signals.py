@@ -7,8 +7,8 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
-from . import broadcast
-from .models import Attachment, Document
+from conversations.live import broadcast
+from conversations.models import Attachment, Document
 
 User = get_user_model()
 

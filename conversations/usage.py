@@ -19,20 +19,15 @@ from django.db.models import Count, DecimalField, IntegerField, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from . import plain_sql
-from .mistral import MistralError
-from .models import ApiCall, ModelPrice
+from conversations import plain_sql
+from conversations.errors import BudgetExceeded
+from conversations.models import ApiCall, ModelPrice
+from conversations.modelservers import model_ids
 
 MILLION = Decimal(1_000_000)
 THOUSAND = Decimal(1_000)
-# Model ids of providers we run ourselves look like "local/<name>": they cost nothing.
-FREE_PROVIDERS = frozenset({"local"})
-
-
-class BudgetExceeded(MistralError):
-    """The user's daily token or cost budget is used up: nothing is sent upstream."""
-
-    code = "budget"
+# Providers we run ourselves: their models cost nothing.
+FREE_PROVIDERS = frozenset({model_ids.LOCAL})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,16 +40,11 @@ class Price:
 FREE = Price()
 
 
-def provider_of(model: str) -> str:
-    """ "local/llama" is the local provider's; a bare id is Mistral's."""
-    return model.split("/", 1)[0] if "/" in model else "mistral"
-
-
 def price_for(model: str, prices: Iterable[ModelPrice] | None = None) -> Price:
     """The price of `model`: the row whose id equals it, else the longest row that is a
     prefix of it up to a dash ("mistral-large" for "mistral-large-2411"); free for a local
     model or one with no row (an unknown model is shown at $0, never guessed)."""
-    if provider_of(model) in FREE_PROVIDERS:
+    if model_ids.parse(model).provider in FREE_PROVIDERS:
         return FREE
     if prices is None:  # only the rows that can match, in plain SQL: this runs per answer
         pieces = model.split("-")
@@ -93,6 +83,16 @@ def call_cost(
     )
 
 
+def cost_estimate(model: str, prompt_tokens: int) -> Decimal | None:
+    """What sending `prompt_tokens` to `model` costs in US dollars, at the admin's price
+    table; None when the model has no price there. The one place a preview asks for a
+    price."""
+    price = price_for(model)
+    if price == FREE:
+        return None
+    return call_cost(price, prompt_tokens=prompt_tokens, completion_tokens=0)
+
+
 def api_call_record(
     *,
     kind: str,
@@ -121,7 +121,7 @@ def api_call_record(
         ApiCall(
             kind=kind,
             model=model,
-            provider=provider_of(model),
+            provider=model_ids.parse(model).provider,
             user_id=user_id,
             conversation_id=conversation_id,
             message_id=message_id,

@@ -9,8 +9,9 @@ from django.conf import settings as django_settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
 
-from conversations import broadcast, generation, providers
-from conversations.mistral import aclose_clients
+from conversations.live import broadcast, control, generation, recovery
+from conversations.modelservers import providers
+from conversations.modelservers.transport import aclose_clients
 from tests.fake_mistral import FakeMistral
 
 
@@ -40,14 +41,14 @@ async def _process_state():
     """Each test starts as a fresh process: no running answers, no watchers, no pools."""
     generation._running.clear()
     providers._cache = None  # clients and their model lists
-    generation._recovered = False
-    generation._control = None
+    recovery._recovered = False
+    control._control = None
     broadcast._watchers.clear()
     broadcast._elsewhere.clear()
     yield
     tasks = [g.task for g in generation._running.values() if g.task] + list(generation._background)
-    if generation._control is not None:
-        tasks.append(generation._control[2])
+    if control._control is not None:
+        tasks.append(control._control[2])
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

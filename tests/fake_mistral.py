@@ -10,7 +10,7 @@ server); `reset()` gives each test a clean slate.
 Like the real API it is strict: every chat request body is validated against the schemas in
 `conversations/mistral_schemas.json` (extracted from Mistral's OpenAPI file) and an invalid one
 gets Mistral's bare 422 `{"detail": [{"type": "extra_forbidden", "loc": [...], ...}]}`, before
-any queued reply is used. Wire details follow /work/shared/mistral-wire.md.
+any queued reply is used. Wire details follow ../shared/mistral-wire.md.
 
     with FakeMistral() as fake:
         fake.enqueue(Reply.tokens(["Hel", "lo"]))
@@ -28,6 +28,7 @@ import itertools
 import json
 import logging
 import re
+import ssl
 import threading
 import time
 import uuid
@@ -581,10 +582,12 @@ class _Stop(Exception):
 class FakeMistral:
     """The server. Attributes tests may change between requests: `models`, `api_key`.
     `strict=False` plays an OpenAI-compatible server instead: bodies are not checked against
-    Mistral's schema (tests assert them exactly)."""
+    Mistral's schema (tests assert them exactly). With `ssl_context` (a server context, e.g.
+    from trustme) it serves https, so a test sees the client's real TLS path."""
 
-    def __init__(self, *, strict: bool = True) -> None:
+    def __init__(self, *, strict: bool = True, ssl_context: ssl.SSLContext | None = None) -> None:
         self.strict = strict
+        self.ssl_context = ssl_context
         self.port: int | None = None
         self.requests: list[Recorded] = []
         self.models: list[dict] = default_models()
@@ -603,7 +606,8 @@ class FakeMistral:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/v1"
 
     def __enter__(self) -> "FakeMistral":
         return self.start()
@@ -665,7 +669,7 @@ class FakeMistral:
         asyncio.set_event_loop(loop)
         try:
             self._server = loop.run_until_complete(
-                asyncio.start_server(self._handle, "127.0.0.1", 0)
+                asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.ssl_context)
             )
             self.port = self._server.sockets[0].getsockname()[1]
         finally:

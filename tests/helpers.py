@@ -4,7 +4,19 @@ import asyncio
 import time
 
 import orjson
+import pytest
 from channels.db import database_sync_to_async
+
+from chatsite import fast_path
+
+
+def require_fast_path(piece: str) -> None:
+    """Skip a test of one piece of the fast path in a run where it is off
+    (CHAT_FAST_PATH=false); the ASGI app decides that when it is built."""
+    import chatsite.asgi  # noqa: F401
+
+    if not getattr(fast_path.active, piece):
+        pytest.skip(f"the fast path's {piece} is off in this run")
 
 
 async def frames_until(communicator, predicate, *, within: float = 5.0) -> list[dict]:

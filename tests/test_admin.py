@@ -12,7 +12,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from conversations.admin import ConversationAdmin
 from conversations.images import prepare_image
 from conversations.models import (
     ApiCall,
@@ -23,7 +22,8 @@ from conversations.models import (
     Report,
     ReviewAudit,
 )
-from conversations.services import attachment_create
+from conversations.review.admin import ConversationAdmin
+from conversations.uploads import attachment_create
 from tests import imagefiles
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("review_seed")]

@@ -10,7 +10,7 @@ from channels.testing import WebsocketCommunicator
 
 from chatsite.asgi import application
 from conversations.models import Conversation, Message
-from tests.helpers import frames_until
+from tests.helpers import frames_until, require_fast_path
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,6 +51,7 @@ async def test_malformed_json_gets_error_and_socket_stays_usable(user, open_sock
 async def test_frames_are_handled_while_the_database_thread_is_busy(user, open_socket):
     """A frame's handler starts at once, not after the database thread's queue: only its
     own database calls wait for that thread."""
+    require_fast_path("consumer_dispatch")  # Channels' own dispatch waits for that thread
     socket = await open_socket(user)
     release = threading.Event()
     busy = asyncio.ensure_future(database_sync_to_async(release.wait)())

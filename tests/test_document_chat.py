@@ -12,11 +12,13 @@ import pytest
 from asgiref.sync import sync_to_async
 from PIL import Image
 
-from conversations import retrieval
-from conversations.documents import prepare_document
-from conversations.ingest import document_ingest
+from conversations.documents import ranking, retrieval
+from conversations.documents.ingest import document_ingest
+from conversations.documents.reading import prepare_document
 from conversations.models import ApiCall, Document, Message, ModelPrice
-from conversations.services import document_create
+from conversations.rendering import Citations, render_markdown
+from conversations.selectors import documents_with_pages
+from conversations.uploads import document_create
 from tests import documentfiles
 from tests.fake_mistral import Reply, request_errors, split_tokens
 from tests.helpers import frames_until, is_final
@@ -176,7 +178,7 @@ async def test_long_document_sends_retrieved_passages_ranked_by_embeddings(
 ):
     settings.CHAT_DOCUMENT_CONTEXT_SHARE = 0.001  # 262 tokens: the 60 pages do not fit
     settings.CHAT_RETRIEVAL_CHUNKS = 2
-    retrieval.embedding_cache._items.clear()
+    ranking.embedding_cache._items.clear()
     document = await ingested(user, "manual.pdf", documentfiles.pdf(long_pages()))
     socket = await open_socket(user)
     frames = await ask(socket, "What is the access code for the north vault?", [document.pk])
@@ -201,7 +203,7 @@ async def test_retrieval_falls_back_to_bm25_when_embeddings_fail(
 ):
     settings.CHAT_DOCUMENT_CONTEXT_SHARE = 0.001
     settings.CHAT_RETRIEVAL_CHUNKS = 1
-    retrieval.embedding_cache._items.clear()
+    ranking.embedding_cache._items.clear()
     fake_mistral.embeddings_error = Reply.server_error(503)
     settings.MISTRAL_MAX_RETRIES = 0
     document = await ingested(user, "manual.pdf", documentfiles.pdf(long_pages()))
@@ -216,8 +218,8 @@ async def test_retrieval_falls_back_to_bm25_when_embeddings_fail(
 
 def test_bm25_finds_the_page_with_the_planted_fact():
     pages = long_pages()
-    chunks = [retrieval.Chunk(1, "manual.pdf", n, text) for n, text in enumerate(pages, 1)]
-    ranked = retrieval.bm25_rank(chunks, "What is the access code of the north vault?")
+    chunks = [ranking.Chunk(1, "manual.pdf", n, text) for n, text in enumerate(pages, 1)]
+    ranked = ranking.bm25_rank(chunks, "What is the access code of the north vault?")
     assert ranked[0].page == 37
     assert FACT in ranked[0].text
 
@@ -228,7 +230,7 @@ def test_mode_is_full_at_the_budget_and_retrieval_one_token_over(user, media):
         owner=user, document=prepare_document(name="report.pdf", data=documentfiles.pdf(PAGES))
     )
     document_ingest(document_id=document.pk)
-    [loaded] = retrieval.documents_with_pages(document_ids=[document.pk])
+    [loaded] = documents_with_pages(document_ids=[document.pk])
     tokens = retrieval.full_tokens([loaded])
     assert retrieval.choose_mode([loaded], tokens) == (retrieval.FULL, tokens)
     assert retrieval.choose_mode([loaded], tokens - 1) == (retrieval.RETRIEVAL, tokens)
@@ -302,7 +304,8 @@ async def test_citations_in_the_answer_link_to_their_pages(user, open_socket, fa
     url = f"/documents/{document.pk}/pages/2/"
     assert (
         f'<a class="cite" href="{url}" data-document="{document.pk}" data-page="2" '
-        f'title="report.pdf, page 2">[report.pdf, p. 2]</a>'
+        f'title="report.pdf, page 2" target="_blank" rel="noopener noreferrer nofollow">'
+        "[report.pdf, p. 2]</a>"
     ) in html
     assert "<code>[p. 2]</code>" in html  # code is left alone
     stored = await Message.objects.aget(pk=answer_of(frames)["id"])
@@ -310,18 +313,36 @@ async def test_citations_in_the_answer_link_to_their_pages(user, open_socket, fa
 
 
 def test_citation_forms_and_unknown_pages():
-    docs = [(4, "old.pdf", 9), (7, "report.pdf", 3)]
-    linked = retrieval.link_citations("<p>A (page 2), B [old.pdf, p. 8], C [p. 30].</p>", docs)
-    assert '<a class="cite" href="/documents/7/pages/2/"' in linked  # the newest with a page 2
-    assert '<a class="cite" href="/documents/4/pages/8/"' in linked  # by name
+    citations = Citations(
+        ((4, "old.pdf", 9), (7, "report.pdf", 3)), lambda d, p: f"/documents/{d}/pages/{p}/"
+    )
+    linked = render_markdown("A (page 2), B [old.pdf, p. 8], C [p. 30].", citations)
+    assert 'href="/documents/7/pages/2/"' in linked  # the newest with a page 2
+    assert 'href="/documents/4/pages/8/"' in linked  # by name
     assert "C [p. 30]." in linked and "pages/30" not in linked  # no such page: left as text
-    quoted = retrieval.link_citations("<p>[&quot;report.pdf&quot;, p. 1]</p>", docs)
+    quoted = render_markdown('["report.pdf", p. 1]', citations)
     assert 'href="/documents/7/pages/1/"' in quoted
+
+
+def test_citations_are_not_linked_inside_code_or_links():
+    citations = Citations(((7, "report.pdf", 3),), lambda d, p: f"/documents/{d}/pages/{p}/")
+    html = render_markdown(
+        "`[p. 1]` and [see [p. 2]](https://example.com)\n\n```\n[p. 3]\n```", citations
+    )
+    assert "/documents/7/" not in html
+
+
+def test_a_citation_split_by_a_line_break_is_linked_and_its_words_stay_text():
+    citations = Citations(((7, "R&D report.pdf", 3),), lambda d, p: f"/documents/{d}/pages/{p}/")
+    html = render_markdown("It opened [R&D report.pdf,\np. 2] <b>then</b>.", citations)
+    assert 'href="/documents/7/pages/2/"' in html
+    assert 'title="R&amp;D report.pdf, page 2"' in html
+    assert "<b>" not in html and "&lt;b&gt;then" in html
 
 
 @sync_to_async
 def _with_pages(document: Document) -> Document:
-    return retrieval.documents_with_pages(document_ids=[document.pk])[0]
+    return documents_with_pages(document_ids=[document.pk])[0]
 
 
 def test_fake_server_holds_ocr_and_embeddings_bodies_to_the_spec():

@@ -9,11 +9,11 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from conversations import documents
-from conversations.documents import DocumentRejected, prepare_document
-from conversations.ingest import document_ingest
+from conversations.documents import reading as documents
+from conversations.documents.ingest import document_ingest
+from conversations.documents.reading import DocumentRejected, prepare_document
 from conversations.models import ApiCall, Document, DocumentPage
-from conversations.services import document_create
+from conversations.uploads import document_create
 from tests import documentfiles
 from tests.fake_mistral import Reply
 

@@ -8,7 +8,8 @@ import orjson
 import pytest
 from django.utils import timezone
 
-from conversations import broadcast, generation, services
+from conversations import answers
+from conversations.live import broadcast, generation, request_plan
 from conversations.models import Conversation, Message
 from tests.fake_mistral import Reply
 from tests.helpers import frames_during, frames_until, is_final, streamed_text, until
@@ -213,7 +214,7 @@ async def test_progress_is_saved_a_bounded_number_of_times(
 ):
     settings.CHAT_SAVE_INTERVAL = 0.1
     saves = []
-    original = services.message_progress_save
+    original = answers.message_progress_save
 
     def counting(**kwargs):
         saves.append(dict(kwargs["progress"]))
@@ -488,7 +489,7 @@ def test_history_sent_upstream_passes_mistrals_own_validator():
         Message(role="assistant", text="partial", status="stopped"),
         Message(role="user", text="go on"),
     ]
-    messages = generation.chat_messages(system_prompt="Be brief.", history=history)
+    messages = request_plan.chat_messages(system_prompt="Be brief.", history=history)
     request = ChatCompletionRequest.model_validate({"model": "m", "messages": messages})
     MistralRequestValidator(ValidationMode.serving).validate_messages(request.messages)
     assert [m["role"] for m in messages] == ["system", "user", "user", "assistant", "user"]
@@ -539,7 +540,7 @@ def test_live_state_between_tail_renders_has_the_current_tail(settings):
 
     assert first["tail"] == "<h1>one</h1>\n"
     assert "tail" not in second
-    state = generation._live_state(gen)
+    state = gen.live_state()
     assert (state["text"], state["seq"]) == ("# one *two*", 2)
     assert state["tail"] == "<h1>one <em>two</em></h1>\n"
 
@@ -553,7 +554,7 @@ def test_plain_prose_is_not_rendered_until_markup_arrives(settings):
 
     assert all("tail" not in frame for frame in plain)
     assert marked["tail"] == "<p>Streaming words without markup and <code>code</code></p>\n"
-    assert generation._live_state(gen)["tail"] == marked["tail"]
+    assert gen.live_state()["tail"] == marked["tail"]
 
 
 def test_many_streaming_answers_share_a_budget_of_tail_renders(settings, monkeypatch):

@@ -11,7 +11,7 @@ from PIL import Image
 
 from conversations.images import prepare_image
 from conversations.models import Attachment, Conversation, Message
-from conversations.services import attachment_create
+from conversations.uploads import attachment_create
 from tests import imagefiles
 from tests.fake_mistral import Reply, _card
 from tests.helpers import frames_until, is_final

@@ -120,7 +120,7 @@ def test_cmyk_jpeg_becomes_rgb():
 
 
 def test_data_url_is_the_stored_model_copy(tmp_path, settings, user):
-    from conversations.services import attachment_create
+    from conversations.uploads import attachment_create
 
     settings.MEDIA_ROOT = tmp_path
     prepared = prepare_image(name="a.png", data=imagefiles.png(), max_side=1540)

@@ -8,10 +8,10 @@ import time
 import orjson
 import pytest
 
-from conversations import local_model, providers
-from conversations.local_model import LocalModelClient, QueuePosition, find_model_file
-from conversations.mistral import InvalidRequest
 from conversations.models import Conversation, Message
+from conversations.modelservers import local_model, providers
+from conversations.modelservers.errors import InvalidRequest
+from conversations.modelservers.local_model import LocalModelClient, QueuePosition, find_model_file
 from tests.helpers import frames_during, frames_until, is_final, streamed_text
 
 QUESTION = "What is the capital of France?"

@@ -2,6 +2,7 @@ import asyncio
 import email.utils
 import logging
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -10,25 +11,25 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import orjson
 import pytest
+import trustme
 
-from conversations.mistral import (
+from conversations.modelservers import transport
+from conversations.modelservers.errors import (
     AuthenticationError,
-    ChatResult,
     ConnectionFailed,
     InvalidModel,
     InvalidRequest,
     MalformedStream,
-    MistralClient,
-    MistralError,
     ModelError,
+    ModelServerError,
     RateLimited,
     StreamInterrupted,
     UpstreamTimeout,
     UpstreamUnavailable,
-    Usage,
-    aclose_clients,
-    build_chat_body,
 )
+from conversations.modelservers.mistral import MistralClient, build_chat_body
+from conversations.modelservers.results import ChatResult, Usage
+from conversations.modelservers.transport import aclose_clients
 from tests.fake_mistral import FakeMistral, Reply, chat_request_errors
 
 # Fixtures: to move to tests/conftest.py.
@@ -171,7 +172,7 @@ async def collect(client, body):
     try:
         async for batch in client.stream_chat(body):
             batches.append(batch)
-    except MistralError as err:
+    except ModelServerError as err:
         return batches, err
     return batches, None
 
@@ -639,7 +640,7 @@ async def test_stream_server_errors_exhaust_retries(fake_mistral, make_client):
 
 async def test_stream_retries_are_logged_without_the_key(fake_mistral, make_client, caplog):
     fake_mistral.enqueue(Reply.server_error(502))
-    caplog.set_level(logging.INFO, logger="conversations.mistral")
+    caplog.set_level(logging.INFO, logger="conversations.modelservers.mistral")
 
     batches, err = await collect(make_client(), chat_body())
 
@@ -842,7 +843,7 @@ async def test_error_messages_never_contain_the_api_key(fake_mistral, make_clien
         fake_mistral.enqueue(reply)
         batches, err = await collect(client, chat_body())
 
-        assert isinstance(err, MistralError)
+        assert isinstance(err, ModelServerError)
         for text in (str(err), err.message, repr(err)):
             assert KEY[:12] not in text
 
@@ -1062,3 +1063,25 @@ async def test_stream_goes_through_the_proxy_the_environment_names(
     assert err is None
     assert text_of(batches) == "through the proxy"
     assert proxy.request_lines == [f"POST {fake_mistral.base_url}/chat/completions"]
+
+
+async def test_stream_over_https_with_a_trusted_certificate(monkeypatch):
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    monkeypatch.setattr(transport, "shared_ssl_context", lambda: client_context)
+    with FakeMistral(ssl_context=server_context) as fake:
+        fake.enqueue(Reply.tokens(["Over", " TLS"]))
+        client = MistralClient(base_url=fake.base_url, api_key=KEY, max_retries=0)
+        try:
+            batches, err = await collect(client, chat_body())
+            models = await client.list_models()
+        finally:
+            await aclose_clients()
+
+    assert fake.base_url.startswith("https://127.0.0.1:")
+    assert err is None
+    assert text_of(batches) == "Over TLS"
+    assert MODEL in {card.id for card in models}

@@ -12,12 +12,14 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.urls import reverse
 
-from conversations import checks, providers
+from conversations import checks
+from conversations.errors import ModelUnavailable
 from conversations.images import prepare_image
-from conversations.mistral import build_chat_body
 from conversations.models import Conversation, Message
-from conversations.openai_compat import build_openai_chat_body
-from conversations.services import attachment_create
+from conversations.modelservers import providers
+from conversations.modelservers.mistral import build_chat_body
+from conversations.modelservers.openai_compat import build_openai_chat_body
+from conversations.uploads import attachment_create
 from tests import imagefiles
 from tests.fake_mistral import FakeMistral, Reply
 from tests.helpers import frames_until, is_final, until
@@ -77,7 +79,7 @@ def test_without_a_key_new_conversations_use_the_local_model(offline):
 
 
 def test_without_a_key_a_mistral_model_is_unavailable_with_a_reason(offline):
-    with pytest.raises(providers.ModelUnavailable) as caught:
+    with pytest.raises(ModelUnavailable) as caught:
         providers.provider_for("mistral-small-latest")
     assert caught.value.message == (
         "mistral-small-latest is one of Mistral's models, and this server has no Mistral API "
@@ -113,13 +115,13 @@ def test_chat_default_model_wins(offline, settings):
 
 def test_local_model_turned_off_is_unavailable(offline, settings):
     settings.LOCAL_MODEL_ENABLED = False
-    with pytest.raises(providers.ModelUnavailable, match="local model is turned off"):
+    with pytest.raises(ModelUnavailable, match="local model is turned off"):
         providers.provider_for("local/smollm2-135m")
 
 
 def test_a_misconfigured_endpoint_names_its_problem(offline, settings):
     settings.CHAT_ENDPOINTS = [endpoint("lab", "127.0.0.1:11434")]
-    with pytest.raises(providers.ModelUnavailable) as caught:
+    with pytest.raises(ModelUnavailable) as caught:
         providers.provider_for("lab/llama3")
     assert "must be an http:// or https:// URL" in caught.value.message
     assert [p.kind for p in providers.registry().providers] == ["local"]
@@ -224,6 +226,11 @@ async def test_endpoint_conversation_streams_with_the_openai_subset(
     assert (final["status"], final["text"]) == ("complete", "Bonjour !")
     assert (final["prompt_tokens"], final["completion_tokens"]) == (9, 2)
     assert final["model"] == "lab/llama3.2:1b"
+    assert final["author"] == "llama3.2:1b"  # not headed "Mistral"
+    started = next(
+        f for f in frames if f["type"] == "message" and f["message"]["role"] == "assistant"
+    )
+    assert started["message"]["author"] == "llama3.2:1b"
 
     chat, title = await lab.wait_for_requests(2)
     assert chat.headers["authorization"] == f"Bearer {LAB_KEY}"
@@ -311,6 +318,7 @@ async def test_picker_lists_every_provider_with_capabilities(async_client, user,
         "name": "llama3.2:1b",
         "description": "",
         "provider": "lab",
+        "author": "llama3.2:1b",  # an endpoint's answers are headed by its model, not "Mistral"
         "local": False,
         "vision": False,
         "function_calling": False,
@@ -319,6 +327,10 @@ async def test_picker_lists_every_provider_with_capabilities(async_client, user,
     assert models["lab/org/big"]["max_context_length"] == 32768
     local = models["local/smollm2-135m"]
     assert local["local"] is True
+    assert (local["author"], models["mistral-large-latest"]["author"]) == (
+        "Small local model",
+        "Mistral",
+    )
     assert local["name"] == "SmolLM2 135M — small local model, runs on this server"
     assert (local["vision"], local["max_context_length"]) == (False, 2048)
 
@@ -346,14 +358,20 @@ async def test_picker_says_which_provider_is_unreachable_or_refuses_its_key(
 # manage.py check
 
 
-def run_check() -> str:
+def run_check(*args: str) -> str:
     out, err = io.StringIO(), io.StringIO()
-    call_command("check", stdout=out, stderr=err)
+    call_command("check", *args, stdout=out, stderr=err)
     return out.getvalue() + err.getvalue()
+
+
+def run_online_check() -> str:
+    """The network probe alone, as an operator asks for it."""
+    return run_check("--deploy", "--tag", "model_servers_online")
 
 
 def test_check_passes_with_the_default_setup(offline):
     assert checks.check_model_servers() == []
+    assert checks.check_model_servers_online() == []
     assert "no issues" in run_check()
 
 
@@ -368,7 +386,7 @@ def test_check_reports_a_malformed_base_url_as_an_error(offline, settings):
 def test_check_reports_an_unreachable_server(offline, settings):
     settings.MISTRAL_API_KEY = "sk-unreachable-789"
     settings.MISTRAL_BASE_URL = "http://127.0.0.1:9/v1"
-    output = run_check()
+    output = run_online_check()
     assert (
         "(conversations.W003) The model server Mistral (http://127.0.0.1:9/v1) cannot be "
         "reached: Could not connect to the model server." in output
@@ -378,7 +396,7 @@ def test_check_reports_an_unreachable_server(offline, settings):
 
 def test_check_reports_a_wrong_key(offline, lab, settings):
     settings.CHAT_ENDPOINTS = [endpoint("lab", lab.base_url, "wrong-key-456")]
-    output = run_check()
+    output = run_online_check()
     assert "(conversations.W002) The model server lab" in output
     assert "refused its API key: The model server rejected the API key (401)." in output
     assert "HINT: Check CHAT_ENDPOINT_LAB_API_KEY." in output
@@ -386,14 +404,25 @@ def test_check_reports_a_wrong_key(offline, lab, settings):
 
 
 def test_check_accepts_a_right_key(offline, lab):
-    assert checks.check_model_servers() == []
+    assert checks.check_model_servers_online() == []
+    assert [r.path for r in lab.requests] == ["/v1/models"]
+
+
+@pytest.mark.django_db
+def test_only_a_deploy_check_contacts_the_model_servers(offline, lab, settings):
+    settings.CHAT_ENDPOINTS = [endpoint("lab", lab.base_url, "wrong-key-456")]
+    call_command("migrate", verbosity=0, skip_checks=False)  # as `manage.py migrate` runs
+    assert lab.requests == []
+    assert "no issues" in run_check()
+    assert lab.requests == []
+    assert "(conversations.W002)" in run_check("--deploy")
     assert [r.path for r in lab.requests] == ["/v1/models"]
 
 
 def test_check_warns_about_a_remote_endpoint_without_a_key(offline, settings):
     settings.CHAT_ENDPOINTS = [endpoint("cloud", "https://llm.example.invalid/v1")]
-    ids = {m.id for m in checks.check_model_servers()}
-    assert {"conversations.W001", "conversations.W003"} <= ids
+    assert [m.id for m in checks.check_model_servers()] == ["conversations.W001"]
+    assert [m.id for m in checks.check_model_servers_online()] == ["conversations.W003"]
 
 
 def test_check_needs_some_model_server(offline, settings):

@@ -9,8 +9,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from conversations import rendering
-from conversations.rendering import StreamingMarkdown, render_markdown
+from conversations.rendering import StreamingMarkdown, render_markdown, streaming
+from conversations.rendering import markdown as rendering
 
 SAME_ORIGIN_PATH = re.compile(r"/(?![/\\])[^\x00-\x20\\]*")
 UNSAFE_TAGS = {
@@ -453,11 +453,11 @@ def test_streaming_render_work_is_bounded_by_new_text_and_tail(monkeypatch):
     text = "".join(blocks)
     rendered_lengths = []
 
-    def counting_render(markdown):
+    def counting_render(markdown, citations=None):
         rendered_lengths.append(len(markdown))
         return ""
 
-    monkeypatch.setattr(rendering, "render_markdown", counting_render)
+    monkeypatch.setattr(streaming, "render_markdown", counting_render)
     markdown = StreamingMarkdown()
     for char in text:
         markdown.feed(char)

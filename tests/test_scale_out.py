@@ -19,10 +19,12 @@ import pytest
 from channels.layers import get_channel_layer
 from channels_redis.core import RedisChannelLayer
 
-from conversations import broadcast, consumers, generation
+from chatsite.fast_path import redis_groups
+from conversations.live import broadcast, consumers, control, generation
+from conversations.live.frames import message_data
 from conversations.models import Conversation, Message
 from tests.fake_mistral import Reply
-from tests.helpers import frames_until, is_final
+from tests.helpers import frames_until, is_final, require_fast_path
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -53,8 +55,8 @@ async def redis_layer(settings):
     # Everything using the layer stops before its connections close (a title being made
     # after an answer publishes through it too).
     tasks = [g.task for g in generation._running.values() if g.task] + list(generation._background)
-    if generation._control is not None:
-        tasks.append(generation._control[2])
+    if control._control is not None:
+        tasks.append(control._control[2])
     for task in tasks:
         task.cancel()
     # Bounded: a cancelled Redis read can hang on its socket (seen once in CI).
@@ -106,6 +108,7 @@ async def test_deltas_stay_off_redis_when_no_other_process_watches(
 ):
     """One process with Redis: its own tabs get every frame directly, and with no tab in
     another process nothing goes through the layer, not even the rare frames."""
+    require_fast_path("redis_groups")
     sent = []
     group_send = redis_layer.group_send
 
@@ -133,14 +136,15 @@ async def test_a_question_and_its_answer_share_one_look_at_other_processes(
 ):
     """Whether a tab elsewhere watches is read from Redis before each rare frame; the
     question's and its empty answer's frames go out together, after one read."""
+    require_fast_path("redis_groups")
     looks = []
-    group_members = broadcast._group_members
+    group_members = redis_groups.group_members
 
     async def counted(layer, group):
         looks.append(group)
         return await group_members(layer, group)
 
-    monkeypatch.setattr(broadcast, "_group_members", counted)
+    monkeypatch.setattr(redis_groups, "group_members", counted)
     fake_mistral.enqueue(Reply.tokens(["one ", "two"]))
     tab = await open_socket(user)
     await tab.send_to(text_data=send("how many looks?"))
@@ -164,7 +168,7 @@ async def test_stop_from_another_process_reaches_the_running_answer(
     first = await frames_until(tab, lambda f: f["type"] == "delta")
     conversation_id = first[0]["conversation"]["id"]
     answer = await Message.objects.aget(pk=first[-1]["message"])
-    assert answer.worker == await generation.worker_channel()
+    assert answer.worker == await control.worker_channel()
 
     # The tab that presses Stop lives in a process where the answer is not running.
     monkeypatch.setattr(consumers, "generation_stop", lambda conversation_id: False)
@@ -189,7 +193,7 @@ async def test_tab_in_another_process_gets_the_live_state(
     conversation_id = first[0]["conversation"]["id"]
 
     # A tab served by another process only has the row as last saved...
-    monkeypatch.setattr(consumers, "live_message_data", generation.message_data)
+    monkeypatch.setattr(consumers, "live_message_data", message_data)
     monkeypatch.setattr(consumers, "running", lambda conversation_id: None)
     other = await open_socket(user)
     await other.send_to(

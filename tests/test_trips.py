@@ -7,13 +7,12 @@ import asyncio
 import pytest
 from django.db import DatabaseError, transaction
 
-from conversations import generation
+from conversations.answers import Ending, Outcome, answer_endings_store
 from conversations.models import ApiCall, Conversation, Message
 from conversations.selectors import ConversationNotFound
 from conversations.services import (
     AnswerInProgress,
     AttachmentsRejected,
-    Outcome,
     Question,
     Submitted,
     questions_submit,
@@ -234,17 +233,14 @@ async def test_answers_ending_together_are_stored_in_one_trip_each_with_its_usag
 
     def counted(endings):
         trips.append(len(endings))
-        return generation._store_endings(endings)
+        return answer_endings_store(endings)
 
     store = Trips(counted)
     endings = []
     for conversation, answer in pairs:
-        gen = generation.Generation(
-            conversation_id=conversation.pk, message_id=answer.pk, owner_id=user.pk, model="m"
-        )
-        gen.request = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        request = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
         outcome = Outcome(status=Message.Status.COMPLETE, text=f"Answer {answer.pk}", model="m")
-        endings.append((gen, outcome))
+        endings.append(Ending(answer.pk, conversation.pk, user.pk, outcome, request))
     await pairs[2][0].adelete()
 
     assert await asyncio.gather(*(store(ending) for ending in endings)) == [True, True, False]

@@ -14,7 +14,7 @@ from django.utils import timezone
 from chatsite.body_limit import RequestBodyLimit
 from conversations.images import prepare_image
 from conversations.models import Attachment, Conversation, Message
-from conversations.services import attachment_create
+from conversations.uploads import attachment_create
 from tests import imagefiles
 
 pytestmark = pytest.mark.django_db

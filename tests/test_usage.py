@@ -8,9 +8,9 @@ import orjson
 import pytest
 from django.utils import timezone
 
+from conversations.errors import BudgetExceeded
 from conversations.models import ApiCall, Message, ModelPrice
 from conversations.usage import (
-    BudgetExceeded,
     api_call_record,
     call_cost,
     check_daily_budget,

@@ -8,9 +8,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from conversations import broadcast
+from conversations.live import broadcast
 from conversations.models import Conversation, Message
-from conversations.views import SIDEBAR_PAGE_SIZE
+from conversations.web.pages import SIDEBAR_PAGE_SIZE
 
 pytestmark = pytest.mark.django_db
 
@@ -234,6 +234,25 @@ def test_conversation_page_shows_messages_escaped_and_rendered(signed_in, conver
     assert b"<p><strong>yes</strong></p>" in content
     assert "mistral-small-latest · 5 in · 1,234 out tokens · first token 1.5 s".encode() in content
     assert f'data-conversation="{conversation.pk}"'.encode() in content
+
+
+@pytest.mark.parametrize(
+    ("model", "author"),
+    [
+        ("mistral-small-latest", "Mistral"),
+        ("local/smollm2-135m", "Small local model"),
+        ("lab/llama3.2:1b", "llama3.2:1b"),
+    ],
+)
+def test_answers_and_the_composer_name_whoever_answers(signed_in, user, model, author):
+    conversation = Conversation.objects.create(owner=user, model=model)
+    Message.objects.create(conversation=conversation, role="user", text="Hi")
+    Message.objects.create(
+        conversation=conversation, role="assistant", text="Hello", html="<p>Hello</p>", model=model
+    )
+    content = signed_in.get(reverse("conversation", kwargs={"pk": conversation.pk})).content
+    assert f'<span class="msg-author-name">{author}</span>'.encode() in content
+    assert f'placeholder="Message {author}…"'.encode() in content
 
 
 def test_interrupted_answer_without_html_is_rendered_from_its_text(signed_in, conversation):
@@ -510,11 +529,19 @@ async def test_models_json_lists_the_chat_models(async_client, user, fake_mistra
 # Static files
 
 
-def test_static_files_are_served_without_debug(client, settings):
-    settings.DEBUG = False
-    response = client.get("/static/js/app.js")
+async def test_static_files_are_served_without_debug(async_client, settings):
+    settings.DEBUG = False  # and nothing collected: found where they are (SERVESTATIC_USE_FINDERS)
+    response = await async_client.get("/static/js/app.js")
     assert response.status_code == 200
-    assert "javascript" in response["Content-Type"]
-    assert b"import" in b"".join(response.streaming_content)
-    response.close()
-    assert client.get("/static/js/missing.js").status_code == 404
+    assert response["Content-Type"].split(";")[0] == "text/javascript"
+    assert b"import" in b"".join([chunk async for chunk in response.streaming_content])
+    assert (await async_client.get("/static/js/missing.js")).status_code == 404
+
+
+async def test_static_files_keep_nosniff_and_the_content_security_policy(async_client, settings):
+    settings.DEBUG = False
+    response = await async_client.get("/static/css/app.css")
+    assert response.status_code == 200
+    assert response["Content-Type"].split(";")[0] == "text/css"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert "script-src 'self'" in response["Content-Security-Policy"]

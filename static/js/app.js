@@ -336,6 +336,11 @@ $("#thread").addEventListener("click", (event) => {
 
 const picker = new ModelPicker({
   root: $("#model-picker"),
+  // The composer invites a question to whoever will answer it (the server says who: the
+  // model list's `author`), so the small local model never passes for Mistral.
+  onShown(model) {
+    if (model.author) $("#composer-input").placeholder = `Message ${model.author}…`;
+  },
   async onChange(model) {
     if (state.conversation === null) {
       localStorage.setItem(MODEL_KEY, model);

@@ -19,7 +19,7 @@ export function contextLabel(tokens) {
 }
 
 export class ModelPicker {
-  constructor({ root, onChange }) {
+  constructor({ root, onChange, onShown }) {
     this.root = root;
     this.button = root.querySelector("#model-button");
     this.name = root.querySelector("#model-name");
@@ -27,6 +27,7 @@ export class ModelPicker {
     this.list = root.querySelector("#model-list");
     this.problems = root.querySelector("#model-problems");
     this.onChange = onChange;
+    this.onShown = onShown;
     this.models = new Map();
     const first = this.list.querySelector("[role=option]");
     this.current = first?.dataset.value ?? "";
@@ -96,6 +97,7 @@ export class ModelPicker {
     this.current = this.committed = id;
     for (const option of this.options()) option.setAttribute("aria-selected", String(option.dataset.value === id));
     const model = this.models.get(id);
+    if (model) this.onShown?.(model);
     const label = model?.local ? localLabel(model) : id;
     this.name.textContent = label;
     this.button.setAttribute("aria-label", `Model: ${label}`);

@@ -79,7 +79,7 @@ export class Thread {
         tail.replaceChildren(plain);
       }
       el.dataset.seq = String(m.seq ?? 0);
-      el.querySelector(".msg-author-name").textContent = authorName(m.model);
+      if (m.author) el.querySelector(".msg-author-name").textContent = m.author;
       el.querySelector(".msg-progress-text").textContent =
         m.status === "pending" ? waitingText(m.queue_position) : "Writing…";
       el.querySelector(".msg-notice-label").textContent = NOTICE_LABELS[m.status] ?? "";
@@ -153,12 +153,6 @@ export class Thread {
 function waitingText(ahead) {
   if (!ahead) return "Thinking…";
   return `Waiting for the local model — ${ahead} ${ahead === 1 ? "answer" : "answers"} ahead`;
-}
-
-// The small model inside the server must not pass for Mistral's: its answers say what wrote them.
-// The same words as templates/conversations/_message.html.
-export function authorName(model) {
-  return model?.startsWith("local/") ? "Small local model" : "Mistral";
 }
 
 export function answerMeta(m) {

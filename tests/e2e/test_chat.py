@@ -83,8 +83,9 @@ def test_reload_shows_the_history(page: Page, fake):
 
 
 def test_long_deltas_arrive_whole(page: Page, fake, gate):
-    """Frames of every length form (7-bit, 16-bit and 64-bit, chatsite/direct_frames.py)
-    reach the browser intact, while streaming and in the final message."""
+    """Frames of every length form (7-bit, 16-bit and 64-bit,
+    chatsite/fast_path/daphne_frames.py) reach the browser intact, while streaming and in the
+    final message."""
     sign_up(page)
     words = ["short ", "medium " * 40, "long " * 16000, "end."]
     fake.enqueue(Reply.tokens(words, gate=gate))

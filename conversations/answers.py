@@ -1,0 +1,146 @@
+"""Writes of an answer as it streams and when it ends: its text saved a few times a second,
+its ending (with the ApiCall row of its request) stored for every answer ending at the same
+moment in one transaction, and answers orphaned by a process that died marked interrupted.
+Like services.py, each is a sync function; the generation awaits them through
+`database_sync_to_async` and broadcasts only after they return (committed)."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from conversations import plain_sql
+from conversations.models import Message
+from conversations.usage import api_call_record, request_summary
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How an answer ended, as the generation saw it."""
+
+    status: str
+    text: str
+    model: str = ""
+    error_code: str = ""
+    error_text: str = ""
+    finish_reason: str = ""
+    html: str = ""
+    notice: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    time_to_first_token_ms: int | None = None
+    duration_ms: int | None = None
+
+
+@transaction.atomic
+def message_progress_save(*, progress: dict[int, str]) -> None:
+    """Save the text so far of this process's running answers in one transaction: the
+    flusher calls this about once a second per answer, never once per token. An empty
+    text only touches the row, which tells other processes its generation is alive.
+
+    Plain SQL with executemany: this runs for every live answer every second, and the
+    ORM's per-query overhead was most of its cost (docs/performance.md)."""
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    table = connection.ops.quote_name(Message._meta.db_table)
+    statuses = [status.value for status in Message.ACTIVE_STATUSES]
+    active = ", ".join(["%s"] * len(statuses))
+    streaming = Message.Status.STREAMING.value
+    grown = [
+        (text, streaming, now, message_id, *statuses)
+        for message_id, text in progress.items()
+        if text
+    ]
+    touched = [(now, message_id, *statuses) for message_id, text in progress.items() if not text]
+    with connection.cursor() as cursor:
+        if grown:
+            cursor.executemany(
+                f"UPDATE {table} SET text = %s, status = %s, updated_at = %s"  # noqa: S608
+                f" WHERE id = %s AND status IN ({active})",
+                grown,
+            )
+        if touched:
+            cursor.executemany(
+                f"UPDATE {table} SET updated_at = %s WHERE id = %s AND status IN ({active})",  # noqa: S608
+                touched,
+            )
+
+
+def message_finish(*, message_id: int, outcome: Outcome) -> bool:
+    """Store how an answer ended: its whole text, status, usage and timings. False when
+    the row is gone (its conversation was deleted meanwhile)."""
+    return bool(
+        plain_sql.update(  # plain SQL: this runs for every answer
+            Message,
+            message_id,
+            text=outcome.text,
+            html=outcome.html,
+            status=outcome.status,
+            model=outcome.model,
+            error_code=outcome.error_code,
+            error_text=outcome.error_text,
+            finish_reason=outcome.finish_reason,
+            notice=outcome.notice,
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=outcome.completion_tokens,
+            time_to_first_token_ms=outcome.time_to_first_token_ms,
+            duration_ms=outcome.duration_ms,
+            worker="",
+            updated_at=timezone.now(),
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """An answer's ending as the generation hands it over to be stored."""
+
+    message_id: int
+    conversation_id: int
+    owner_id: int
+    outcome: Outcome
+    request: dict[str, Any] | None  # the body sent upstream, when one was sent
+
+
+@transaction.atomic
+def answer_endings_store(endings: list[Ending]) -> list[bool]:
+    """Answers' endings and, where a request was sent, their ApiCall rows, for answers
+    ending at the same moment (conversations/trips.py): one thread hop and one commit for
+    all. Each result says whether the answer's row was still there (its conversation may
+    have been deleted meanwhile)."""
+    results = []
+    for ending in endings:
+        outcome = ending.outcome
+        stored = message_finish(message_id=ending.message_id, outcome=outcome)
+        if ending.request is not None:
+            api_call_record(
+                kind="chat",
+                model=outcome.model,
+                status=outcome.status,
+                user_id=ending.owner_id,
+                # A row that is gone went with its conversation: the call is still the user's.
+                conversation_id=ending.conversation_id if stored else None,
+                message_id=ending.message_id if stored else None,
+                prompt_tokens=outcome.prompt_tokens,
+                completion_tokens=outcome.completion_tokens,
+                latency_ms=outcome.duration_ms,
+                error_code=outcome.error_code,
+                request=request_summary(ending.request),
+            )
+        results.append(stored)
+    return results
+
+
+def message_interrupt_orphans(*, quiet_for: timedelta = timedelta(0)) -> int:
+    """Mark answers left pending or streaming by a process that died as interrupted,
+    keeping their text. Live generations save at least every few seconds, so with
+    several processes only rows quiet for longer than that are orphans."""
+    cutoff = timezone.now() - quiet_for
+    return Message.objects.filter(
+        status__in=Message.ACTIVE_STATUSES, updated_at__lte=cutoff
+    ).update(
+        status=Message.Status.INTERRUPTED,
+        error_code="interrupted",
+        error_text="The server restarted while this answer was being written.",
+    )

@@ -1,0 +1,229 @@
+"""What of a conversation's documents goes into a request.
+
+Each request carries the conversation's documents in one of two modes:
+
+- **full**: when their text fits CHAT_DOCUMENT_CONTEXT_SHARE of the model's context window
+  (`max_context_length` from `GET /models`), all of it, page by page, each page headed by a
+  marker such as `[Document "report.pdf", page 2]`;
+- **retrieval**: otherwise the pages are cut into chunks (each keeps its page), ranked against
+  the question (by `mistral-embed` when a Mistral key is set, else by BM25, which needs no
+  model at all) and the best CHAT_RETRIEVAL_CHUNKS go, with the same markers.
+
+Pages that have no text (scans when OCR was not available) go as pictures, and so does a
+page the question points at along with a figure word ("the chart on page 4"), next to its
+text. The model is asked to cite pages as `[report.pdf, p. 2]`; the answer's renderer links those
+(rendering/citations.py). Passages are cut and ranked in documents/ranking.py.
+"""
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from conversations.documents.ranking import Chunk, chunks_of, rank
+from conversations.documents.reading import PDF, count_tokens, page_image_data_url
+from conversations.errors import ChatError
+from conversations.models import Document, DocumentPage
+from conversations.modelservers import providers
+from conversations.selectors import document_ids_of, documents_with_pages
+
+logger = logging.getLogger(__name__)
+
+FULL, RETRIEVAL = "full", "retrieval"
+# Context window assumed for a model whose card cannot be read.
+DEFAULT_CONTEXT = 32768
+INSTRUCTIONS = (
+    "The user attached the documents below. Answer from them when they are relevant, and "
+    "cite the page of every fact you take from them in square brackets with the document's "
+    "name, for example [{name}, p. 3]."
+)
+_PAGE_REF = re.compile(r"\b(?:page|p\.|pg\.?)\s*(\d{1,4})\b", re.IGNORECASE)
+_PICTURE_WORDS = re.compile(
+    r"\b(chart|figure|fig\.|graph|diagram|table|image|picture|plot|illustration|photo|scan|"
+    r"drawing|map|logo|layout|look)s?\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(slots=True)
+class Plan:
+    """What the documents add to a request: its mode, the text part, the page pictures."""
+
+    mode: str
+    tokens: int  # of the documents' part as sent (full mode: all of it)
+    budget: int
+    documents: list[Document]
+    text: str = ""
+    pictures: list[tuple[Document, int]] = field(default_factory=list)
+    retriever: str = ""  # "mistral-embed" or "bm25", in retrieval mode
+
+    def note(self) -> str:
+        """A sentence under the answer: how the documents were sent."""
+        count = len(self.documents)
+        what = f"{count} document{'s' if count != 1 else ''}"
+        if self.mode == FULL:
+            return f"Sent the full text of {what}, ~{self.tokens:,} tokens."
+        return (
+            f"{what.capitalize()} too long to send whole: sent the "
+            f"{settings.CHAT_RETRIEVAL_CHUNKS} most relevant passages "
+            f"({self.retriever}), ~{self.tokens:,} tokens."
+        )
+
+
+def context_budget(max_context_length: int) -> int:
+    return int(max_context_length * settings.CHAT_DOCUMENT_CONTEXT_SHARE)
+
+
+def marker(name: str, page: int) -> str:
+    return f'[Document "{name}", page {page}]'
+
+
+def full_tokens(documents: list[Document]) -> int:
+    """Tokens of the documents' text as full mode sends it: the instructions, then each
+    page's marker and text (page tokens were counted when the document was read)."""
+    total = count_tokens(_instructions(documents))
+    for document in documents:
+        for page in document.page_list:
+            total += count_tokens(marker(document.name, page.number)) + 2 + page.tokens
+    return total
+
+
+def choose_mode(documents: list[Document], budget: int) -> tuple[str, int]:
+    """FULL when the documents' whole text fits the budget, else RETRIEVAL; with the full
+    text's tokens."""
+    tokens = full_tokens(documents)
+    return (FULL if tokens <= budget else RETRIEVAL), tokens
+
+
+def plan_full(documents: list[Document], budget: int, tokens: int, question: str) -> Plan:
+    blocks = [_instructions(documents)]
+    for document in documents:
+        for page in document.page_list:
+            body = page.text if page.text.strip() else "(no text: this page is sent as a picture)"
+            blocks.append(f"{marker(document.name, page.number)}\n{body}")
+    pictures = [
+        (d, p.number)
+        for d in documents
+        for p in d.page_list
+        if p.source == DocumentPage.Source.PAGE_IMAGE
+    ]
+    return Plan(
+        FULL,
+        tokens,
+        budget,
+        documents,
+        "\n\n".join(blocks),
+        _pictures(documents, question, pictures),
+    )
+
+
+def plan_retrieval(
+    documents: list[Document], budget: int, question: str, ranked: list[Chunk], retriever: str
+) -> Plan:
+    """The best chunks in document and page order (easier to read than by score), plus the
+    text of pages the question names."""
+    named = referenced_pages(question)
+    chosen = list(ranked[: settings.CHAT_RETRIEVAL_CHUNKS])
+    for document in documents:
+        for page in document.page_list:
+            if page.number in named and page.text.strip():
+                chosen.append(Chunk(document.pk, document.name, page.number, page.text))
+    order = {d.pk: i for i, d in enumerate(documents)}
+    seen: set[tuple[int, int, str]] = set()
+    blocks = [
+        _instructions(documents)
+        + " The documents are too long to send whole: these are the passages most relevant "
+        "to the question."
+    ]
+    for chunk in sorted(chosen, key=lambda c: (order[c.document_id], c.page)):
+        key = (chunk.document_id, chunk.page, chunk.text)
+        if key not in seen:
+            seen.add(key)
+            blocks.append(f"{marker(chunk.name, chunk.page)}\n{chunk.text}")
+    text = "\n\n".join(blocks)
+    return Plan(
+        RETRIEVAL,
+        count_tokens(text),
+        budget,
+        documents,
+        text,
+        _pictures(documents, question, []),
+        retriever,
+    )
+
+
+def _instructions(documents: list[Document]) -> str:
+    return INSTRUCTIONS.format(name=documents[-1].name if documents else "report.pdf")
+
+
+def _pictures(
+    documents: list[Document], question: str, always: list[tuple[Document, int]]
+) -> list[tuple[Document, int]]:
+    """Pages sent as pictures: pages without text, and PDF pages the question names along
+    with a figure word. The newest documents' first when there are too many."""
+    wanted = list(always)
+    if _PICTURE_WORDS.search(question):
+        named = referenced_pages(question)
+        for document in reversed(documents):  # "page 4" most likely means the newest
+            if document.mime != PDF:
+                continue
+            for number in sorted(named):
+                if number <= document.page_count and (document, number) not in wanted:
+                    wanted.insert(0, (document, number))
+            if named & set(range(1, document.page_count + 1)):
+                break
+    return wanted
+
+
+def referenced_pages(question: str) -> set[int]:
+    return {int(n) for n in _PAGE_REF.findall(question)}
+
+
+def document_parts(plan: Plan, limit: int) -> tuple[list[dict[str, Any]], int]:
+    """The content parts the documents add to the question: the text with page markers,
+    then up to `limit` page pictures as `data:image/png;base64,` URLs (rendered now, so
+    call it off the event loop), each after its marker. Returns them and the pictures left
+    out."""
+    parts: list[dict[str, Any]] = [{"type": "text", "text": plan.text}]
+    for document, number in plan.pictures[:limit]:
+        parts.append({"type": "text", "text": f"{marker(document.name, number)} (picture)"})
+        parts.append({"type": "image_url", "image_url": page_image_data_url(document, number)})
+    return parts, max(0, len(plan.pictures) - limit)
+
+
+# Planning a request (async: the model list and embeddings are network calls)
+
+
+async def max_context_length(model: str) -> int:
+    """The model's context window from its provider's `GET /models` card."""
+    try:
+        card = await providers.model_card(model)
+    except ChatError as err:
+        logger.info("Reading the context window of %s failed (%s)", model, err.code)
+        return DEFAULT_CONTEXT
+    return card.max_context_length if card is not None else DEFAULT_CONTEXT
+
+
+async def plan_for_request(
+    *, model: str, history: list, user_id: int, conversation_id: int
+) -> Plan | None:
+    """How this conversation's documents go into the request for its newest question, or
+    None when it has none. Reads rows and counts tokens in threads."""
+    ids = document_ids_of(history)
+    if not ids:
+        return None
+    documents = await database_sync_to_async(documents_with_pages)(document_ids=ids)
+    if not documents:
+        return None
+    question = next((m.text for m in reversed(history) if m.role == "user"), "")
+    budget = context_budget(await max_context_length(model))
+    mode, tokens = await asyncio.to_thread(choose_mode, documents, budget)
+    if mode == FULL:
+        return await asyncio.to_thread(plan_full, documents, budget, tokens, question)
+    chunks = chunks_of(documents)
+    ranked, retriever = await rank(chunks, question, user_id, conversation_id)
+    return await asyncio.to_thread(plan_retrieval, documents, budget, question, ranked, retriever)

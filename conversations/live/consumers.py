@@ -1,0 +1,257 @@
+"""The socket protocol (docs/protocol.md): each browser frame is parsed, checked against
+its sender, handed to a service or the generation, and answered; group events become
+frames. Nothing here talks to the model server or renders markdown."""
+
+import contextlib
+from typing import Any
+
+# daphne (autobahn) raises this for a send on a socket the browser has just closed.
+from autobahn.exception import Disconnected
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from chatsite import fast_path
+from chatsite.fast_path import daphne_frames
+from chatsite.fast_path.consumer_dispatch import DirectDispatch
+from conversations.live import broadcast
+from conversations.live.control import remote_request, worker_channel
+from conversations.live.frames import conversation_data, message_data
+from conversations.live.generation import (
+    generation_start,
+    generation_stop,
+    live_message_data,
+    running,
+)
+from conversations.live.protocol import ProtocolError, encode, parse_frame
+from conversations.live.recovery import ensure_recovered
+from conversations.models import Message
+from conversations.modelservers import providers
+from conversations.selectors import (
+    ConversationNotFound,
+    access_conversation,
+    access_message,
+    active_answers,
+    messages_since,
+)
+from conversations.services import (
+    AnswerInProgress,
+    AttachmentsRejected,
+    NotRetryable,
+    Question,
+    message_retry,
+    questions_submit,
+)
+from conversations.trips import Trips
+
+# Close code for "not signed in" and "your session ended"; the page goes to the login.
+CLOSE_UNAUTHENTICATED = 4401
+
+
+# Questions sent at the same moment, from any tab, are stored in one database trip.
+_questions_stored = Trips(questions_submit)
+
+
+class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
+    watching: int | None = None
+    write_direct: daphne_frames.TextWriter | None = None
+
+    async def connect(self) -> None:
+        self.user = self.scope["user"]
+        self.write_direct = self.scope.get("extensions", {}).get(daphne_frames.EXTENSION)
+        if not self.user.is_authenticated:
+            await self.accept()  # accepted first, so the browser sees why it is closed
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        await ensure_recovered()
+        await self.channel_layer.group_add(broadcast.user_group(self.user.pk), self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if not self.user.is_authenticated:
+            return
+        await self._unwatch()
+        await self.channel_layer.group_discard(
+            broadcast.user_group(self.user.pk), self.channel_name
+        )
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            frame = parse_frame(
+                text_data if text_data is not None else bytes_data or b"",
+                max_text_chars=settings.CHAT_MAX_MESSAGE_CHARS,
+            )
+            handler = getattr(self, f"on_{frame['type']}")
+            await handler(frame)
+        except ProtocolError as err:
+            await self.send_error(err.code, err.message)
+        except ConversationNotFound:
+            await self.send_error("not_found", "No such conversation or message.")
+
+    # Browser frames
+
+    async def on_subscribe(self, frame: dict[str, Any]) -> None:
+        conversation = await database_sync_to_async(access_conversation)(
+            user=self.user, conversation_id=frame["conversation"]
+        )
+        await self._watch(conversation.pk)
+        if "since" in frame:
+            messages = await database_sync_to_async(messages_since)(
+                conversation_id=conversation.pk, since_id=frame["since"]
+            )
+        else:
+            messages = await database_sync_to_async(active_answers)(conversation_id=conversation.pk)
+        # Live state is read and sent with no await in between, so the next delta
+        # this tab receives is exactly the one after the `seq` it is given here.
+        await self.send_json(
+            {
+                "type": "subscribed",
+                "conversation": conversation.pk,
+                "messages": [live_message_data(m) for m in messages],
+            }
+        )
+        await self._ask_for_remote_state(messages)
+
+    async def on_send(self, frame: dict[str, Any]) -> None:
+        try:
+            submitted = await _questions_stored(
+                Question(
+                    user=self.user,
+                    conversation_id=frame["conversation"],
+                    model=frame.get("model") or providers.default_model(),
+                    text=frame["text"],
+                    worker=await worker_channel(),
+                    attachment_ids=frame.get("attachments"),
+                    document_ids=frame.get("documents"),
+                )
+            )
+        except AnswerInProgress as busy:
+            await self.send_busy(busy.args[0])
+            return
+        except AttachmentsRejected as err:
+            await self.send_error(err.code, err.message)
+            return
+        conversation, answer = submitted.conversation, submitted.answer
+        if submitted.created:
+            created = {"type": "conversation", "conversation": conversation_data(conversation)}
+            await self.send_json(created)
+            await broadcast.user_publish(self.user.pk, created)
+        await self._watch(conversation.pk)
+        await broadcast.conversation_publish(
+            conversation.pk,
+            *(
+                {"type": "message", "message": message_data(m)}
+                for m in (submitted.question, answer)
+            ),
+        )
+        generation_start(conversation=conversation, answer=answer, history=submitted.history)
+
+    async def on_stop(self, frame: dict[str, Any]) -> None:
+        conversation = await database_sync_to_async(access_conversation)(
+            user=self.user, conversation_id=frame["conversation"]
+        )
+        if not generation_stop(conversation.pk):
+            for answer in await database_sync_to_async(active_answers)(
+                conversation_id=conversation.pk
+            ):
+                await remote_request(answer, "stop")
+
+    async def on_retry(self, frame: dict[str, Any]) -> None:
+        message = await database_sync_to_async(access_message)(
+            user=self.user, message_id=frame["message"]
+        )
+        if running(message.conversation_id) is not None:
+            await self.send_busy(message.conversation_id)
+            return
+        try:
+            answer, history = await database_sync_to_async(message_retry)(
+                answer=message, worker=await worker_channel()
+            )
+        except NotRetryable:
+            await self.send_error(
+                "not_retryable", "Only the last answer, once it has ended, can be retried."
+            )
+            return
+        await self._watch(answer.conversation_id)
+        await broadcast.conversation_publish(
+            answer.conversation_id, {"type": "message", "message": message_data(answer)}
+        )
+        generation_start(conversation=answer.conversation, answer=answer, history=history)
+
+    async def on_resync(self, frame: dict[str, Any]) -> None:
+        message = await database_sync_to_async(access_message)(
+            user=self.user, message_id=frame["message"]
+        )
+        await self.send_json({"type": "message", "message": live_message_data(message)})
+        await self._ask_for_remote_state([message])
+
+    # Channel-layer events
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Events are handled without Channels' hop to the database thread while the fast
+        # path runs (chatsite/fast_path/consumer_dispatch.py); the one event sent per delta
+        # goes to its handler without even a lookup.
+        if message["type"] == "relay.frame" and fast_path.active.consumer_dispatch:
+            await self.relay_frame(message)
+            return
+        await super().dispatch(message)
+
+    async def relay_frame(self, event: dict[str, Any]) -> None:
+        if event["origin"] != broadcast.PROCESS_ID:  # this process's tabs already have it
+            await self.send_frame(event["text"].encode())
+
+    async def session_end(self, event: dict[str, Any]) -> None:
+        await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    # Sending
+
+    async def send_frame(self, data: bytes) -> None:
+        """Send a text frame's UTF-8 `data`; a tab that has just gone away is skipped, not an
+        error for the answer being broadcast (its disconnect arrives next). Under daphne the
+        frame is written to the connection directly when it can be
+        (chatsite/fast_path/daphne_frames.py)."""
+        if self.write_direct is not None and self.write_direct(data):
+            return
+        with contextlib.suppress(Disconnected):
+            await self.base_send({"type": "websocket.send", "text": data.decode()})
+
+    async def send_json(self, frame: dict[str, Any]) -> None:
+        await self.send_frame(encode(frame))
+
+    async def send_error(self, code: str, message: str, **extra: Any) -> None:
+        await self.send_json({"type": "error", "code": code, "message": message, **extra})
+
+    async def send_busy(self, conversation_id: int) -> None:
+        await self.send_error(
+            "busy",
+            "An answer is still being written in this conversation.",
+            conversation=conversation_id,
+        )
+
+    async def _ask_for_remote_state(self, messages: list[Message]) -> None:
+        """Answers running in another process were sent as last saved; their process is
+        asked to send this tab the live state, which replaces it."""
+        for message in messages:
+            if message.is_active and running(message.conversation_id) is None:
+                await remote_request(message, "state", reply_to=self.channel_name)
+
+    async def _watch(self, conversation_id: int) -> None:
+        if self.watching == conversation_id:
+            return
+        await self._unwatch()
+        self.watching = conversation_id
+        broadcast.watch(conversation_id, self)
+        if broadcast.other_processes_listen():
+            await self.channel_layer.group_add(
+                broadcast.conversation_group(conversation_id), self.channel_name
+            )
+
+    async def _unwatch(self) -> None:
+        if self.watching is None:
+            return
+        conversation_id, self.watching = self.watching, None
+        broadcast.unwatch(conversation_id, self)
+        if broadcast.other_processes_listen():
+            await self.channel_layer.group_discard(
+                broadcast.conversation_group(conversation_id), self.channel_name
+            )

@@ -1,0 +1,143 @@
+"""What the browser is told about a message, a conversation, an image or a document: the
+dicts of frames (docs/protocol.md) and of the JSON the pages' scripts fetch, built from rows
+in one place, so a reload and a live frame show the same thing. No queries: what a dict
+needs is read with its row (selectors.with_images, message_submit).
+"""
+
+from typing import Any
+
+from django.urls import reverse
+
+from conversations.answers import Outcome
+from conversations.live.protocol import AttachmentData, DocumentRef, MessageData
+from conversations.models import Attachment, Conversation, Document, Message
+from conversations.modelservers import model_ids
+
+
+def message_data(message: Message, *, seq: int = 0) -> MessageData:
+    """A message as the browser sees it, from its row."""
+    return {
+        "id": message.pk,
+        "conversation": message.conversation_id,
+        "role": message.role,
+        "text": message.text,
+        "html": message.html,
+        "tail": "",
+        "status": message.status,
+        "seq": seq,
+        "model": message.model,
+        "author": model_ids.author(message.model),
+        "error_code": message.error_code,
+        "error_text": message.error_text,
+        "finish_reason": message.finish_reason,
+        "prompt_tokens": message.prompt_tokens,
+        "completion_tokens": message.completion_tokens,
+        "time_to_first_token_ms": message.time_to_first_token_ms,
+        "duration_ms": message.duration_ms,
+        "notice": message.notice,
+        **_attachments_of(message),
+        **_documents_of(message),
+    }
+
+
+def ended_message_data(
+    *, message_id: int, conversation_id: int, seq: int, outcome: Outcome
+) -> MessageData:
+    """A finished answer as the browser sees it, from what was just stored."""
+    return {
+        "id": message_id,
+        "conversation": conversation_id,
+        "role": Message.Role.ASSISTANT,
+        "text": outcome.text,
+        "html": outcome.html,
+        "tail": "",
+        "status": outcome.status,
+        "seq": seq,
+        "model": outcome.model,
+        "author": model_ids.author(outcome.model),
+        "error_code": outcome.error_code,
+        "error_text": outcome.error_text,
+        "finish_reason": outcome.finish_reason,
+        "prompt_tokens": outcome.prompt_tokens,
+        "completion_tokens": outcome.completion_tokens,
+        "time_to_first_token_ms": outcome.time_to_first_token_ms,
+        "duration_ms": outcome.duration_ms,
+        "notice": outcome.notice,
+    }
+
+
+def _attachments_of(message: Message) -> dict[str, list[AttachmentData]]:
+    """A question's images, when they were read with it (selectors.with_images, and
+    message_submit): this may run on the event loop, where a query must not. A question
+    sent without images has none."""
+    if message.role != Message.Role.USER or message.images is None:
+        return {}
+    return {"attachments": [attachment_data(a) for a in message.images]}
+
+
+def _documents_of(message: Message) -> dict[str, list[DocumentRef]]:
+    """A question's documents, from its stored parts (no query)."""
+    if message.role != Message.Role.USER or "parts" in message.get_deferred_fields():
+        return {}
+    refs: list[DocumentRef] = [
+        {"id": part["document"], "name": part["name"], "pages": part["pages"]}
+        for part in message.parts or []
+        if isinstance(part, dict) and part.get("type") == "document"
+    ]
+    return {"documents": refs} if refs else {}
+
+
+def attachment_data(attachment: Attachment) -> AttachmentData:
+    """An image as the browser sees it: where to fetch it, and what the model was sent."""
+    return {
+        "id": attachment.pk,
+        "name": attachment.name,
+        "url": reverse("attachment_file", args=[attachment.pk, "sent"]),
+        "original_url": reverse("attachment_file", args=[attachment.pk, "original"]),
+        "width": attachment.width,
+        "height": attachment.height,
+        "sent_width": attachment.sent_width,
+        "sent_height": attachment.sent_height,
+        "sent_bytes": attachment.sent_bytes,
+        "tokens": attachment.tokens,
+    }
+
+
+def conversation_data(conversation: Conversation) -> dict[str, Any]:
+    """A conversation as the sidebar shows it."""
+    return {
+        "id": conversation.pk,
+        "title": conversation.title,
+        "model": conversation.model,
+        "updated_at": conversation.updated_at.isoformat(),
+    }
+
+
+def document_data(document: Document) -> dict[str, Any]:
+    """A document as the composer sees it while it is read."""
+    return {
+        "id": document.pk,
+        "name": document.name,
+        "mime": document.mime,
+        "size": document.size,
+        "status": document.status,
+        "page_count": document.page_count,
+        "pages_done": document.pages_done,
+        "tokens": document.tokens,
+        "error": document.error,
+        "url": reverse("document_status", args=[document.pk]),
+    }
+
+
+def answer_meta(message: Message) -> str:
+    """The line under an ended answer; static/js/thread.js writes the same from a frame."""
+    if message.role != Message.Role.ASSISTANT or message.is_active:
+        return ""
+    parts = [message.model] if message.model else []
+    if message.prompt_tokens is not None and message.completion_tokens is not None:
+        parts.append(f"{message.prompt_tokens:,} in · {message.completion_tokens:,} out tokens")
+    if message.time_to_first_token_ms is not None:
+        ms = message.time_to_first_token_ms
+        first = f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+        parts.append(f"first token {first}")
+    return " · ".join(parts)

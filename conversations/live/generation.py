@@ -1,0 +1,347 @@
+"""A running answer, and this process's registry of them.
+
+A generation belongs to its conversation, not to a socket: it is an asyncio task that gets
+its request from request_plan, streams it from the model server, publishes each batch of
+text to every tab watching the conversation, and stores the answer (about once a second
+while it grows, and always at the end). Closing a tab only stops that tab from watching.
+
+Frames are batched naturally: every network read from the model server becomes at most
+one `delta` frame, sent at once; whatever arrives while a send is in flight goes into the
+next one. No timer ever holds text back.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from conversations.answers import Ending, Outcome, answer_endings_store, message_progress_save
+from conversations.errors import ChatError
+from conversations.live import broadcast
+from conversations.live.answer_text import AnswerText
+from conversations.live.frames import ended_message_data, message_data
+from conversations.live.protocol import MessageData, QueuedFrame
+from conversations.live.request_plan import request_plan
+from conversations.live.titles import title_after_first_answer
+from conversations.models import Conversation, Message
+from conversations.modelservers import providers
+from conversations.modelservers.errors import (
+    InvalidModel,
+    ModelError,
+    RateLimited,
+    StreamInterrupted,
+    UpstreamTimeout,
+)
+from conversations.modelservers.local_model import QueuePosition
+from conversations.selectors import PromptMessage
+from conversations.trips import Trips
+from conversations.usage import budget_limits_set, check_daily_budget
+
+logger = logging.getLogger(__name__)
+
+# After tokens have reached the user, these failures mean the stream was cut: the
+# answer is kept as interrupted. Anything else that breaks a stream marks it failed.
+_CUT_ERRORS = (StreamInterrupted, UpstreamTimeout)
+
+
+@dataclass(eq=False)
+class Generation:
+    conversation_id: int
+    message_id: int
+    owner_id: int
+    model: str
+    answer: AnswerText = field(default_factory=AnswerText)
+    seq: int = 0
+    started: float = field(default_factory=time.monotonic)
+    first_token_at: float | None = None
+    # "new" until the task runs, "streaming" while Stop can cancel it, then "finishing".
+    phase: str = "new"
+    stop_requested: bool = False
+    notice: str = ""  # for the reader: another model answered, images were left out
+    # Answers ahead of this one for the local model while it waits its turn, else None.
+    queue_position: int | None = None
+    saved_seq: int = 0
+    saved_at: float = field(default_factory=time.monotonic)
+    # The question of a conversation's first exchange while it has no title, else None.
+    title_question: str | None = None
+    task: asyncio.Task | None = None
+    # The body sent upstream, once sent: summarised into its ApiCall row at the end.
+    request: dict[str, Any] | None = None
+
+    @property
+    def text(self) -> str:
+        return self.answer.text
+
+    def add(self, text: str) -> dict[str, Any]:
+        """Fold one batch of text in and return its delta frame."""
+        now = time.monotonic()
+        if self.first_token_at is None:
+            self.first_token_at = now
+        self.seq += 1
+        settled, tail = self.answer.add(text, now, len(_running))
+        frame = {
+            "type": "delta",
+            "conversation": self.conversation_id,
+            "message": self.message_id,
+            "seq": self.seq,
+            "text": text,
+            "settled": settled,
+        }
+        if tail is not None:
+            frame["tail"] = tail
+        return frame
+
+    def queued(self, position: int) -> QueuedFrame:
+        """The frame telling tabs how many answers are ahead of this one for the local
+        model; 0 when its turn has come."""
+        self.queue_position = position or None
+        return {
+            "type": "queued",
+            "conversation": self.conversation_id,
+            "message": self.message_id,
+            "position": position,
+        }
+
+    def live_state(self) -> dict[str, Any]:
+        """What of the answer's row is newer here than in the database: its text so far,
+        as html too, and the `seq` that text includes."""
+        state = {
+            "status": Message.Status.STREAMING if self.seq else Message.Status.PENDING,
+            "text": self.text,
+            "html": "".join(self.answer.settled),
+            "tail": self.answer.current_tail(),
+            "seq": self.seq,
+            "model": self.model,
+            "notice": self.notice,
+        }
+        if self.queue_position:
+            state["queue_position"] = self.queue_position
+        return state
+
+
+# Running generations of this process, by conversation id (one answer at a time each).
+_running: dict[int, Generation] = {}
+# Background tasks (title generation) kept referenced until they end.
+_background: set[asyncio.Task] = set()
+_flusher: asyncio.Task | None = None
+
+
+def running(conversation_id: int) -> Generation | None:
+    return _running.get(conversation_id)
+
+
+def live_message_data(message: Message) -> MessageData:
+    """A message as the browser sees it; an answer running in this process comes with
+    its text so far and `seq`, read in one step so the next delta follows exactly."""
+    data = message_data(message)
+    gen = _running.get(message.conversation_id)
+    if gen is not None and gen.message_id == message.pk:
+        data.update(gen.live_state())
+    return data
+
+
+def generation_start(
+    *, conversation: Conversation, answer: Message, history: list[PromptMessage]
+) -> Generation:
+    """Start streaming an answer whose row exists (pending), after `history`. Returns at
+    once."""
+    gen = Generation(
+        conversation_id=conversation.pk,
+        message_id=answer.pk,
+        owner_id=conversation.owner_id,
+        model=conversation.model,
+    )
+    questions = [m.text for m in history if m.role == Message.Role.USER]
+    if not conversation.title and len(questions) == 1:
+        gen.title_question = questions[0]
+    _running[conversation.pk] = gen
+    gen.task = asyncio.create_task(_generate(gen, conversation, history))
+    _ensure_flusher()
+    return gen
+
+
+def generation_stop(conversation_id: int) -> bool:
+    """Stop the answer streaming in a conversation; its text so far is kept."""
+    gen = _running.get(conversation_id)
+    if gen is None or gen.phase == "finishing":
+        return False
+    gen.stop_requested = True
+    if gen.phase == "streaming":
+        gen.task.cancel()
+    return True
+
+
+async def _generate(
+    gen: Generation, conversation: Conversation, history: list[PromptMessage]
+) -> None:
+    outcome: Outcome | None = None
+    try:
+        gen.phase = "streaming"
+        if gen.stop_requested:
+            raise asyncio.CancelledError
+        if budget_limits_set():  # BudgetExceeded fails the answer before any request
+            await database_sync_to_async(check_daily_budget)(user_id=gen.owner_id)
+        plan = await request_plan(conversation=conversation, history=history, owner_id=gen.owner_id)
+        gen.model, gen.notice = plan.model, plan.notice
+        if plan.citations is not None:
+            gen.answer.cite(plan.citations)
+        gen.request = plan.body
+        outcome = await _stream(gen, plan.provider, plan.body)
+    except asyncio.CancelledError:
+        if not gen.stop_requested:
+            raise  # the process is shutting down: the row is recovered as interrupted
+        asyncio.current_task().uncancel()
+        outcome = _outcome(gen, status=Message.Status.STOPPED, finish_reason="stopped")
+    except ChatError as err:
+        if isinstance(err, InvalidModel):
+            # A retired model (pixtral-large-latest): the next picker and vision choice
+            # should not offer it again.
+            await providers.refresh_models(gen.model)
+        outcome = _failure(gen, err)
+    except Exception:
+        logger.exception("Generation of message %s broke", gen.message_id)
+        outcome = _outcome(
+            gen,
+            status=Message.Status.FAILED,
+            error_code="internal",
+            error_text="Something went wrong on this server while writing the answer.",
+        )
+    finally:
+        gen.phase = "finishing"
+        if outcome is not None:
+            await _finish(gen, outcome)
+            if gen.title_question is not None:
+                _spawn(
+                    title_after_first_answer(
+                        conversation_id=gen.conversation_id,
+                        owner_id=gen.owner_id,
+                        question=gen.title_question,
+                        outcome=outcome,
+                    )
+                )
+
+
+async def _stream(gen: Generation, provider: providers.Provider, body: dict[str, Any]) -> Outcome:
+    usage = None
+    finish_reason = ""
+    async with contextlib.aclosing(provider.stream_chat(body)) as stream:
+        async for batch in stream:
+            if batch.text:
+                await broadcast.conversation_publish(gen.conversation_id, gen.add(batch.text))
+            elif type(batch) is QueuePosition:
+                await broadcast.conversation_publish(
+                    gen.conversation_id, gen.queued(batch.position)
+                )
+            if batch.usage is not None:
+                usage = batch.usage
+            if batch.finish_reason:
+                finish_reason = batch.finish_reason
+            if batch.model:
+                gen.model = batch.model
+    return _outcome(
+        gen,
+        status=Message.Status.COMPLETE,
+        finish_reason=finish_reason,
+        prompt_tokens=usage.prompt_tokens if usage else None,
+        completion_tokens=usage.completion_tokens if usage else None,
+    )
+
+
+def _failure(gen: Generation, err: ChatError) -> Outcome:
+    status = Message.Status.FAILED
+    if gen.seq and isinstance(err, _CUT_ERRORS):
+        status = Message.Status.INTERRUPTED
+    text = err.message
+    if isinstance(err, RateLimited) and err.retry_after:
+        text = f"{text.rstrip('.')}. Try again in {err.retry_after:.0f} s."
+    elif isinstance(err, ModelError):
+        status = Message.Status.FAILED
+    elif isinstance(err, InvalidModel):
+        text = (
+            f"The model server does not offer {gen.model} (any more). The list of models "
+            "has been refreshed: choose another model, then retry."
+        )
+    return _outcome(gen, status=status, error_code=err.code, error_text=text)
+
+
+def _outcome(gen: Generation, *, status: str, **fields: Any) -> Outcome:
+    now = time.monotonic()
+    return Outcome(
+        status=status,
+        text=gen.text,
+        html=gen.answer.whole_html(),
+        model=gen.model,
+        time_to_first_token_ms=(
+            round((gen.first_token_at - gen.started) * 1000) if gen.first_token_at else None
+        ),
+        duration_ms=round((now - gen.started) * 1000),
+        notice=gen.notice,
+        **fields,
+    )
+
+
+# Answers ending at the same moment share one database trip.
+_endings_stored = Trips(answer_endings_store)
+
+
+async def _finish(gen: Generation, outcome: Outcome) -> None:
+    """Store the ending, take the answer out of the registry, then tell every tab: by the
+    time a tab sees the ending, the conversation takes a new question."""
+    ending = Ending(gen.message_id, gen.conversation_id, gen.owner_id, outcome, gen.request)
+    try:
+        stored = await _endings_stored(ending)
+    finally:
+        if _running.get(gen.conversation_id) is gen:
+            del _running[gen.conversation_id]
+    if stored:
+        frame = ended_message_data(
+            message_id=gen.message_id,
+            conversation_id=gen.conversation_id,
+            seq=gen.seq,
+            outcome=outcome,
+        )
+        await broadcast.conversation_publish(
+            gen.conversation_id, {"type": "message", "message": frame}
+        )
+
+
+def _spawn(coro) -> None:
+    task = asyncio.create_task(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+def _ensure_flusher() -> None:
+    global _flusher
+    if _flusher is None or _flusher.done() or _flusher.get_loop() is not asyncio.get_running_loop():
+        _flusher = asyncio.create_task(_flush_while_running())
+
+
+async def _flush_while_running() -> None:
+    """Save each running answer's text once per CHAT_SAVE_INTERVAL of its own (so an
+    answer of T seconds is saved at most T times before its end), the answers due
+    together in one transaction. With several processes, rows are touched even without
+    new text, to show they live."""
+    touch = broadcast.other_processes_listen()
+    interval = settings.CHAT_SAVE_INTERVAL
+    while _running:
+        await asyncio.sleep(interval / 4)
+        now = time.monotonic()
+        progress = {}
+        for gen in tuple(_running.values()):
+            if now - gen.saved_at < interval or gen.phase == "finishing":
+                continue
+            if gen.seq != gen.saved_seq:
+                progress[gen.message_id] = gen.text
+            elif not touch:
+                continue
+            else:
+                progress[gen.message_id] = ""
+            gen.saved_seq, gen.saved_at = gen.seq, now
+        if progress:
+            await database_sync_to_async(message_progress_save)(progress=progress)

@@ -1,0 +1,209 @@
+"""The websocket protocol: frame shapes both ways, and `parse_frame()` for what a browser sends.
+
+Documented with examples in docs/protocol.md; this module and that page change together.
+"""
+
+from typing import Any, Literal, NotRequired, TypedDict
+
+import orjson
+
+# A frame bigger than this is refused before it is parsed (a question's own limit is
+# CHAT_MAX_MESSAGE_CHARS; this only bounds the work of reading JSON).
+MAX_FRAME_BYTES = 256 * 1024
+# Bounds the ids a `send` may list; how many images a message may carry is the service's rule.
+_MAX_ATTACHMENT_IDS = 100
+
+
+class ProtocolError(Exception):
+    """A frame the server cannot act on; `code` is stable, the message is for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# Browser → server
+
+
+class SubscribeFrame(TypedDict):
+    type: Literal["subscribe"]
+    conversation: int
+    since: NotRequired[int]  # the newest message id the tab already shows
+
+
+class SendFrame(TypedDict):
+    type: Literal["send"]
+    conversation: int | None  # None starts a new conversation
+    text: str
+    model: NotRequired[str]
+    attachments: NotRequired[list[int]]  # uploaded image ids, in the order shown
+    documents: NotRequired[list[int]]  # uploaded document ids, read and ready
+
+
+class StopFrame(TypedDict):
+    type: Literal["stop"]
+    conversation: int
+
+
+class RetryFrame(TypedDict):
+    type: Literal["retry"]
+    message: int
+
+
+class ResyncFrame(TypedDict):
+    type: Literal["resync"]
+    message: int
+
+
+ClientFrame = SubscribeFrame | SendFrame | StopFrame | RetryFrame | ResyncFrame
+
+
+# Server → browser
+
+
+class AttachmentData(TypedDict):
+    id: int
+    name: str
+    url: str  # the copy the model got
+    original_url: str
+    width: int  # the original, upright
+    height: int
+    sent_width: int
+    sent_height: int
+    sent_bytes: int
+    tokens: int  # the model's estimated image tokens
+
+
+class DocumentRef(TypedDict):
+    """A document as a question shows it: a chip with its name and size."""
+
+    id: int
+    name: str
+    pages: int
+
+
+class MessageData(TypedDict):
+    id: int
+    conversation: int
+    role: str
+    text: str
+    html: str  # settled blocks while streaming, the whole answer once ended
+    tail: str  # the open last block while streaming, else ""
+    status: str
+    seq: int  # deltas already folded into `text`
+    model: str
+    author: str  # who answers, in words: "Mistral", "Small local model", an endpoint's model
+    error_code: str
+    error_text: str
+    finish_reason: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    time_to_first_token_ms: int | None
+    duration_ms: int | None
+    notice: NotRequired[str]  # an answer's note for the reader: which model answered, and why
+    queue_position: NotRequired[int]  # answers ahead of it for the local model, while it waits
+    attachments: NotRequired[list[AttachmentData]]  # a question's images
+    documents: NotRequired[list[DocumentRef]]  # a question's documents
+
+
+class DeltaFrame(TypedDict):
+    type: Literal["delta"]
+    conversation: int
+    message: int
+    seq: int
+    text: str
+    settled: list[str]  # html of blocks that settled with this delta, rendered once
+    tail: NotRequired[str]  # html of the open tail; absent: append `text` to the old tail
+
+
+class QueuedFrame(TypedDict):
+    """An answer waits for the local model, which computes one at a time per process."""
+
+    type: Literal["queued"]
+    conversation: int
+    message: int
+    position: int  # answers ahead of this one; 0 once its turn has come
+
+
+class ErrorFrame(TypedDict):
+    type: Literal["error"]
+    code: str
+    message: str
+    conversation: NotRequired[int]
+    retry_after: NotRequired[float]
+
+
+def _int(frame: dict[str, Any], key: str, *, optional: bool = False) -> int | None:
+    value = frame.get(key)
+    if value is None and optional:
+        return None
+    if type(value) is not int or value < 0:
+        raise ProtocolError("invalid", f"'{key}' must be a non-negative integer.")
+    return value
+
+
+def parse_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame:
+    """Parse and validate one frame from a browser, or raise ProtocolError."""
+    if len(raw) > MAX_FRAME_BYTES:
+        raise ProtocolError("frame_too_large", f"Frames are limited to {MAX_FRAME_BYTES} bytes.")
+    try:
+        frame = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ProtocolError("bad_json", "The frame is not valid JSON.") from None
+    if not isinstance(frame, dict):
+        raise ProtocolError("bad_json", "A frame must be a JSON object.")
+    kind = frame.get("type")
+    if kind == "subscribe":
+        parsed: dict[str, Any] = {"type": kind, "conversation": _int(frame, "conversation")}
+        if (since := _int(frame, "since", optional=True)) is not None:
+            parsed["since"] = since
+        return parsed  # type: ignore[return-value]
+    if kind == "send":
+        text = frame.get("text")
+        if not isinstance(text, str):
+            raise ProtocolError("invalid", "'text' must be a string.")
+        attachments = frame.get("attachments", [])
+        if (
+            not isinstance(attachments, list)
+            or len(attachments) > _MAX_ATTACHMENT_IDS
+            or any(type(a) is not int or a < 0 for a in attachments)
+        ):
+            raise ProtocolError("invalid", "'attachments' must be a list of attachment ids.")
+        documents = frame.get("documents", [])
+        if (
+            not isinstance(documents, list)
+            or len(documents) > _MAX_ATTACHMENT_IDS
+            or any(type(d) is not int or d < 0 for d in documents)
+        ):
+            raise ProtocolError("invalid", "'documents' must be a list of document ids.")
+        if not text.strip() and not attachments and not documents:
+            raise ProtocolError("empty_message", "The message is empty.")
+        if len(text) > max_text_chars:
+            raise ProtocolError(
+                "too_long",
+                f"The message is {len(text):,} characters; the limit is {max_text_chars:,}.",
+            )
+        parsed = {"type": kind, "conversation": _int(frame, "conversation", optional=True)}
+        parsed["text"] = text
+        model = frame.get("model")
+        if model is not None:
+            if not isinstance(model, str) or not 0 < len(model) <= 100:
+                raise ProtocolError("invalid", "'model' must be a model id.")
+            parsed["model"] = model
+        if attachments:
+            parsed["attachments"] = attachments
+        if documents:
+            parsed["documents"] = documents
+        return parsed  # type: ignore[return-value]
+    if kind == "stop":
+        return {"type": kind, "conversation": _int(frame, "conversation")}  # type: ignore[typeddict-item]
+    if kind in ("retry", "resync"):
+        return {"type": kind, "message": _int(frame, "message")}  # type: ignore[return-value]
+    raise ProtocolError("unknown_type", f"Unknown frame type: {str(kind)[:40]!r}.")
+
+
+def encode(frame: dict[str, Any]) -> bytes:
+    """One JSON encoding per frame, shared by every tab it goes to: UTF-8, as a websocket
+    text frame carries it (a channel-layer event carries it decoded)."""
+    return orjson.dumps(frame)

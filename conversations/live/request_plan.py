@@ -1,0 +1,192 @@
+"""What an answer's model request will be, assembled from the conversation before it: the
+model to ask (a model that can see when the question has images), the body that server
+documents, the note for the reader about what was changed or left out, and the documents
+the answer may cite. It returns a value; the generation only streams it.
+
+Without images or documents this is the conversation's model and its text, at once. With
+images, the files are read into `data:` URLs in a thread, only now; with documents, their
+text (or the passages retrieval picked) and page pictures join the newest question
+(conversations/documents/retrieval.py).
+"""
+
+import asyncio
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.urls import reverse
+
+from conversations.documents import retrieval
+from conversations.errors import ChatError, NoVisionModel
+from conversations.images import MAX_IMAGES_PER_REQUEST, image_data_url
+from conversations.models import Conversation, Message
+from conversations.modelservers import providers
+from conversations.rendering import Citations
+from conversations.selectors import PromptMessage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPlan:
+    provider: providers.Provider
+    model: str  # the model asked, as the picker names it
+    body: dict[str, Any]
+    notice: str = ""  # for the reader: another model answered, images were left out
+    citations: Citations | None = None  # the documents the request carried
+
+
+async def request_plan(
+    *, conversation: Conversation, history: list[PromptMessage], owner_id: int
+) -> RequestPlan:
+    """The request for the answer after `history`; raises ChatError when there can be none
+    (no model server offers the model, images and nothing can see them)."""
+    kept, dropped = images_to_send(history)
+    documents = None
+    if any(m.parts for m in history if m.role == Message.Role.USER):
+        documents = await retrieval.plan_for_request(
+            model=conversation.model,
+            history=history,
+            user_id=owner_id,
+            conversation_id=conversation.pk,
+        )
+    model, notes = conversation.model, []
+    if kept or (documents is not None and documents.pictures):
+        try:
+            model, note = await vision_model_for(conversation.model)
+            notes.append(note)
+        except NoVisionModel:
+            if kept:
+                raise
+            # Only page pictures need eyes: send the documents' text without them.
+            notes.append("Page pictures left out: no model here can see.")
+            documents.pictures = []
+        if dropped:
+            notes.append(
+                f"{dropped} earlier image{'s' if dropped != 1 else ''} left out: a request "
+                f"carries at most {MAX_IMAGES_PER_REQUEST}."
+            )
+        messages = await asyncio.to_thread(
+            chat_messages, system_prompt=conversation.system_prompt, history=history, images=kept
+        )
+    else:
+        messages = chat_messages(system_prompt=conversation.system_prompt, history=history)
+    citations = None
+    if documents is not None:
+        notes.append(await _with_documents(messages, documents, len(kept)))
+        citations = Citations(
+            tuple((d.pk, d.name, d.page_count) for d in documents.documents), _page_url
+        )
+    provider = providers.provider_for(model)
+    body = provider.build_body(
+        model=provider.upstream(model),
+        messages=messages,
+        stream=True,
+        temperature=conversation.temperature,
+        top_p=conversation.top_p,
+        max_tokens=conversation.max_tokens,
+        random_seed=conversation.random_seed,
+        safe_prompt=conversation.safe_prompt,
+    )
+    notice = " ".join(note.strip() for note in notes if note.strip())
+    return RequestPlan(provider, model, body, notice, citations)
+
+
+def _page_url(document_id: int, page: int) -> str:
+    return reverse("document_page", args=[document_id, page])
+
+
+def chat_messages(
+    *, system_prompt: str, history: list[PromptMessage], images: Collection[int] = ()
+) -> list[dict[str, Any]]:
+    """The conversation in the model server's shape. Answers that produced no text are
+    left out (the API rejects empty assistant turns; a user turn may follow a user turn).
+
+    A question whose attachments are in `images` (ids, see images_to_send) becomes content
+    parts: its text, then one `image_url` part per image, a `data:image/...;base64,` URL of
+    the stored model copy. That reads files: with `images`, call it off the event loop."""
+    messages: list[dict[str, Any]] = []
+    if system_prompt.strip():
+        messages.append({"role": "system", "content": system_prompt})
+    for message in history:
+        if message.role == Message.Role.ASSISTANT and not message.text:
+            continue
+        content: str | list[dict[str, str]] = message.text
+        if images and message.role == Message.Role.USER:
+            attachments = message.images or []
+            sent = [a for a in attachments if a.pk in images]
+            if sent:
+                parts = [{"type": "text", "text": message.text}] if message.text.strip() else []
+                content = parts + [
+                    {"type": "image_url", "image_url": image_data_url(a)} for a in sent
+                ]
+            elif attachments and not message.text.strip():
+                content = "[an image, no longer included]"  # no empty user turn
+        messages.append({"role": message.role, "content": content})
+    return messages
+
+
+def images_to_send(history: list[PromptMessage]) -> tuple[set[int], int]:
+    """Which attached images a request carries, and how many are left out: the newest
+    first, up to the API's per-request limit, so a long conversation about many images
+    stays valid (the left-out ones keep their text). `history` as message_history returns
+    it, attachments prefetched."""
+    kept: set[int] = set()
+    dropped = 0
+    for message in reversed(history):
+        if message.role != Message.Role.USER:
+            continue
+        for attachment in reversed(message.images or []):
+            if len(kept) < MAX_IMAGES_PER_REQUEST:
+                kept.add(attachment.pk)
+            else:
+                dropped += 1
+    return kept, dropped
+
+
+async def vision_model_for(model: str) -> tuple[str, str]:
+    """The model that answers a request with images, and a note for the reader when it is
+    not `model`: `model` itself if it can see, else the first of CHAT_VISION_MODELS that
+    the same provider lists with the vision capability (images never go to a provider the
+    user did not choose). This is the one place the app asks whether a model can see
+    (providers.can_see_images)."""
+    provider = providers.provider_for(model)
+    candidates = [c for c in settings.CHAT_VISION_MODELS if providers.offered_by(provider, c)]
+    try:
+        if await providers.can_see_images(model):
+            return model, ""
+        for candidate in candidates:
+            if await providers.can_see_images(candidate):
+                return candidate, f"Answered by {candidate}: {model} cannot see images."
+    except ChatError as err:
+        logger.info("Listing models failed (%s); sending the images to %s", err.code, model)
+        return model, ""  # cannot tell: the conversation's model may well see
+    if not candidates:
+        raise NoVisionModel(
+            f"{model} cannot see images. Choose a model marked “vision” in the model list."
+        )
+    raise NoVisionModel(
+        f"{model} cannot see images, and the model server offers none of the models that "
+        f"can ({', '.join(candidates)})."
+    )
+
+
+async def _with_documents(
+    messages: list[dict[str, Any]], documents: retrieval.Plan, images: int
+) -> str:
+    """Put the documents' parts before the newest question's own content (page pictures
+    are rendered in a thread and share the request's image limit with attached images);
+    returns the note saying how they were sent."""
+    parts, left_out = await asyncio.to_thread(
+        retrieval.document_parts, documents, MAX_IMAGES_PER_REQUEST - images
+    )
+    last = messages[-1]
+    content = last["content"]
+    own = [{"type": "text", "text": content}] if isinstance(content, str) else content
+    last["content"] = parts + [part for part in own if part.get("text", True)]
+    note = documents.note()
+    if left_out:
+        note += f" {left_out} page picture{'s' if left_out != 1 else ''} left out."
+    return note

@@ -1,0 +1,100 @@
+"""Requests and model lists for OpenAI-compatible servers (vLLM, Ollama, llama.cpp's server,
+LM Studio), with nothing from Django.
+
+They speak the same HTTP and server-sent events as Mistral, so MistralClient carries them;
+what differs is what a body may hold and what a model list says. A body here holds only the
+subset of OpenAI's chat completions API those servers document: Mistral's own fields
+(`random_seed`, `safe_prompt`, `prefix`) are renamed or left out, and `image_url` parts take
+OpenAI's object form. The small model inside this process (local_model.py) reads the same
+body.
+"""
+
+import dataclasses
+from typing import Any
+
+from conversations.modelservers.results import ModelCard
+
+# Fields OpenAI's spec allows on each message role that these servers also read.
+_MESSAGE_FIELDS: dict[str, tuple[str, ...]] = {
+    "system": ("content",),
+    "user": ("content",),
+    "assistant": ("content", "tool_calls"),
+    "tool": ("content", "tool_call_id"),
+}
+
+
+def build_openai_chat_body(
+    *,
+    model: str,
+    messages: list[dict],
+    stream: bool,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_tokens: int | None = None,
+    random_seed: int | None = None,
+    safe_prompt: bool = False,
+) -> dict:
+    """The chat body for an OpenAI-compatible server, from the same arguments as
+    build_chat_body so a caller need not know which server it talks to. `safe_prompt` is
+    Mistral's alone and is dropped; the seed is OpenAI's `seed`. A stream asks for usage in
+    its last chunk (`stream_options.include_usage`), which OpenAI's API and these servers
+    send only when asked."""
+    del safe_prompt  # no OpenAI-compatible server documents it
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [_message(message) for message in messages],
+        "stream": stream,
+    }
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    if temperature is not None:
+        body["temperature"] = temperature
+    if top_p is not None:
+        body["top_p"] = top_p
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    if random_seed is not None:
+        body["seed"] = random_seed
+    return body
+
+
+def _message(message: dict) -> dict:
+    role = message.get("role")
+    fields = _MESSAGE_FIELDS.get(role)
+    if fields is None:
+        raise ValueError(f"Unknown message role: {role!r}")
+    content = message.get("content")
+    if isinstance(content, list):
+        content = [_part(part) for part in content]
+    out = {"role": role, "content": content}
+    for name in fields[1:]:
+        value = message.get(name)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def _part(part: dict) -> dict:
+    """OpenAI takes `image_url` as an object; Mistral also takes a bare string."""
+    if part.get("type") == "image_url" and isinstance(part.get("image_url"), str):
+        return {"type": "image_url", "image_url": {"url": part["image_url"]}}
+    return part
+
+
+def openai_model_card(card: ModelCard, *, vision: bool) -> ModelCard:
+    """A card from an OpenAI-compatible /models list, which has no capabilities: every model
+    is taken to chat, none to call functions, and only the ones the operator named to see
+    images. The context length is read where vLLM (`max_model_len`) or llama.cpp's server
+    (`meta.n_ctx_train`) put it; 0 when unknown."""
+    raw = card.raw
+    meta = raw.get("meta") if isinstance(raw.get("meta"), dict) else {}
+    context = raw.get("max_model_len") or meta.get("n_ctx_train") or 0
+    return dataclasses.replace(
+        card,
+        name=raw.get("name") or card.id,
+        description=raw.get("description") or "",
+        max_context_length=int(context) if isinstance(context, int | float) else 0,
+        vision=vision,
+        function_calling=False,
+        completion_chat=True,
+    )

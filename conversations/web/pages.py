@@ -1,0 +1,282 @@
+"""The chat page and what it posts: the thread and its earlier messages, the sidebar and its
+next pages, renaming, deleting, a conversation's settings, the model list, reports, and
+sign-up. Every conversation is reached through `access_conversation`, so another user's id
+is a 404 like a missing one.
+
+Forms post the classic way and get a redirect; the chat page's script posts the same forms
+with `Accept: application/json` and gets JSON (400 with field errors when invalid).
+"""
+
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from conversations.live import broadcast
+from conversations.live.frames import answer_meta, conversation_data
+from conversations.models import Conversation, Message
+from conversations.modelservers import model_ids, providers
+from conversations.rendering import render_markdown
+from conversations.selectors import (
+    ConversationNotFound,
+    conversation_page,
+    message_window,
+    reported_message_ids,
+)
+from conversations.services import (
+    REPORT_REASON_MAX_CHARS,
+    NotReportable,
+    conversation_delete,
+    conversation_rename,
+    conversation_update_settings,
+    report_create,
+)
+from conversations.web.forms import ConversationSettingsForm, RenameForm, SignupForm
+from conversations.web.responses import conversation_or_404, wants_json
+
+# The sidebar shows this many conversations, then a "More" button for the next ones.
+SIDEBAR_PAGE_SIZE = 50
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("chat")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user)
+        return redirect("chat")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+@require_GET
+def chat(request: HttpRequest) -> HttpResponse:
+    """A new chat: the empty thread; the first message creates the conversation."""
+    return _chat_page(request, conversation=None)
+
+
+@login_required
+@require_GET
+def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return _chat_page(request, conversation=conversation_or_404(request, pk))
+
+
+@login_required
+@require_GET
+def thread_earlier(request: HttpRequest, pk: int) -> HttpResponse:
+    """The messages before `?before=<id>`, rendered as on the page, for the script to put
+    above the thread; with `earlier`, whether there are more still."""
+    conversation = conversation_or_404(request, pk)
+    try:
+        before = int(request.GET["before"])
+    except (KeyError, ValueError):
+        return HttpResponseBadRequest("A 'before' message id is required.")
+    messages, earlier = message_window(
+        conversation_id=conversation.pk, before_id=before, limit=settings.CHAT_PAGE_MESSAGES
+    )
+    _for_the_thread(request, conversation, messages)
+    html = render_to_string("conversations/_messages.html", {"messages": messages}, request=request)
+    return JsonResponse({"html": html, "earlier": earlier})
+
+
+@login_required
+@require_GET
+def sidebar_more(request: HttpRequest) -> HttpResponse:
+    """The next page of the sidebar, as list items for the script to append."""
+    try:
+        before = _parse_cursor(request.GET["before"])
+    except (KeyError, ValueError):
+        return HttpResponseBadRequest("A 'before' cursor is required.")
+    conversations, cursor = _sidebar_page(request.user, before=before)
+    return render(
+        request,
+        "conversations/_sidebar_items.html",
+        {"conversations": conversations, "more_cursor": cursor},
+    )
+
+
+@login_required
+@require_POST
+def rename(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = conversation_or_404(request, pk)
+    form = RenameForm(request.POST)
+    if not form.is_valid():
+        return _invalid(request, form, conversation)
+    conversation = conversation_rename(conversation=conversation, title=form.cleaned_data["title"])
+    data = conversation_data(conversation)
+    _publish_on_commit(request.user.pk, {"type": "conversation", "conversation": data})
+    if wants_json(request):
+        return JsonResponse({"conversation": data})
+    return redirect("conversation", pk=conversation.pk)
+
+
+@login_required
+@require_POST
+def delete(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = conversation_or_404(request, pk)
+    conversation_delete(conversation=conversation)
+    _publish_on_commit(request.user.pk, {"type": "conversation.deleted", "conversation": pk})
+    if wants_json(request):
+        return JsonResponse({"deleted": pk})
+    return redirect("chat")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def conversation_settings(request: HttpRequest, pk: int) -> HttpResponse:
+    """The chat page shows this form in a dialog; the page of its own serves without script
+    and shows the errors of a classic post."""
+    conversation = conversation_or_404(request, pk)
+    if request.method == "GET":
+        form = ConversationSettingsForm(initial=_settings_initial(conversation))
+        return _settings_page(request, conversation, form)
+    form = ConversationSettingsForm(request.POST)
+    if not form.is_valid():
+        return _invalid(request, form, conversation)
+    conversation = conversation_update_settings(conversation=conversation, **form.cleaned_data)
+    data = conversation_data(conversation)
+    _publish_on_commit(request.user.pk, {"type": "conversation", "conversation": data})
+    if wants_json(request):
+        return JsonResponse({"conversation": data, "settings": _settings_initial(conversation)})
+    return redirect("conversation", pk=conversation.pk)
+
+
+@login_required
+async def models_json(request: HttpRequest) -> JsonResponse:
+    """The models the picker offers, from every provider, and a line for each provider that
+    could not be listed; async, as listing them may wait on model servers."""
+    return JsonResponse(await providers.model_catalog())
+
+
+@login_required
+@require_POST
+def message_report(request: HttpRequest, pk: int) -> JsonResponse:
+    """A thumbs-down on one of the user's answers, with an optional reason: the
+    conversation then comes first in the admin's review queue. JSON only; the chat page's
+    report dialog posts it."""
+    reason = request.POST.get("reason", "")
+    if len(reason) > REPORT_REASON_MAX_CHARS:
+        too_long = f"Keep the reason under {REPORT_REASON_MAX_CHARS:,} characters."
+        return JsonResponse({"errors": {"reason": [too_long]}}, status=400)
+    try:
+        report = report_create(user=request.user, message_id=pk, reason=reason)
+    except ConversationNotFound:
+        raise Http404("No such answer.") from None
+    except NotReportable:
+        return JsonResponse(
+            {"errors": {"__all__": ["Only an answer that has finished can be reported."]}},
+            status=400,
+        )
+    return JsonResponse({"report": {"message": pk, "reason": report.reason}}, status=201)
+
+
+# Helpers
+
+
+def _chat_page(request: HttpRequest, *, conversation: Conversation | None) -> HttpResponse:
+    conversations, cursor = _sidebar_page(request.user, before=None)
+    messages, earlier = (
+        message_window(conversation_id=conversation.pk, limit=settings.CHAT_PAGE_MESSAGES)
+        if conversation
+        else ([], False)
+    )
+    _for_the_thread(request, conversation, messages)
+    model = conversation.model if conversation else providers.default_model()
+    initial = _settings_initial(conversation) if conversation else {"model": model}
+    context = {
+        "conversation": conversation,
+        "messages": messages,
+        "earlier": earlier,
+        "conversations": conversations,
+        "more_cursor": cursor,
+        "model": model,
+        "author": model_ids.author(model),
+        "settings_form": ConversationSettingsForm(initial=initial),
+    }
+    return render(request, "conversations/chat.html", context)
+
+
+def _for_the_thread(
+    request: HttpRequest, conversation: Conversation | None, messages: list[Message]
+) -> None:
+    """What the thread's template shows of each message beyond its row."""
+    reported = (
+        reported_message_ids(user=request.user, conversation_id=conversation.pk)
+        if conversation
+        else set()
+    )
+    for message in messages:
+        message.reported = message.pk in reported
+        # Answers cut by a restart were never rendered whole; ones still streaming are
+        # replaced by their live state as soon as the socket subscribes.
+        if message.role == Message.Role.ASSISTANT and message.text and not message.html:
+            message.html = render_markdown(message.text)
+        message.meta = answer_meta(message)
+        message.author = model_ids.author(message.model)
+
+
+def _sidebar_page(
+    user, *, before: tuple[datetime, int] | None
+) -> tuple[list[Conversation], str | None]:
+    """One page of the sidebar, newest first, and the cursor of the next page."""
+    rows, more = conversation_page(user=user, before=before, size=SIDEBAR_PAGE_SIZE)
+    return rows, _cursor(rows[-1]) if more else None
+
+
+def _cursor(conversation: Conversation) -> str:
+    micros = (conversation.updated_at - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros}_{conversation.pk}"
+
+
+def _parse_cursor(value: str) -> tuple[datetime, int]:
+    micros, pk = value.split("_")
+    return _EPOCH + timedelta(microseconds=int(micros)), int(pk)
+
+
+def _settings_initial(conversation: Conversation) -> dict:
+    return {
+        "model": conversation.model,
+        "system_prompt": conversation.system_prompt,
+        "temperature": conversation.temperature,
+        "top_p": conversation.top_p,
+        "max_tokens": conversation.max_tokens,
+        "random_seed": conversation.random_seed,
+        "safe_prompt": conversation.safe_prompt,
+    }
+
+
+def _settings_page(request, conversation, form, *, status: int = 200) -> HttpResponse:
+    return render(
+        request,
+        "conversations/settings.html",
+        {"conversation": conversation, "form": form},
+        status=status,
+    )
+
+
+def _invalid(request: HttpRequest, form, conversation: Conversation) -> HttpResponse:
+    if wants_json(request):
+        errors = {field: [str(e) for e in errs] for field, errs in form.errors.items()}
+        return JsonResponse({"errors": errors}, status=400)
+    if isinstance(form, ConversationSettingsForm):
+        return _settings_page(request, conversation, form, status=400)
+    return render(
+        request,
+        "conversations/rename.html",
+        {"conversation": conversation, "form": form},
+        status=400,
+    )
+
+
+def _publish_on_commit(user_id: int, frame: dict) -> None:
+    transaction.on_commit(lambda: broadcast.user_publish_sync(user_id, frame))
