@@ -1,18 +1,42 @@
 import asyncio
 import importlib
+import os
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from channels_redis.core import RedisChannelLayer
 from django.apps import apps as django_apps
 from django.conf import settings as django_settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
+from django.db import connections
 
 from conversations.live import broadcast, control, generation, recovery
 from conversations.modelservers import providers
 from conversations.modelservers.transport import aclose_clients
 from tests.fake_mistral import FakeMistral
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    yield
+    # The database thread keeps its connection (CONN_MAX_AGE), and PostgreSQL will not drop
+    # a test database that a connection is still using.
+    asyncio.run(sync_to_async(connections.close_all)())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _redis_keys_of_this_run():
+    """With REDIS_URL set, this run's channel layer keys get a prefix of their own, deleted
+    at the end: the Redis may be shared with a site or another run (tests flush the layer)."""
+    layer = django_settings.CHANNEL_LAYERS["default"]
+    if layer["BACKEND"] != "channels_redis.core.RedisChannelLayer":
+        yield
+        return
+    layer["CONFIG"]["prefix"] = f"test-{os.getpid()}"
+    yield
+    asyncio.run(RedisChannelLayer(**layer["CONFIG"]).flush())
 
 
 @pytest.fixture(scope="session")
@@ -49,11 +73,26 @@ async def _process_state():
     tasks = [g.task for g in generation._running.values() if g.task] + list(generation._background)
     if control._control is not None:
         tasks.append(control._control[2])
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await _cancel_until_done(tasks)
     generation._running.clear()
     await aclose_clients()
+    # And whatever else the test left on its loop (a refused socket still waits on its channel).
+    await _cancel_until_done(asyncio.all_tasks() - {asyncio.current_task()})
+
+
+async def _cancel_until_done(tasks, within: float = 5.0) -> None:
+    """Cancels the tasks, again until they end. On Python 3.11 asyncio.wait_for, which
+    redis-py sends every command through, can swallow a cancel that lands while it sends:
+    with REDIS_URL set, one cancel left tasks, and the test's teardown, waiting for ever."""
+    left = set(tasks)
+    async with asyncio.timeout(within):
+        while left:
+            for task in left:
+                task.cancel()
+            _, left = await asyncio.wait(left, timeout=0.1)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved, so none is logged as "never retrieved"
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ answer, refused as busy, or not found; an answer's ending stored."""
 import asyncio
 
 import pytest
+from channels.db import database_sync_to_async
 from django.db import DatabaseError, transaction
 
 from conversations.answers import Ending, Outcome, answer_endings_store
@@ -146,7 +147,7 @@ def test_rejected_attachments_roll_back_only_their_own_question(user):
 async def test_a_failing_trip_is_tried_again_question_by_question(user):
     """A database error in the shared transaction rolls it all back, and each question is
     then stored on its own: nothing half-stored, nothing twice."""
-    a, b = [await asyncio.to_thread(conversation_with_history, user, text) for text in "AB"]
+    a, b = [await database_sync_to_async(conversation_with_history)(user, text) for text in "AB"]
 
     def fails_when_shared(questions):
         with transaction.atomic():
@@ -160,7 +161,7 @@ async def test_a_failing_trip_is_tried_again_question_by_question(user):
         store(Question(user, a.pk, "m", "First")), store(Question(user, b.pk, "m", "Second"))
     )
     assert [[m.text for m in r.history] for r in results] == [["A", "First"], ["B", "Second"]]
-    assert await asyncio.to_thread(stored_texts, a) == [
+    assert await database_sync_to_async(stored_texts)(a) == [
         ("user", "A", "complete"),
         ("user", "First", "complete"),
         ("assistant", "", "pending"),
@@ -171,7 +172,7 @@ async def test_a_failing_trip_is_tried_again_question_by_question(user):
 @pytest.mark.django_db(transaction=True)
 async def test_questions_sent_together_share_trips_and_each_gets_its_own_result(user):
     conversations = [
-        await asyncio.to_thread(conversation_with_history, user, f"Hi {i}") for i in range(12)
+        await database_sync_to_async(conversation_with_history)(user, f"Hi {i}") for i in range(12)
     ]
     trips: list[int] = []
 
@@ -196,7 +197,7 @@ async def test_questions_sent_together_share_trips_and_each_gets_its_own_result(
 
 @pytest.mark.django_db(transaction=True)
 async def test_a_trip_that_fails_fails_its_callers_and_the_next_trip_still_goes(user):
-    conversation = await asyncio.to_thread(conversation_with_history, user)
+    conversation = await database_sync_to_async(conversation_with_history)(user)
     calls = 0
 
     def fails_once(questions):
@@ -228,7 +229,7 @@ async def test_answers_ending_together_are_stored_in_one_trip_each_with_its_usag
         )
         return conversation, answer
 
-    pairs = [await asyncio.to_thread(answering, text) for text in ("one", "two", "gone")]
+    pairs = [await database_sync_to_async(answering)(text) for text in ("one", "two", "gone")]
     trips: list[int] = []
 
     def counted(endings):

@@ -1,6 +1,7 @@
 """Browser journeys against the real site: a daphne subprocess (plain `daphne`, as in
 production, so static files and websockets go the production way), its own database in a
-temporary DATA_DIR, and the fake Mistral server running in this process.
+temporary DATA_DIR (or, with DATABASE_URL on PostgreSQL, a new database beside that one),
+and the fake Mistral server running in this process.
 
 Debian's Chromium drives the pages; Playwright's own browser download is not used.
 """
@@ -18,9 +19,12 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
 from playwright.sync_api import Page, expect
+from psycopg import sql
 
 from tests.fake_mistral import FakeMistral
 
@@ -95,11 +99,34 @@ def _wait_until_serving(url: str, process: subprocess.Popen, log: Path) -> None:
     raise RuntimeError(f"daphne did not answer within 30 s:\n{log.read_text()}")
 
 
+@contextlib.contextmanager
+def own_database(env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """env for a site with a database of its own: SQLite in its DATA_DIR, or, when
+    DATABASE_URL points at PostgreSQL, a new database on that server, dropped after."""
+    url = urlsplit(env.get("DATABASE_URL", ""))
+    if url.scheme not in ("postgres", "postgresql"):
+        # Named even so: a .env beside manage.py could name another database.
+        yield {**env, "DATABASE_URL": f"sqlite:///{Path(env['DATA_DIR']) / 'db.sqlite3'}"}
+        return
+    name = f"{url.path.strip('/') or 'chat'}_e2e_{uuid.uuid4().hex[:8]}"
+    server = urlunsplit(url._replace(path="/postgres"))
+    with psycopg.connect(server, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield {**env, "DATABASE_URL": urlunsplit(url._replace(path=f"/{name}"))}
+    finally:
+        with psycopg.connect(server, autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
 @pytest.fixture(scope="session")
-def site_env(fake_model_server, tmp_path_factory) -> dict[str, str]:
-    """The environment of the site's processes: its own DATA_DIR (database, secret key)."""
+def site_env(fake_model_server, tmp_path_factory) -> Iterator[dict[str, str]]:
+    """The environment of the site's processes: its own DATA_DIR (secret key, files) and
+    database."""
     data_dir = tmp_path_factory.mktemp("site")
-    return {
+    env = {
         **os.environ,
         "DATA_DIR": str(data_dir),
         "MISTRAL_BASE_URL": fake_model_server.base_url,
@@ -111,6 +138,8 @@ def site_env(fake_model_server, tmp_path_factory) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "chatsite.settings",
         "PYTHONUNBUFFERED": "1",
     }
+    with own_database(env) as env:
+        yield env
 
 
 @pytest.fixture(scope="session")
@@ -131,8 +160,8 @@ def site_shell(site_env):
 
 @contextlib.contextmanager
 def served_site(env: dict[str, str]) -> Iterator[str]:
-    """Migrates a fresh database in env's DATA_DIR and runs the site under plain daphne
-    there, as in production; yields its URL and stops it after."""
+    """Migrates env's fresh database (see own_database) and runs the site under plain daphne
+    as in production; yields its URL and stops it after."""
     data_dir = Path(env["DATA_DIR"])
     subprocess.run(  # noqa: S603 (fixed arguments)
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],

@@ -9,6 +9,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.conftest import (
     last_answer,
+    own_database,
     send,
     served_site,
     sign_up,
@@ -51,7 +52,7 @@ def offline_site(tmp_path_factory):
         "DJANGO_SETTINGS_MODULE": "chatsite.settings",
         "PYTHONUNBUFFERED": "1",
     }
-    with served_site(env) as url:
+    with own_database(env) as env, served_site(env) as url:
         yield url
 
 
