@@ -368,9 +368,18 @@ def test_check_reports_a_wrong_key(offline, lab, settings):
     assert "wrong-key-456" not in output
 
 
-def test_check_accepts_a_right_key(offline, lab):
+def test_check_accepts_a_right_key(offline, lab, settings):
+    settings.CHAT_ENDPOINTS = [settings.CHAT_ENDPOINTS[0] | {"context_length": 8192}]
     assert checks.check_model_servers_online() == []
     assert [r.path for r in lab.requests] == ["/v1/models"]
+
+
+def test_check_warns_when_a_server_does_not_say_its_context_window(offline, lab):
+    [warning] = checks.check_model_servers_online()
+    assert warning.id == "conversations.W004"
+    assert "llama3.2:1b" in warning.msg and "4,096 tokens are assumed" in warning.msg
+    assert "org/big" not in warning.msg  # vLLM's max_model_len says it
+    assert warning.hint == "Set CHAT_ENDPOINT_LAB_CONTEXT_LENGTH to the window it serves."
 
 
 @pytest.mark.django_db
