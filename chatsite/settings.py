@@ -186,15 +186,17 @@ def _endpoint_env(name: str) -> str:
 
 
 # OpenAI-compatible servers besides Mistral (conversations/modelservers/providers.py):
-# `name=base_url` pairs, comma-separated; each one's key in CHAT_ENDPOINT_<NAME>_API_KEY, and
-# its models that can see images in CHAT_ENDPOINT_<NAME>_VISION_MODELS. Checked by
-# `manage.py check`.
+# `name=base_url` pairs, comma-separated; each one's key in CHAT_ENDPOINT_<NAME>_API_KEY, its
+# models that can see images in CHAT_ENDPOINT_<NAME>_VISION_MODELS, and the context window it
+# serves in CHAT_ENDPOINT_<NAME>_CONTEXT_LENGTH (tokens; when unset, what the server reports,
+# else 4,096 assumed). Checked by `manage.py check`.
 CHAT_ENDPOINTS = [
     {
         "name": name.strip(),
         "base_url": base_url.strip(),
         "api_key": env.str(f"CHAT_ENDPOINT_{_endpoint_env(name)}_API_KEY", default=""),
         "vision_models": env.list(f"CHAT_ENDPOINT_{_endpoint_env(name)}_VISION_MODELS", default=[]),
+        "context_length": env.int(f"CHAT_ENDPOINT_{_endpoint_env(name)}_CONTEXT_LENGTH", default=0),
     }
     for name, _, base_url in (
         entry.partition("=") for entry in env.list("CHAT_ENDPOINTS", default=[])

@@ -30,6 +30,7 @@ class Outcome:
     notice: str = ""
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    usage_estimated: bool = False  # the tokens are our count: the server reported none
     time_to_first_token_ms: int | None = None
     duration_ms: int | None = None
 
@@ -84,6 +85,7 @@ def message_finish(*, message_id: int, outcome: Outcome) -> bool:
             notice=outcome.notice,
             prompt_tokens=outcome.prompt_tokens,
             completion_tokens=outcome.completion_tokens,
+            usage_estimated=outcome.usage_estimated,
             time_to_first_token_ms=outcome.time_to_first_token_ms,
             duration_ms=outcome.duration_ms,
             worker="",
@@ -124,6 +126,7 @@ def answer_endings_store(endings: list[Ending]) -> list[bool]:
                 message_id=ending.message_id if stored else None,
                 prompt_tokens=outcome.prompt_tokens,
                 completion_tokens=outcome.completion_tokens,
+                usage_estimated=outcome.usage_estimated,
                 latency_ms=outcome.duration_ms,
                 error_code=outcome.error_code,
                 request=request_summary(ending.request),

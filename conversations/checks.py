@@ -19,6 +19,7 @@ from conversations.modelservers import providers
 from conversations.modelservers.errors import ModelServerError
 from conversations.modelservers.local_model import LocalModelUnavailable, find_model_file
 from conversations.modelservers.mistral import MistralClient
+from conversations.modelservers.openai_compat import ASSUMED_CONTEXT, openai_model_card
 from conversations.modelservers.transport import aclose_clients
 
 _PROBE_CONNECT_TIMEOUT = 3.0
@@ -100,7 +101,7 @@ async def _probe(provider: providers.Provider) -> CheckMessage | None:
         max_retries=0,
     )
     try:
-        await client.list_models(refresh=True)
+        cards = await client.list_models(refresh=True)
     except ModelServerError as err:
         if err.code == "auth":
             return Warning(
@@ -113,13 +114,30 @@ async def _probe(provider: providers.Provider) -> CheckMessage | None:
             hint="Check the base URL, and that the server is running and reachable from here.",
             id="conversations.W003",
         )
+    if provider.kind == "openai" and not provider.context_length:
+        unknown = [
+            card.id for card in cards if openai_model_card(card, vision=False).context_assumed
+        ]
+        if unknown:
+            return Warning(
+                f"The model server {where} does not say how long a prompt its models take "
+                f"({', '.join(unknown[:3])}{', …' if len(unknown) > 3 else ''}): "
+                f"{ASSUMED_CONTEXT:,} tokens are assumed, and longer conversations are cut "
+                "to that.",
+                hint=f"Set {_setting(provider, 'CONTEXT_LENGTH')} to the window it serves.",
+                id="conversations.W004",
+            )
     return None
+
+
+def _setting(provider: providers.Provider, what: str) -> str:
+    return f"CHAT_ENDPOINT_{provider.name.upper().replace('-', '_')}_{what}"
 
 
 def _key_setting(provider: providers.Provider) -> str:
     if provider.kind == "mistral":
         return "MISTRAL_API_KEY"
-    return f"CHAT_ENDPOINT_{provider.name.upper().replace('-', '_')}_API_KEY"
+    return _setting(provider, "API_KEY")
 
 
 def _is_remote(url: str) -> bool:

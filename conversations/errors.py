@@ -6,6 +6,7 @@ frames) and a `message` that is safe to show to people. No Django here.
     ├── BudgetExceeded          "budget": the user's daily allowance is used up; nothing was sent
     ├── ModelUnavailable        "model_unavailable": no configured model server offers the model
     ├── NoVisionModel           "no_vision_model": images, and no model here can see them
+    ├── ContextTooLong          "context_too_long": the question alone outgrows the window
     └── ModelServerError        the model server failed or refused: its own tree, with the HTTP
                                 status and whether a retry may help (modelservers/errors.py)
 
@@ -41,3 +42,9 @@ class NoVisionModel(ChatError):
     """The request has images and no model the server offers can see them."""
 
     code = "no_vision_model"
+
+
+class ContextTooLong(ChatError):
+    """The question alone does not fit the model's context window: nothing was sent."""
+
+    code = "context_too_long"

@@ -6,13 +6,17 @@ from pathlib import PurePosixPath
 from django.conf import settings
 from django.db import models
 
+# Model ids are as long as servers make them: llama.cpp's server names a model by its file's
+# path when it has no alias.
+MODEL_ID_MAX_LENGTH = 400
+
 
 class Conversation(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
     title = models.CharField(max_length=200, blank=True)
-    model = models.CharField(max_length=100)
+    model = models.CharField(max_length=MODEL_ID_MAX_LENGTH)
     system_prompt = models.TextField(blank=True)
     # Sampling parameters; null means "the model's default" and is not sent upstream.
     temperature = models.FloatField(null=True, blank=True)
@@ -95,7 +99,7 @@ class Message(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     error_code = models.CharField(max_length=32, blank=True)
     error_text = models.TextField(blank=True)
-    model = models.CharField(max_length=100, blank=True)  # the model that actually answered
+    model = models.CharField(max_length=MODEL_ID_MAX_LENGTH, blank=True)  # the one that answered
     # For the reader, on an answer: why another model answered, which images were left out.
     notice = models.TextField(blank=True)
     # The channel of the process running this answer, while it runs with several processes:
@@ -103,6 +107,8 @@ class Message(models.Model):
     worker = models.CharField(max_length=200, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # The server reported no usage: the tokens are our own count (Mistral's tokenizer).
+    usage_estimated = models.BooleanField(default=False)
     finish_reason = models.CharField(max_length=32, blank=True)
     time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
@@ -296,7 +302,7 @@ class ApiCall(models.Model):
         OCR = "ocr", "OCR"
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
-    model = models.CharField(max_length=100)
+    model = models.CharField(max_length=MODEL_ID_MAX_LENGTH)
     provider = models.CharField(max_length=32, default="mistral")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -313,6 +319,7 @@ class ApiCall(models.Model):
     )
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
+    usage_estimated = models.BooleanField(default=False)  # counted by us, not reported
     pages = models.PositiveIntegerField(default=0)  # OCR is billed per page
     cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)

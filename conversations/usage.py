@@ -103,6 +103,7 @@ def api_call_record(
     message_id: int | None = None,
     prompt_tokens: int | None = None,
     completion_tokens: int | None = None,
+    usage_estimated: bool = False,
     pages: int = 0,
     latency_ms: int | None = None,
     error_code: str = "",
@@ -127,6 +128,7 @@ def api_call_record(
             message_id=message_id,
             prompt_tokens=prompt,
             completion_tokens=completion,
+            usage_estimated=usage_estimated,
             pages=pages,
             cost_usd=call_cost(
                 price_for(model), prompt_tokens=prompt, completion_tokens=completion, pages=pages

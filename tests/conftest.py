@@ -17,6 +17,8 @@ from conversations.modelservers import providers
 from conversations.modelservers.transport import aclose_clients
 from tests.fake_mistral import FakeMistral
 
+LAB_KEY = "lab-secret-key-123"
+
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup):
@@ -146,3 +148,44 @@ def review_seed():
     function, so tests also prove what a fresh database gets."""
     migration = importlib.import_module("conversations.migrations.0004_review_usage")
     migration.seed(django_apps, None)
+
+
+# An OpenAI-compatible endpoint, and a checkout with nothing configured
+
+
+@pytest.fixture(scope="session")
+def lab_server():
+    with FakeMistral(strict=False) as server:
+        yield server
+
+
+@pytest.fixture
+def lab(lab_server, settings):
+    """An OpenAI-compatible server named `lab`, with two models, one of which can see."""
+    lab_server.reset()
+    lab_server.api_key = LAB_KEY
+    lab_server.models = [
+        {"id": "llama3.2:1b", "object": "model", "created": 1, "owned_by": "library"},
+        {"id": "llava:7b", "object": "model", "created": 1, "owned_by": "library"},
+        {"id": "org/big", "object": "model", "owned_by": "vllm", "max_model_len": 32768},
+    ]
+    settings.CHAT_ENDPOINTS = [
+        {
+            "name": "lab",
+            "base_url": lab_server.base_url,
+            "api_key": LAB_KEY,
+            "vision_models": ["llava:7b"],
+        }
+    ]
+    settings.MISTRAL_MAX_RETRIES = 0
+    yield lab_server
+    lab_server.reset()
+
+
+@pytest.fixture
+def offline(settings):
+    """No Mistral key, Mistral's own URL, no endpoints: what a fresh checkout runs with."""
+    settings.MISTRAL_API_KEY = ""
+    settings.MISTRAL_BASE_URL = providers.MISTRAL_DEFAULT_BASE_URL
+    settings.CHAT_ENDPOINTS = []
+    settings.CHAT_DEFAULT_MODEL = ""

@@ -592,6 +592,8 @@ class FakeMistral:
         self.requests: list[Recorded] = []
         self.models: list[dict] = default_models()
         self.api_key: str | None = None
+        # False plays a server that reports no usage in a stream (llama.cpp's server).
+        self.stream_usage = True
         # OCR's markdown for page `i` of the PDF it is sent, and failures to answer with.
         self.ocr_text = default_ocr_text
         self.ocr_error: Reply | None = None
@@ -646,6 +648,7 @@ class FakeMistral:
         self.requests.clear()
         self.models = default_models()
         self.api_key = None
+        self.stream_usage = True
         self.ocr_text = default_ocr_text
         self.ocr_error = self.embeddings_error = None
         if self._loop is not None:
@@ -875,7 +878,7 @@ class FakeMistral:
             ("mistral-correlation-id", uuid.uuid4().hex),
         ]
         writer.write(_head(200, head))
-        usage = self._usage(reply, body)
+        usage = self._usage(reply, body) if self.stream_usage else None
         kind, parts = reply.kind, reply.parts
         finishes = kind in ("tokens", "burst", "no_done")
 

@@ -483,16 +483,19 @@ def test_history_sent_upstream_passes_mistrals_own_validator():
     )
 
     history = [
-        Message(role="user", text="first"),
+        Message(role="user", text="first"),  # left out: unanswered, or it goes twice
         Message(role="assistant", text="", status="failed"),  # left out
         Message(role="user", text="again"),
         Message(role="assistant", text="partial", status="stopped"),
         Message(role="user", text="go on"),
     ]
-    messages = request_plan.chat_messages(system_prompt="Be brief.", history=history)
+    messages = request_plan.chat_messages(
+        system_prompt="Be brief.", history=request_plan.sendable(history)
+    )
     request = ChatCompletionRequest.model_validate({"model": "m", "messages": messages})
     MistralRequestValidator(ValidationMode.serving).validate_messages(request.messages)
-    assert [m["role"] for m in messages] == ["system", "user", "user", "assistant", "user"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert [m["content"] for m in messages[1:]] == ["again", "partial", "go on"]
 
 
 async def test_failed_first_answer_titles_from_the_question_without_a_call(

@@ -180,7 +180,8 @@ async def test_stop_mid_answer_keeps_the_text_and_frees_the_model(
     final = final_of(frames)
     assert final["status"] == "stopped"
     assert final["text"].strip()
-    assert final["completion_tokens"] is None
+    # No usage came before Stop: the tokens written so far are counted, marked as estimated.
+    assert final["completion_tokens"] >= 1 and final["usage_estimated"] is True
     assert await model_thread_idle(within=1.0) < 0.5
     later = await frames_during(socket, 0.3)
     assert [f for f in later if f["type"] == "delta"] == []

@@ -21,48 +21,9 @@ from conversations.modelservers.mistral import build_chat_body
 from conversations.modelservers.openai_compat import build_openai_chat_body
 from conversations.uploads import attachment_create
 from tests import imagefiles
-from tests.fake_mistral import FakeMistral, Reply
+from tests.conftest import LAB_KEY
+from tests.fake_mistral import Reply
 from tests.helpers import frames_until, is_final, until
-
-LAB_KEY = "lab-secret-key-123"
-
-
-@pytest.fixture(scope="session")
-def lab_server():
-    with FakeMistral(strict=False) as server:
-        yield server
-
-
-@pytest.fixture
-def lab(lab_server, settings):
-    """An OpenAI-compatible server named `lab`, with two models, one of which can see."""
-    lab_server.reset()
-    lab_server.api_key = LAB_KEY
-    lab_server.models = [
-        {"id": "llama3.2:1b", "object": "model", "created": 1, "owned_by": "library"},
-        {"id": "llava:7b", "object": "model", "created": 1, "owned_by": "library"},
-        {"id": "org/big", "object": "model", "owned_by": "vllm", "max_model_len": 32768},
-    ]
-    settings.CHAT_ENDPOINTS = [
-        {
-            "name": "lab",
-            "base_url": lab_server.base_url,
-            "api_key": LAB_KEY,
-            "vision_models": ["llava:7b"],
-        }
-    ]
-    settings.MISTRAL_MAX_RETRIES = 0
-    yield lab_server
-    lab_server.reset()
-
-
-@pytest.fixture
-def offline(settings):
-    """No Mistral key, Mistral's own URL, no endpoints: what a fresh checkout runs with."""
-    settings.MISTRAL_API_KEY = ""
-    settings.MISTRAL_BASE_URL = providers.MISTRAL_DEFAULT_BASE_URL
-    settings.CHAT_ENDPOINTS = []
-    settings.CHAT_DEFAULT_MODEL = ""
 
 
 def endpoint(name, base_url, api_key="", vision_models=()):
@@ -319,12 +280,16 @@ async def test_picker_lists_every_provider_with_capabilities(async_client, user,
         "description": "",
         "provider": "lab",
         "author": "llama3.2:1b",  # an endpoint's answers are headed by its model, not "Mistral"
+        "safe_prompt": False,  # Mistral's option alone: not offered for another server
         "local": False,
         "vision": False,
         "function_calling": False,
-        "max_context_length": None,
+        # The server does not say: a conservative window, marked as assumed (never 0).
+        "max_context_length": 4096,
+        "context_assumed": True,
     }
     assert models["lab/org/big"]["max_context_length"] == 32768
+    assert models["lab/org/big"]["context_assumed"] is False
     local = models["local/smollm2-135m"]
     assert local["local"] is True
     assert (local["author"], models["mistral-large-latest"]["author"]) == (
@@ -349,7 +314,7 @@ async def test_picker_says_which_provider_is_unreachable_or_refuses_its_key(
     data = response.json()
     problems = {p["provider"]: p["message"] for p in data["problems"]}
     assert problems["lab"] == "The model server rejected the API key (401). Check its API key."
-    assert problems["gone"].startswith("Could not connect to the model server.")
+    assert problems["gone"].startswith("Could not connect to the model server at 127.0.0.1:")
     assert "must start with a letter" in problems["Bad"]
     assert "mistral-large-latest" in {m["id"] for m in data["models"]}  # the others still work
     assert b"wrong-key-456" not in response.content
@@ -389,7 +354,7 @@ def test_check_reports_an_unreachable_server(offline, settings):
     output = run_online_check()
     assert (
         "(conversations.W003) The model server Mistral (http://127.0.0.1:9/v1) cannot be "
-        "reached: Could not connect to the model server." in output
+        "reached: Could not connect to the model server at 127.0.0.1:" in output
     )
     assert "sk-unreachable-789" not in output
 
@@ -403,9 +368,18 @@ def test_check_reports_a_wrong_key(offline, lab, settings):
     assert "wrong-key-456" not in output
 
 
-def test_check_accepts_a_right_key(offline, lab):
+def test_check_accepts_a_right_key(offline, lab, settings):
+    settings.CHAT_ENDPOINTS = [settings.CHAT_ENDPOINTS[0] | {"context_length": 8192}]
     assert checks.check_model_servers_online() == []
     assert [r.path for r in lab.requests] == ["/v1/models"]
+
+
+def test_check_warns_when_a_server_does_not_say_its_context_window(offline, lab):
+    [warning] = checks.check_model_servers_online()
+    assert warning.id == "conversations.W004"
+    assert "llama3.2:1b" in warning.msg and "4,096 tokens are assumed" in warning.msg
+    assert "org/big" not in warning.msg  # vLLM's max_model_len says it
+    assert warning.hint == "Set CHAT_ENDPOINT_LAB_CONTEXT_LENGTH to the window it serves."
 
 
 @pytest.mark.django_db

@@ -26,7 +26,6 @@ from django.conf import settings
 
 from conversations.documents.ranking import Chunk, chunks_of, rank
 from conversations.documents.reading import PDF, count_tokens, page_image_data_url
-from conversations.errors import ChatError
 from conversations.models import Document, DocumentPage
 from conversations.modelservers import providers
 from conversations.selectors import document_ids_of, documents_with_pages
@@ -34,8 +33,6 @@ from conversations.selectors import document_ids_of, documents_with_pages
 logger = logging.getLogger(__name__)
 
 FULL, RETRIEVAL = "full", "retrieval"
-# Context window assumed for a model whose card cannot be read.
-DEFAULT_CONTEXT = 32768
 INSTRUCTIONS = (
     "The user attached the documents below. Answer from them when they are relevant, and "
     "cite the page of every fact you take from them in square brackets with the document's "
@@ -199,13 +196,9 @@ def document_parts(plan: Plan, limit: int) -> tuple[list[dict[str, Any]], int]:
 
 
 async def max_context_length(model: str) -> int:
-    """The model's context window from its provider's `GET /models` card."""
-    try:
-        card = await providers.model_card(model)
-    except ChatError as err:
-        logger.info("Reading the context window of %s failed (%s)", model, err.code)
-        return DEFAULT_CONTEXT
-    return card.max_context_length if card is not None else DEFAULT_CONTEXT
+    """The model's context window (modelservers/providers.context_window)."""
+    window, _ = await providers.context_window(model)
+    return window
 
 
 async def plan_for_request(

@@ -32,6 +32,7 @@ def message_data(message: Message, *, seq: int = 0) -> MessageData:
         "finish_reason": message.finish_reason,
         "prompt_tokens": message.prompt_tokens,
         "completion_tokens": message.completion_tokens,
+        "usage_estimated": message.usage_estimated,
         "time_to_first_token_ms": message.time_to_first_token_ms,
         "duration_ms": message.duration_ms,
         "notice": message.notice,
@@ -60,6 +61,7 @@ def ended_message_data(
         "finish_reason": outcome.finish_reason,
         "prompt_tokens": outcome.prompt_tokens,
         "completion_tokens": outcome.completion_tokens,
+        "usage_estimated": outcome.usage_estimated,
         "time_to_first_token_ms": outcome.time_to_first_token_ms,
         "duration_ms": outcome.duration_ms,
         "notice": outcome.notice,
@@ -135,7 +137,11 @@ def answer_meta(message: Message) -> str:
         return ""
     parts = [message.model] if message.model else []
     if message.prompt_tokens is not None and message.completion_tokens is not None:
-        parts.append(f"{message.prompt_tokens:,} in · {message.completion_tokens:,} out tokens")
+        about = "≈" if message.usage_estimated else ""
+        parts.append(
+            f"{about}{message.prompt_tokens:,} in · {about}{message.completion_tokens:,} out tokens"
+            + (" (estimated)" if about else "")
+        )
     if message.time_to_first_token_ms is not None:
         ms = message.time_to_first_token_ms
         first = f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"

@@ -12,6 +12,7 @@ next one. No timer ever holds text back.
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -21,9 +22,11 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from conversations.answers import Ending, Outcome, answer_endings_store, message_progress_save
+from conversations.documents.reading import count_tokens
 from conversations.errors import ChatError
 from conversations.live import broadcast
 from conversations.live.answer_text import AnswerText
+from conversations.live.context_window import count_prompt
 from conversations.live.frames import ended_message_data, message_data
 from conversations.live.protocol import MessageData, QueuedFrame
 from conversations.live.request_plan import request_plan
@@ -38,6 +41,7 @@ from conversations.modelservers.errors import (
     UpstreamTimeout,
 )
 from conversations.modelservers.local_model import QueuePosition
+from conversations.modelservers.results import Usage
 from conversations.selectors import PromptMessage
 from conversations.trips import Trips
 from conversations.usage import budget_limits_set, check_daily_budget
@@ -72,6 +76,11 @@ class Generation:
     task: asyncio.Task | None = None
     # The body sent upstream, once sent: summarised into its ApiCall row at the end.
     request: dict[str, Any] | None = None
+    # What the server reported of the tokens (it may send none: see _estimated_usage), and
+    # what request_plan counted of the prompt while fitting it to the window.
+    usage: Usage | None = None
+    prompt_counted: int | None = None
+    image_tokens: int = 0
 
     @property
     def text(self) -> str:
@@ -188,6 +197,7 @@ async def _generate(
             await database_sync_to_async(check_daily_budget)(user_id=gen.owner_id)
         plan = await request_plan(conversation=conversation, history=history, owner_id=gen.owner_id)
         gen.model, gen.notice = plan.model, plan.notice
+        gen.prompt_counted, gen.image_tokens = plan.prompt_tokens, plan.image_tokens
         if plan.citations is not None:
             gen.answer.cite(plan.citations)
         gen.request = plan.body
@@ -214,6 +224,8 @@ async def _generate(
     finally:
         gen.phase = "finishing"
         if outcome is not None:
+            if outcome.prompt_tokens is None and gen.first_token_at is not None:
+                outcome = await asyncio.to_thread(_estimated_usage, gen, outcome)
             await _finish(gen, outcome)
             if gen.title_question is not None:
                 _spawn(
@@ -227,7 +239,6 @@ async def _generate(
 
 
 async def _stream(gen: Generation, provider: providers.Provider, body: dict[str, Any]) -> Outcome:
-    usage = None
     finish_reason = ""
     async with contextlib.aclosing(provider.stream_chat(body)) as stream:
         async for batch in stream:
@@ -238,18 +249,12 @@ async def _stream(gen: Generation, provider: providers.Provider, body: dict[str,
                     gen.conversation_id, gen.queued(batch.position)
                 )
             if batch.usage is not None:
-                usage = batch.usage
+                gen.usage = batch.usage
             if batch.finish_reason:
                 finish_reason = batch.finish_reason
             if batch.model:
                 gen.model = batch.model
-    return _outcome(
-        gen,
-        status=Message.Status.COMPLETE,
-        finish_reason=finish_reason,
-        prompt_tokens=usage.prompt_tokens if usage else None,
-        completion_tokens=usage.completion_tokens if usage else None,
-    )
+    return _outcome(gen, status=Message.Status.COMPLETE, finish_reason=finish_reason)
 
 
 def _failure(gen: Generation, err: ChatError) -> Outcome:
@@ -270,7 +275,12 @@ def _failure(gen: Generation, err: ChatError) -> Outcome:
 
 
 def _outcome(gen: Generation, *, status: str, **fields: Any) -> Outcome:
+    """How the answer ended, with the usage the server reported, whatever the ending."""
     now = time.monotonic()
+    if gen.usage is not None:
+        fields.update(
+            prompt_tokens=gen.usage.prompt_tokens, completion_tokens=gen.usage.completion_tokens
+        )
     return Outcome(
         status=status,
         text=gen.text,
@@ -282,6 +292,22 @@ def _outcome(gen: Generation, *, status: str, **fields: Any) -> Outcome:
         duration_ms=round((now - gen.started) * 1000),
         notice=gen.notice,
         **fields,
+    )
+
+
+def _estimated_usage(gen: Generation, outcome: Outcome) -> Outcome:
+    """The ending with our own count of its tokens, marked as estimated, for a server that
+    reported none (llama.cpp's sends none in a stream; a stopped or cut stream never got to
+    its last chunk), so budgets and costs see every answer. Counts with the tokenizer: call
+    it off the event loop."""
+    prompt = gen.prompt_counted
+    if prompt is None and gen.request is not None:
+        prompt = count_prompt(gen.request.get("messages") or [], image_tokens=gen.image_tokens)
+    return dataclasses.replace(
+        outcome,
+        prompt_tokens=prompt or 0,
+        completion_tokens=count_tokens(outcome.text),
+        usage_estimated=True,
     )
 
 

@@ -12,6 +12,8 @@ import orjson
 MAX_FRAME_BYTES = 256 * 1024
 # Bounds the ids a `send` may list; how many images a message may carry is the service's rule.
 _MAX_ATTACHMENT_IDS = 100
+# A model id's length at most (as models.MODEL_ID_MAX_LENGTH: servers name models by paths).
+_MAX_MODEL_ID_CHARS = 400
 
 
 class ProtocolError(Exception):
@@ -99,6 +101,7 @@ class MessageData(TypedDict):
     finish_reason: str
     prompt_tokens: int | None
     completion_tokens: int | None
+    usage_estimated: bool  # the tokens are our count: the server reported none
     time_to_first_token_ms: int | None
     duration_ms: int | None
     notice: NotRequired[str]  # an answer's note for the reader: which model answered, and why
@@ -188,7 +191,7 @@ def parse_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame:
         parsed["text"] = text
         model = frame.get("model")
         if model is not None:
-            if not isinstance(model, str) or not 0 < len(model) <= 100:
+            if not isinstance(model, str) or not 0 < len(model) <= _MAX_MODEL_ID_CHARS:
                 raise ProtocolError("invalid", "'model' must be a model id.")
             parsed["model"] = model
         if attachments:

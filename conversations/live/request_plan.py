@@ -21,6 +21,7 @@ from django.urls import reverse
 from conversations.documents import retrieval
 from conversations.errors import ChatError, NoVisionModel
 from conversations.images import MAX_IMAGES_PER_REQUEST, image_data_url
+from conversations.live.context_window import SMALL_PROMPT, Fitted, fit_history, prompt_bound
 from conversations.models import Conversation, Message
 from conversations.modelservers import providers
 from conversations.rendering import Citations
@@ -36,14 +37,16 @@ class RequestPlan:
     body: dict[str, Any]
     notice: str = ""  # for the reader: another model answered, images were left out
     citations: Citations | None = None  # the documents the request carried
+    prompt_tokens: int | None = None  # counted while fitting the window, when it was
+    image_tokens: int = 0  # what the images it carries cost, by Mistral's estimate
 
 
 async def request_plan(
     *, conversation: Conversation, history: list[PromptMessage], owner_id: int
 ) -> RequestPlan:
     """The request for the answer after `history`; raises ChatError when there can be none
-    (no model server offers the model, images and nothing can see them)."""
-    kept, dropped = images_to_send(history)
+    (no model server offers the model, images and nothing can see them, a question longer
+    than the model's window)."""
     documents = None
     if any(m.parts for m in history if m.role == Message.Role.USER):
         documents = await retrieval.plan_for_request(
@@ -52,22 +55,36 @@ async def request_plan(
             user_id=owner_id,
             conversation_id=conversation.pk,
         )
+    history = sendable(history)
+    kept, dropped = images_to_send(history)
     model, notes = conversation.model, []
     if kept or (documents is not None and documents.pictures):
         try:
             model, note = await vision_model_for(conversation.model)
             notes.append(note)
         except NoVisionModel:
+            if kept & {a.pk for a in history[-1].images or ()}:
+                raise  # the question itself is about images
+            # Earlier images and page pictures need eyes: the text goes without them, so
+            # one refused image does not refuse every later question of the conversation.
             if kept:
-                raise
-            # Only page pictures need eyes: send the documents' text without them.
-            notes.append("Page pictures left out: no model here can see.")
-            documents.pictures = []
+                dropped, kept = dropped + len(kept), set()
+                notes.append(
+                    f"{dropped} earlier image{'s' if dropped != 1 else ''} left out: no model "
+                    "here can see."
+                )
+                dropped = 0
+            if documents is not None and documents.pictures:
+                notes.append("Page pictures left out: no model here can see.")
+                documents.pictures = []
         if dropped:
             notes.append(
                 f"{dropped} earlier image{'s' if dropped != 1 else ''} left out: a request "
                 f"carries at most {MAX_IMAGES_PER_REQUEST}."
             )
+    fitted = await _fitted(conversation, model, history, kept, documents)
+    history, prompt_tokens = fitted.history, fitted.prompt_tokens
+    if kept:
         messages = await asyncio.to_thread(
             chat_messages, system_prompt=conversation.system_prompt, history=history, images=kept
         )
@@ -79,6 +96,7 @@ async def request_plan(
         citations = Citations(
             tuple((d.pk, d.name, d.page_count) for d in documents.documents), _page_url
         )
+    notes.append(fitted.note)
     provider = providers.provider_for(model)
     body = provider.build_body(
         model=provider.upstream(model),
@@ -91,7 +109,58 @@ async def request_plan(
         safe_prompt=conversation.safe_prompt,
     )
     notice = " ".join(note.strip() for note in notes if note.strip())
-    return RequestPlan(provider, model, body, notice, citations)
+    image_tokens = sum(a.tokens for m in history for a in m.images or () if a.pk in kept)
+    return RequestPlan(provider, model, body, notice, citations, prompt_tokens, image_tokens)
+
+
+async def _fitted(
+    conversation: Conversation,
+    model: str,
+    history: list[PromptMessage],
+    images: set[int],
+    documents: retrieval.Plan | None,
+) -> Fitted:
+    """`history` cut to the model's context window (context_window.py), with room kept for
+    the answer: the conversation's max_tokens, else a quarter of the window up to 1,024."""
+    extra = documents.tokens if documents is not None else 0
+    system_prompt = conversation.system_prompt
+    bound = prompt_bound(history, system_prompt=system_prompt, images=images, extra_tokens=extra)
+    if bound <= SMALL_PROMPT:
+        return Fitted(history, 0, None)
+    window, assumed = await providers.context_window(model)
+    budget = window - (conversation.max_tokens or min(window // 4, 1024))
+    if bound <= budget:
+        return Fitted(history, 0, None)
+    limit = f"{model}'s context window of {window:,} tokens" + (
+        " (assumed: its server does not say)" if assumed else ""
+    )
+    return await asyncio.to_thread(
+        fit_history,
+        history,
+        system_prompt=system_prompt,
+        images=images,
+        extra_tokens=extra,
+        budget=budget,
+        limit_words=limit,
+    )
+
+
+def sendable(history: list[PromptMessage]) -> list[PromptMessage]:
+    """The messages a request carries: an answer without text is left out (the API rejects
+    an empty assistant turn), and so is the question it left unanswered, which would
+    otherwise go again beside the next one as two questions in a row; the newest question,
+    whose answer this is, always goes."""
+    kept = []
+    for position, message in enumerate(history):
+        unanswered = position + 1 < len(history) and _empty_answer(history[position + 1])
+        if _empty_answer(message) or (message.role == Message.Role.USER and unanswered):
+            continue
+        kept.append(message)
+    return kept
+
+
+def _empty_answer(message: PromptMessage) -> bool:
+    return message.role == Message.Role.ASSISTANT and not message.text
 
 
 def _page_url(document_id: int, page: int) -> str:
@@ -101,8 +170,7 @@ def _page_url(document_id: int, page: int) -> str:
 def chat_messages(
     *, system_prompt: str, history: list[PromptMessage], images: Collection[int] = ()
 ) -> list[dict[str, Any]]:
-    """The conversation in the model server's shape. Answers that produced no text are
-    left out (the API rejects empty assistant turns; a user turn may follow a user turn).
+    """The conversation in the model server's shape, from `sendable(history)`.
 
     A question whose attachments are in `images` (ids, see images_to_send) becomes content
     parts: its text, then one `image_url` part per image, a `data:image/...;base64,` URL of
@@ -111,18 +179,15 @@ def chat_messages(
     if system_prompt.strip():
         messages.append({"role": "system", "content": system_prompt})
     for message in history:
-        if message.role == Message.Role.ASSISTANT and not message.text:
-            continue
         content: str | list[dict[str, str]] = message.text
-        if images and message.role == Message.Role.USER:
-            attachments = message.images or []
-            sent = [a for a in attachments if a.pk in images]
+        if message.role == Message.Role.USER and message.images:
+            sent = [a for a in message.images if a.pk in images]
             if sent:
                 parts = [{"type": "text", "text": message.text}] if message.text.strip() else []
                 content = parts + [
                     {"type": "image_url", "image_url": image_data_url(a)} for a in sent
                 ]
-            elif attachments and not message.text.strip():
+            elif not message.text.strip():
                 content = "[an image, no longer included]"  # no empty user turn
         messages.append({"role": message.role, "content": content})
     return messages

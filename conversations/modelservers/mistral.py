@@ -19,6 +19,7 @@ import asyncio
 import logging
 import random
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -121,6 +122,13 @@ class MistralClient:
     ) -> None:
         base_url = base_url.rstrip("/")
         self._base_url = base_url
+        # How messages and logs name the server: its host and port, never a user or key.
+        parts = urllib.parse.urlsplit(base_url)
+        self._where = parts.hostname or "?"
+        if ":" in self._where:
+            self._where = f"[{self._where}]"
+        if parts.port:
+            self._where += f":{parts.port}"
         self._chat_url = base_url + "/chat/completions"
         # Read once, as httpx reads the environment once per client: scanning it per
         # request cost nearly as much as the rest of opening a stream (docs/performance.md).
@@ -225,11 +233,17 @@ class MistralClient:
                 else None,
             )
         except http_stream.ReadTimeout as exc:
-            raise UpstreamTimeout("The model server did not answer in time.") from exc
+            raise UpstreamTimeout(
+                f"The model server at {self._where} did not answer in time."
+            ) from exc
         except http_stream.ConnectFailed as exc:
-            raise ConnectionFailed("Could not connect to the model server.") from exc
+            raise ConnectionFailed(
+                f"Could not connect to the model server at {self._where}."
+            ) from exc
         except http_stream.HTTPStreamError as exc:
-            raise ConnectionFailed("The connection to the model server failed.") from exc
+            raise ConnectionFailed(
+                f"The connection to the model server at {self._where} failed."
+            ) from exc
         if response.status == 200:
             if response.headers.get("content-encoding", "identity") != "identity":
                 response.close()
@@ -286,6 +300,10 @@ class MistralClient:
         self._models, self._models_at = cards, now
         return list(cards)
 
+    def listed_models(self) -> list[ModelCard]:
+        """The models of the last listing, without asking the server (none before one)."""
+        return list(self._models or ())
+
     async def ocr(self, *, model: str, document_url: str, name: str) -> OcrResult:
         """`POST /v1/ocr` on one PDF given as a `data:application/pdf;base64,` URL: each
         page's markdown, in order. Only documented fields are sent (OCRRequest)."""
@@ -333,11 +351,17 @@ class MistralClient:
         try:
             response = await client.send(request, stream=True)
         except httpx.TimeoutException as exc:
-            raise UpstreamTimeout("The model server did not answer in time.") from exc
+            raise UpstreamTimeout(
+                f"The model server at {self._where} did not answer in time."
+            ) from exc
         except httpx.ConnectError as exc:
-            raise ConnectionFailed("Could not connect to the model server.") from exc
+            raise ConnectionFailed(
+                f"Could not connect to the model server at {self._where}."
+            ) from exc
         except httpx.TransportError as exc:
-            raise ConnectionFailed("The connection to the model server failed.") from exc
+            raise ConnectionFailed(
+                f"The connection to the model server at {self._where} failed."
+            ) from exc
         if response.status_code == 200:
             return response
         try:
@@ -392,7 +416,8 @@ class MistralClient:
                 raise err  # too long to hold the user: tell them the wait instead
             delay = max(delay, retry_after)
         logger.info(
-            "Mistral request failed (%s, status %s); retry %d of %d in %.2f s",
+            "Request to the model server at %s failed (%s, status %s); retry %d of %d in %.2f s",
+            self._where,
             err.code,
             err.status,
             attempt + 1,

@@ -4,8 +4,9 @@ LM Studio), with nothing from Django.
 They speak the same HTTP and server-sent events as Mistral, so MistralClient carries them;
 what differs is what a body may hold and what a model list says. A body here holds only the
 subset of OpenAI's chat completions API those servers document: Mistral's own fields
-(`random_seed`, `safe_prompt`, `prefix`) are renamed or left out, and `image_url` parts take
-OpenAI's object form. The small model inside this process (local_model.py) reads the same
+(`random_seed`, `safe_prompt`, `prefix`) are renamed or left out, `image_url` parts take
+OpenAI's object form, and content of text parts alone goes as one string, which every such
+server and chat template reads. The small model inside this process (local_model.py) reads the same
 body.
 """
 
@@ -65,7 +66,12 @@ def _message(message: dict) -> dict:
         raise ValueError(f"Unknown message role: {role!r}")
     content = message.get("content")
     if isinstance(content, list):
-        content = [_part(part) for part in content]
+        if all(part.get("type") == "text" for part in content):
+            # Text alone goes as one string: llama.cpp's server drops a list of text parts
+            # (chatml) or crashes on it (a model's own template), and every server takes it.
+            content = "\n\n".join(part.get("text", "") for part in content)
+        else:
+            content = [_part(part) for part in content]
     out = {"role": role, "content": content}
     for name in fields[1:]:
         value = message.get(name)
@@ -81,19 +87,29 @@ def _part(part: dict) -> dict:
     return part
 
 
-def openai_model_card(card: ModelCard, *, vision: bool) -> ModelCard:
+# The context window taken for a model whose server does not say and whose endpoint sets
+# none: small enough for what self-hosted servers commonly serve (llama.cpp's default was
+# 4,096 for a long time), so a prompt is trimmed rather than cut by the server.
+ASSUMED_CONTEXT = 4096
+
+
+def openai_model_card(card: ModelCard, *, vision: bool, context_length: int = 0) -> ModelCard:
     """A card from an OpenAI-compatible /models list, which has no capabilities: every model
     is taken to chat, none to call functions, and only the ones the operator named to see
-    images. The context length is read where vLLM (`max_model_len`) or llama.cpp's server
-    (`meta.n_ctx_train`) put it; 0 when unknown."""
+    images. The context window is the endpoint's setting (`context_length`), else what the
+    server serves: vLLM's `max_model_len`, llama.cpp's `meta.n_ctx` (never its training
+    context, `n_ctx_train`, often four times what it serves), else ASSUMED_CONTEXT, marked
+    `context_assumed`."""
     raw = card.raw
     meta = raw.get("meta") if isinstance(raw.get("meta"), dict) else {}
-    context = raw.get("max_model_len") or meta.get("n_ctx_train") or 0
+    served = raw.get("max_model_len") or meta.get("n_ctx")
+    context = context_length or (int(served) if isinstance(served, int | float) else 0)
     return dataclasses.replace(
         card,
         name=raw.get("name") or card.id,
         description=raw.get("description") or "",
-        max_context_length=int(context) if isinstance(context, int | float) else 0,
+        max_context_length=context or ASSUMED_CONTEXT,
+        context_assumed=not context,
         vision=vision,
         function_calling=False,
         completion_chat=True,

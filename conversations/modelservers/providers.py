@@ -25,12 +25,18 @@ from conversations.modelservers.errors import ModelServerError
 from conversations.modelservers.local_model import LocalModelClient
 from conversations.modelservers.mistral import MistralClient, build_chat_body
 from conversations.modelservers.model_ids import LOCAL, LOCAL_MODEL
-from conversations.modelservers.openai_compat import build_openai_chat_body, openai_model_card
+from conversations.modelservers.openai_compat import (
+    ASSUMED_CONTEXT,
+    build_openai_chat_body,
+    openai_model_card,
+)
 from conversations.modelservers.results import ChatResult, ModelCard, StreamBatch
 
 logger = logging.getLogger(__name__)
 
 MISTRAL_DEFAULT_BASE_URL = "https://api.mistral.ai/v1"
+# The context window taken for a Mistral model no list describes.
+MISTRAL_ASSUMED_CONTEXT = 32768
 # An endpoint's name is the first part of its models' ids, and part of environment names.
 _ENDPOINT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
 # How long the model list of one provider may hold up the picker.
@@ -53,6 +59,7 @@ class Provider:
     vision_models: frozenset[str] = field(default_factory=frozenset)  # OpenAI-compatible only
     base_url: str = ""  # a remote server's, for `manage.py check`
     api_key: str = field(default="", repr=False)
+    context_length: int = 0  # an endpoint's CONTEXT_LENGTH setting; 0: as its server says
 
     @property
     def prefix(self) -> str:
@@ -111,7 +118,11 @@ class Provider:
         out = []
         for card in cards:
             if self.kind == "openai":
-                card = openai_model_card(card, vision=card.id in self.vision_models)
+                card = openai_model_card(
+                    card,
+                    vision=card.id in self.vision_models,
+                    context_length=self.context_length,
+                )
             out.append(replace(card, id=self.prefix + card.id))
         return out
 
@@ -161,6 +172,7 @@ def _remote(
     base_url: str,
     api_key: str,
     vision_models: frozenset[str] = frozenset(),
+    context_length: int = 0,
 ) -> Provider:
     """A provider over HTTP: Mistral's API and OpenAI-compatible servers share MistralClient's
     transport, timeouts and retries; only their bodies and model lists differ."""
@@ -171,7 +183,9 @@ def _remote(
         read_timeout=settings.MISTRAL_READ_TIMEOUT,
         max_retries=settings.MISTRAL_MAX_RETRIES,
     )
-    return Provider(name, label, kind, client, vision_models, base_url.rstrip("/"), api_key)
+    return Provider(
+        name, label, kind, client, vision_models, base_url.rstrip("/"), api_key, context_length
+    )
 
 
 def _build() -> Registry:
@@ -207,6 +221,7 @@ def _build() -> Registry:
                 entry["base_url"],
                 entry["api_key"],
                 frozenset(entry["vision_models"]),
+                entry.get("context_length") or 0,
             )
         )
     if settings.LOCAL_MODEL_ENABLED:
@@ -296,12 +311,21 @@ def offered_by(provider: Provider, model_id: str) -> bool:
 
 def default_model() -> str:
     """The model new conversations start with: CHAT_DEFAULT_MODEL if set, else Mistral's
-    MISTRAL_MODEL when Mistral is configured, else the local model."""
+    MISTRAL_MODEL when Mistral is configured, else the local model, else the first model the
+    first OpenAI-compatible endpoint listed (once it has been listed: the picker lists them
+    as a page opens, and starts a new chat on the first when the default is not among them)."""
     if settings.CHAT_DEFAULT_MODEL:
         return settings.CHAT_DEFAULT_MODEL
-    if mistral_configured() or not settings.LOCAL_MODEL_ENABLED:
+    if mistral_configured():
         return settings.MISTRAL_MODEL
-    return LOCAL_MODEL
+    if settings.LOCAL_MODEL_ENABLED:
+        return LOCAL_MODEL
+    for provider in registry().providers:
+        if provider.kind == "openai" and isinstance(provider.client, MistralClient):
+            listed = provider.client.listed_models()
+            if listed:
+                return provider.prefix + listed[0].id
+    return settings.MISTRAL_MODEL
 
 
 async def model_card(model_id: str) -> ModelCard | None:
@@ -311,6 +335,22 @@ async def model_card(model_id: str) -> ModelCard | None:
     what an unknown answer means."""
     provider = provider_for(model_id)
     return provider.card_for(await provider.models(), model_id)
+
+
+async def context_window(model_id: str) -> tuple[int, bool]:
+    """How many tokens `model_id` reads at once, and whether that is assumed rather than
+    known: from its card; for a model no list describes, 32,768 for Mistral's (its smallest
+    current window) and the conservative ASSUMED_CONTEXT for any other server's."""
+    try:
+        card = await model_card(model_id)
+    except ChatError as err:
+        logger.info("Reading the context window of %s failed (%s)", model_id, err.code)
+        card = None
+    if card is not None:
+        return card.max_context_length, card.context_assumed
+    if model_ids.parse(model_id).provider == model_ids.MISTRAL:
+        return MISTRAL_ASSUMED_CONTEXT, True
+    return ASSUMED_CONTEXT, True
 
 
 async def can_see_images(model_id: str) -> bool:
@@ -373,10 +413,12 @@ def _model_data(provider: Provider, card: ModelCard) -> dict[str, Any]:
         "description": card.description,
         "provider": provider.label,
         "author": model_ids.author(card.id),
+        "safe_prompt": provider.kind == "mistral",
         "local": provider.kind == "local",
         "vision": card.vision,
         "function_calling": card.function_calling,
         "max_context_length": card.max_context_length or None,
+        "context_assumed": card.context_assumed,
     }
 
 
@@ -388,8 +430,10 @@ def _unlisted(model_id: str) -> dict[str, Any]:
         "description": "",
         "provider": "",
         "author": model_ids.author(model_id),
+        "safe_prompt": model_ids.parse(model_id).provider == model_ids.MISTRAL,
         "local": False,
         "vision": False,
         "function_calling": False,
         "max_context_length": None,
+        "context_assumed": False,
     }

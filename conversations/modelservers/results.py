@@ -58,6 +58,8 @@ class ModelCard:
     completion_chat: bool
     deprecation: str | None
     raw: dict = field(compare=False, repr=False)
+    # The server did not say how long a prompt may be: max_context_length is a guess.
+    context_assumed: bool = False
 
 
 def content_text(content: Any) -> str:

@@ -4,6 +4,8 @@ the views hand the cleaned values to services."""
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
 
+from conversations.models import MODEL_ID_MAX_LENGTH
+
 # The largest value an integer column holds on every database we support (PostgreSQL).
 _MAX_INT = 2_147_483_647
 
@@ -22,7 +24,7 @@ class RenameForm(forms.Form):
 class ConversationSettingsForm(forms.Form):
     model = forms.RegexField(
         regex=_MODEL_ID,
-        max_length=100,
+        max_length=MODEL_ID_MAX_LENGTH,
         error_messages={"invalid": "Choose a model from the list."},
     )
     system_prompt = forms.CharField(

@@ -201,6 +201,8 @@ def _chat_page(request: HttpRequest, *, conversation: Conversation | None) -> Ht
         "more_cursor": cursor,
         "model": model,
         "author": model_ids.author(model),
+        # Mistral's safety prompt: other servers ignore the option, so it is not offered.
+        "offers_safe_prompt": model_ids.parse(model).provider == model_ids.MISTRAL,
         "settings_form": ConversationSettingsForm(initial=initial),
     }
     return render(request, "conversations/chat.html", context)

@@ -340,6 +340,7 @@ const picker = new ModelPicker({
   // model list's `author`), so the small local model never passes for Mistral.
   onShown(model) {
     if (model.author) $("#composer-input").placeholder = `Message ${model.author}…`;
+    $("#safe-prompt-field").hidden = !model.safe_prompt;
   },
   async onChange(model) {
     if (state.conversation === null) {
@@ -358,9 +359,17 @@ const picker = new ModelPicker({
 fetchModels(config.modelsUrl).then(({ models, problems }) => {
   picker.showProblems(problems);
   if (!models.length) return;
+  if (!models.some((m) => m.vision)) attachments.refuse("No model on this server can see images.");
   const remembered = localStorage.getItem(MODEL_KEY);
-  const useRemembered = state.conversation === null && remembered && models.some((m) => m.id === remembered);
-  picker.fill(models, useRemembered ? remembered : picker.value);
+  const listed = (id) => models.some((m) => m.id === id);
+  let chosen = picker.value;
+  if (state.conversation === null) {
+    // A new chat starts on a model that can answer: the one last chosen, the server's
+    // default, or else (no server lists the default) the first model listed.
+    if (remembered && listed(remembered)) chosen = remembered;
+    else if (!listed(chosen)) chosen = models[0].id;
+  }
+  picker.fill(models, chosen);
 });
 
 // Small things

@@ -36,7 +36,19 @@ export class AttachmentTray extends UploadTray {
     });
   }
 
+  // No model the servers offer can see: said at the button, before anything is uploaded.
+  refuse(reason) {
+    this.refused = reason;
+    this.button.disabled = true;
+    this.button.title = reason;
+    this.button.setAttribute("aria-label", reason);
+  }
+
   add(files) {
+    if (this.refused) {
+      this.onError(this.refused);
+      return;
+    }
     for (const file of files) {
       if (this.items.length >= MAX_IMAGES) {
         this.onError(`${file.name}: a message can carry at most ${MAX_IMAGES} images.`);

@@ -13,9 +13,11 @@ export async function fetchModels(url) {
   }
 }
 
-export function contextLabel(tokens) {
+export function contextLabel(tokens, assumed = false) {
   if (!tokens) return "";
-  return tokens >= 1024 ? `${Math.round(tokens / 1024)}k context` : `${tokens} context`;
+  const label = tokens >= 1024 ? `${Math.round(tokens / 1024)}k context` : `${tokens} context`;
+  // The server does not say: conversations are cut to a window taken to be small.
+  return assumed ? `${label}, assumed` : label;
 }
 
 export class ModelPicker {
@@ -180,7 +182,7 @@ function optionElement(model, index) {
   else if (model.provider && model.provider !== "Mistral") caps.append(chip("provider", model.provider));
   if (model.vision) caps.append(chip("vision", "vision", "i-eye"));
   if (model.function_calling) caps.append(chip("tools", "tools"));
-  const context = contextLabel(model.max_context_length);
+  const context = contextLabel(model.max_context_length, model.context_assumed);
   if (context) caps.append(chip("context", context));
   if (caps.childElementCount) li.append(caps);
 

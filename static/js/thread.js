@@ -158,7 +158,12 @@ function waitingText(ahead) {
 export function answerMeta(m) {
   const parts = m.model ? [m.model] : [];
   if (m.prompt_tokens != null && m.completion_tokens != null) {
-    parts.push(`${m.prompt_tokens.toLocaleString("en-US")} in · ${m.completion_tokens.toLocaleString("en-US")} out tokens`);
+    // "≈": the server reported no usage, so these are our own count.
+    const about = m.usage_estimated ? "≈" : "";
+    parts.push(
+      `${about}${m.prompt_tokens.toLocaleString("en-US")} in · ${about}${m.completion_tokens.toLocaleString("en-US")} out tokens` +
+        (about ? " (estimated)" : ""),
+    );
   }
   const ms = m.time_to_first_token_ms;
   if (ms != null) parts.push(`first token ${ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`}`);

@@ -11,6 +11,7 @@ export class UploadTray {
     this.onChange = onChange;
     this.onError = onError;
     this.items = [];
+    this.button = button;
     button.addEventListener("click", () => input.click());
     input.addEventListener("change", () => {
       this.add(Array.from(input.files));
