@@ -227,6 +227,15 @@ def test_transcript_shows_sanitized_html_never_raw_model_text(client, user, revi
     assert "&lt;b&gt;not bold&lt;/b&gt;" in page
 
 
+def test_transcript_says_when_an_answers_tokens_are_our_estimate(client, user, reviewer):
+    conversation, reply = exchange(
+        user, html="<p>Hi</p>", prompt_tokens=40, completion_tokens=9, usage_estimated=True
+    )
+    as_user(client, reviewer)
+    page = client.get(change_url(conversation)).content.decode()
+    assert "40 in · 9 out (estimated: the server reported none)" in page
+
+
 def test_transcript_shows_per_answer_cost_request_and_reports(client, user, reviewer):
     conversation, reply = exchange(
         user,

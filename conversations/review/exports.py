@@ -44,6 +44,7 @@ def conversations_export(queryset: QuerySet[Conversation]) -> list[dict[str, Any
                 "error_code": m.error_code,
                 "prompt_tokens": m.prompt_tokens,
                 "completion_tokens": m.completion_tokens,
+                "usage_estimated": m.usage_estimated,
                 "created_at": m.created_at,
                 "images": [
                     {"name": a.name, "sent_width": a.sent_width, "sent_height": a.sent_height}

@@ -57,6 +57,7 @@ class ApiCallAdmin(admin.ModelAdmin):
         "conversation_id",
         "prompt_tokens",
         "completion_tokens",
+        "usage_estimated",
         "cost_usd",
         "latency_ms",
         "status",
