@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from conversations.models import Conversation, Message
-from conversations.modelservers import local_model, providers
+from conversations.modelservers import local_model
 from conversations.modelservers.errors import InvalidRequest
 from conversations.modelservers.local_model import LocalModelClient, QueuePosition, find_model_file
 from tests.helpers import frames_during, frames_until, is_final, streamed_text
@@ -19,12 +19,9 @@ STORY = "Write a long story about a dragon who learns to cook."
 
 
 @pytest.fixture
-def offline(settings):
-    """No Mistral key, Mistral's own URL, no endpoints: the local model is the default."""
-    settings.MISTRAL_API_KEY = ""
-    settings.MISTRAL_BASE_URL = providers.MISTRAL_DEFAULT_BASE_URL
-    settings.CHAT_ENDPOINTS = []
-    settings.CHAT_DEFAULT_MODEL = ""
+def offline(offline, settings):
+    """A fresh checkout's settings (tests/conftest.py), with the local model as the default
+    and short answers."""
     settings.LOCAL_MODEL_ENABLED = True
     settings.LOCAL_MODEL_MAX_TOKENS = 24
     settings.CHAT_SAVE_INTERVAL = 0.05
