@@ -145,7 +145,7 @@ class LlamaServer:
                     f"llama.cpp's server did not answer within {START_WITHIN:.0f}s.\n"
                     f"{self.log_tail()}"
                 )
-            time.sleep(0.1)
+            time.sleep(0.1)  # polling with a deadline, not waiting a fixed time
 
     def stop(self) -> None:
         process, self._process = self._process, None

@@ -7,6 +7,10 @@ modelservers/model_ids.py; which configured server answers it is decided here. M
 used when MISTRAL_API_KEY is set or MISTRAL_BASE_URL is not Mistral's; the local model
 unless LOCAL_MODEL_ENABLED is off. With neither a key nor an endpoint, new conversations
 start on the local model, and no request leaves the machine.
+
+Over 400 lines: the registry, the lookups on it (which provider, which card, which window,
+the default model) and the picker's catalogue all read the same providers and their cached
+model lists; apart, each would hold half of the registry's rules.
 """
 
 import asyncio
