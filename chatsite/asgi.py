@@ -13,13 +13,14 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from chatsite import fast_path  # noqa: E402
+from chatsite import fast_path, process  # noqa: E402
 from chatsite.body_limit import RequestBodyLimit  # noqa: E402
 from chatsite.fast_path.daphne_frames import DirectFrames  # noqa: E402
 from chatsite.socket_auth import SessionAuthMiddleware  # noqa: E402
 from conversations.live.routing import websocket_urlpatterns  # noqa: E402
 
 fast_path.install(enabled=settings.CHAT_FAST_PATH)
+process.install()  # start-up sweep and graceful stop under daphne (chatsite/process.py)
 # The event loop shares the GIL with the database thread. Python hands it over every 5 ms by
 # default, which showed as 5 ms stalls between tokens under load (docs/performance.md).
 sys.setswitchinterval(0.001)

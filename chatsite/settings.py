@@ -218,6 +218,15 @@ CHAT_PAGE_MESSAGES = env.int("CHAT_PAGE_MESSAGES", default=200)
 CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=32_000)
 # How often a streaming answer's text is saved, in seconds (always saved at the end).
 CHAT_SAVE_INTERVAL = env.float("CHAT_SAVE_INTERVAL", default=1.0)
+# While the database cannot be reached, an answer's ending waits in memory and is tried
+# again for this long (seconds) before the answer is given up to the take-over below.
+CHAT_SAVE_RETRY_SECONDS = env.float("CHAT_SAVE_RETRY_SECONDS", default=120.0)
+# With several processes: the longest an answer whose process died (kill -9, power) stays
+# `streaming` before the others mark it interrupted, in seconds (docs/reliability.md).
+CHAT_TAKEOVER_SECONDS = env.float("CHAT_TAKEOVER_SECONDS", default=10.0)
+# On SIGTERM or SIGINT a process takes no new question and lets running answers finish for
+# this long (seconds), then stores the rest as interrupted with their text (docs/deploy.md).
+CHAT_DRAIN_SECONDS = env.float("CHAT_DRAIN_SECONDS", default=20.0)
 # How often the open tail of a streaming answer is rendered to HTML, in seconds; between
 # renders, tabs show the new text as it comes and the formatting catches up.
 CHAT_RENDER_INTERVAL = env.float("CHAT_RENDER_INTERVAL", default=0.25)

@@ -36,10 +36,12 @@ class Outcome:
 
 
 @transaction.atomic
-def message_progress_save(*, progress: dict[int, str]) -> None:
+def message_progress_save(*, progress: dict[int, str], stops_of: tuple[int, ...] = ()) -> list[int]:
     """Save the text so far of this process's running answers in one transaction: the
     flusher calls this about once a second per answer, never once per token. An empty
     text only touches the row, which tells other processes its generation is alive.
+    Returns those of `stops_of` (the answers running here) for which a tab in another
+    process pressed Stop (see message_stop_request): read in the same trip.
 
     Plain SQL with executemany: this runs for every live answer every second, and the
     ORM's per-query overhead was most of its cost (docs/performance.md)."""
@@ -66,6 +68,22 @@ def message_progress_save(*, progress: dict[int, str]) -> None:
                 f"UPDATE {table} SET updated_at = %s WHERE id = %s AND status IN ({active})",  # noqa: S608
                 touched,
             )
+    if not stops_of:
+        return []
+    return list(
+        Message.objects.filter(pk__in=stops_of, stop_requested=True).values_list("pk", flat=True)
+    )
+
+
+def message_stop_request(*, message_id: int) -> bool:
+    """Record that Stop was pressed for an answer running in another process, beside the
+    message sent to that process: the flag is read at its next save, so Stop holds even
+    when the channel layer loses the message. False when the answer has already ended."""
+    return bool(
+        Message.objects.filter(pk=message_id, status__in=Message.ACTIVE_STATUSES).update(
+            stop_requested=True
+        )
+    )
 
 
 def message_finish(*, message_id: int, outcome: Outcome) -> bool:
@@ -89,6 +107,7 @@ def message_finish(*, message_id: int, outcome: Outcome) -> bool:
             time_to_first_token_ms=outcome.time_to_first_token_ms,
             duration_ms=outcome.duration_ms,
             worker="",
+            stop_requested=False,
             updated_at=timezone.now(),
         )
     )
@@ -135,15 +154,38 @@ def answer_endings_store(endings: list[Ending]) -> list[bool]:
     return results
 
 
-def message_interrupt_orphans(*, quiet_for: timedelta = timedelta(0)) -> int:
+# What a reader is told about an answer whose process stopped before it ended.
+RESTARTED_TEXT = "The server restarted while this answer was being written."
+
+
+def message_interrupt_orphans(
+    *, quiet_for: timedelta = timedelta(0), running_here: tuple[int, ...] = ()
+) -> list[Message]:
     """Mark answers left pending or streaming by a process that died as interrupted,
-    keeping their text. Live generations save at least every few seconds, so with
-    several processes only rows quiet for longer than that are orphans."""
+    keeping their saved text, and return the rows this call marked (another process
+    sweeping at the same moment marks each row once, so its tabs are told once).
+
+    Live generations touch their rows every save interval when several processes run, so
+    a row quiet for longer than `quiet_for` has no live owner; with one process every
+    active row that does not run here (`running_here`) is an orphan."""
     cutoff = timezone.now() - quiet_for
-    return Message.objects.filter(
-        status__in=Message.ACTIVE_STATUSES, updated_at__lte=cutoff
-    ).update(
-        status=Message.Status.INTERRUPTED,
-        error_code="interrupted",
-        error_text="The server restarted while this answer was being written.",
+    candidates = (
+        Message.objects.filter(status__in=Message.ACTIVE_STATUSES, updated_at__lte=cutoff)
+        .exclude(pk__in=running_here)
+        .values_list("pk", flat=True)
     )
+    marked = []
+    for message_id in list(candidates):
+        # One row at a time, guarded again: a row touched since it was read is alive.
+        if Message.objects.filter(
+            pk=message_id, status__in=Message.ACTIVE_STATUSES, updated_at__lte=cutoff
+        ).update(
+            status=Message.Status.INTERRUPTED,
+            error_code="interrupted",
+            error_text=RESTARTED_TEXT,
+            worker="",
+            stop_requested=False,
+            updated_at=timezone.now(),
+        ):
+            marked.append(message_id)
+    return list(Message.objects.filter(pk__in=marked))

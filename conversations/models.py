@@ -105,6 +105,9 @@ class Message(models.Model):
     # The channel of the process running this answer, while it runs with several processes:
     # where Stop and resync requests from a tab in another process are sent.
     worker = models.CharField(max_length=200, blank=True)
+    # Stop was pressed in a tab served by another process. Stored as well as sent, so the
+    # process running the answer stops at its next save even if the message was lost.
+    stop_requested = models.BooleanField(default=False)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     # The server reported no usage: the tokens are our own count (Mistral's tokenizer).

@@ -290,6 +290,7 @@ def message_retry(*, answer: Message, worker: str = "") -> tuple[Message, list[P
     answer.status = Message.Status.PENDING
     answer.model = conversation.model
     answer.worker = worker
+    answer.stop_requested = False
     answer.error_code = answer.error_text = answer.finish_reason = ""
     answer.prompt_tokens = answer.completion_tokens = None
     answer.time_to_first_token_ms = answer.duration_ms = None

@@ -12,7 +12,7 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import connections
 
-from conversations.live import broadcast, control, generation, recovery
+from conversations.live import broadcast, consumers, control, draining, generation, recovery
 from conversations.modelservers import providers
 from conversations.modelservers.transport import aclose_clients
 from tests.fake_mistral import FakeMistral
@@ -67,7 +67,9 @@ async def _process_state():
     """Each test starts as a fresh process: no running answers, no watchers, no pools."""
     generation._running.clear()
     providers._cache = None  # clients and their model lists
-    recovery._recovered = False
+    recovery._keeper = None
+    draining._draining = False
+    consumers._open_tabs.clear()
     control._control = None
     broadcast._watchers.clear()
     broadcast._elsewhere.clear()

@@ -188,6 +188,12 @@ class Reply:
         return cls("no_done", list(tokens))
 
     @classmethod
+    def final_then_cut(cls, tokens: list[str]) -> "Reply":
+        """`tokens`, the last with finish_reason stop and the usage, then the TCP connection
+        closes before [DONE]."""
+        return cls("final_then_cut", list(tokens))
+
+    @classmethod
     def model_error(cls, tokens: list[str]) -> "Reply":
         """`tokens`, then a chunk with finish_reason "error", then [DONE]."""
         return cls("model_error", list(tokens))
@@ -880,7 +886,7 @@ class FakeMistral:
         writer.write(_head(200, head))
         usage = self._usage(reply, body) if self.stream_usage else None
         kind, parts = reply.kind, reply.parts
-        finishes = kind in ("tokens", "burst", "no_done")
+        finishes = kind in ("tokens", "burst", "no_done", "final_then_cut")
 
         if kind == "burst":
             size = max(1, reply.per_event)
@@ -914,7 +920,7 @@ class FakeMistral:
             await _write_chunk(writer, event("", "error", usage) + done, last=True)
         elif kind == "malformed":
             await _write_chunk(writer, b"data: {not json\n\n", last=True)
-        elif kind == "cut":
+        elif kind in ("cut", "final_then_cut"):
             raise _Stop  # closing now leaves the chunked body unfinished
         elif kind == "stall":
             await _wait_for_hangup(reader)

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from conversations import answers
 from conversations.live import broadcast, generation, request_plan
-from conversations.models import Conversation, Message
+from conversations.models import ApiCall, Conversation, Message
 from tests.fake_mistral import Reply
 from tests.helpers import frames_during, frames_until, is_final, streamed_text, until
 
@@ -393,7 +393,9 @@ FAULTS = [
         "",
     ),
     ("cut", lambda: Reply.cut(["cut ", "here"]), "interrupted", "interrupted", "cut here"),
-    ("no_done", lambda: Reply.no_done(["no ", "done"]), "interrupted", "interrupted", "no done"),
+    # The final chunk (finish_reason, usage) came: whole, whether or not [DONE] follows.
+    ("no_done", lambda: Reply.no_done(["no ", "done"]), "complete", "", "no done"),
+    ("final_then_cut", lambda: Reply.final_then_cut(["all ", "here"]), "complete", "", "all here"),
     (
         "malformed",
         lambda: Reply.malformed(["bad ", "chunk"]),
@@ -433,10 +435,28 @@ async def test_model_server_fault_is_shown_and_stored(
     final = answer_of(await ask(socket, "fail please"))
 
     assert (final["status"], final["error_code"], final["text"]) == (status, code, kept)
-    assert final["error_text"]
+    assert bool(final["error_text"]) == (status != "complete")
     assert "test-key" not in final["error_text"]
     row = await Message.objects.aget(pk=final["id"])
     assert (row.status, row.error_code, row.text) == (status, code, kept)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [Reply.no_done, Reply.final_then_cut, Reply.model_error],
+    ids=["no_done", "final_then_cut", "model_error"],
+)
+async def test_usage_the_server_sent_is_recorded_however_the_stream_ends(
+    reply, user, open_socket, fake_mistral
+):
+    fake_mistral.enqueue(reply(["counted ", "tokens"]))
+    socket = await open_socket(user)
+    final = answer_of(await ask(socket, "count me"))
+
+    call = await ApiCall.objects.aget(message_id=final["id"])
+    assert call.completion_tokens == final["completion_tokens"] == 2  # the server's, not ours
+    assert call.prompt_tokens == final["prompt_tokens"] > 0
+    assert not call.usage_estimated
 
 
 async def test_rate_limit_with_long_wait_tells_the_wait(user, open_socket, fake_mistral):

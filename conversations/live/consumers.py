@@ -14,8 +14,8 @@ from django.conf import settings
 from chatsite import fast_path
 from chatsite.fast_path import daphne_frames
 from chatsite.fast_path.consumer_dispatch import DirectDispatch
-from conversations.live import broadcast
-from conversations.live.control import remote_request, worker_channel
+from conversations.live import broadcast, draining, recovery
+from conversations.live.control import remote_request, stop_elsewhere, worker_channel
 from conversations.live.frames import conversation_data, message_data
 from conversations.live.generation import (
     generation_start,
@@ -24,7 +24,6 @@ from conversations.live.generation import (
     running,
 )
 from conversations.live.protocol import ProtocolError, encode, parse_frame
-from conversations.live.recovery import ensure_recovered
 from conversations.models import Message
 from conversations.modelservers import providers
 from conversations.selectors import (
@@ -46,6 +45,8 @@ from conversations.trips import Trips
 
 # Close code for "not signed in" and "your session ended"; the page goes to the login.
 CLOSE_UNAUTHENTICATED = 4401
+# "Service restart": this process is shutting down; the page reconnects at once.
+CLOSE_RESTARTING = 1012
 
 
 # Questions sent at the same moment, from any tab, are stored in one database trip.
@@ -63,13 +64,15 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
             await self.accept()  # accepted first, so the browser sees why it is closed
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        await ensure_recovered()
+        await recovery.keeper_start()  # already running under daphne (live/shutdown.py)
         await self.channel_layer.group_add(broadcast.user_group(self.user.pk), self.channel_name)
         await self.accept()
+        _open_tabs.add(self)
 
     async def disconnect(self, code: int) -> None:
         if not self.user.is_authenticated:
             return
+        _open_tabs.discard(self)
         await self._unwatch()
         await self.channel_layer.group_discard(
             broadcast.user_group(self.user.pk), self.channel_name
@@ -113,6 +116,9 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
         await self._ask_for_remote_state(messages)
 
     async def on_send(self, frame: dict[str, Any]) -> None:
+        if draining.draining():
+            await self.send_restarting()
+            return
         try:
             submitted = await _questions_stored(
                 Question(
@@ -154,12 +160,15 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
             for answer in await database_sync_to_async(active_answers)(
                 conversation_id=conversation.pk
             ):
-                await remote_request(answer, "stop")
+                await stop_elsewhere(answer)
 
     async def on_retry(self, frame: dict[str, Any]) -> None:
         message = await database_sync_to_async(access_message)(
             user=self.user, message_id=frame["message"]
         )
+        if draining.draining():
+            await self.send_restarting()
+            return
         if running(message.conversation_id) is not None:
             await self.send_busy(message.conversation_id)
             return
@@ -228,6 +237,11 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
             conversation=conversation_id,
         )
 
+    async def send_restarting(self) -> None:
+        await self.send_error(
+            "restarting", "This server is restarting: your message was not sent. Send it again."
+        )
+
     async def _ask_for_remote_state(self, messages: list[Message]) -> None:
         """Answers running in another process were sent as last saved; their process is
         asked to send this tab the live state, which replaces it."""
@@ -255,3 +269,15 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(
                 broadcast.conversation_group(conversation_id), self.channel_name
             )
+
+
+# Every signed-in socket of this process, for the last step of a shutdown.
+_open_tabs: set[ChatConsumer] = set()
+
+
+async def tabs_close(code: int) -> None:
+    """Close every socket of this process with `code`."""
+    for tab in tuple(_open_tabs):
+        with contextlib.suppress(Exception):  # one broken socket must not keep the others open
+            await tab.close(code=code)
+    _open_tabs.clear()

@@ -9,8 +9,10 @@ import contextlib
 import logging
 from typing import Any
 
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
+from conversations.answers import message_stop_request
 from conversations.live import broadcast, generation
 from conversations.live.frames import message_data
 from conversations.live.protocol import encode
@@ -60,9 +62,18 @@ async def _serve(layer: Any, channel: str) -> None:
                 )
 
 
+async def stop_elsewhere(message: Message) -> None:
+    """Stop an answer running in another process: recorded on its row, which that process
+    reads at its next save (so Stop holds when the message below is lost), and sent to it
+    at once."""
+    if await database_sync_to_async(message_stop_request)(message_id=message.pk):
+        await remote_request(message, "stop")
+
+
 async def remote_request(message: Message, kind: str, *, reply_to: str = "") -> None:
     """Ask the process running an answer elsewhere to stop it ("stop"), or to send its
-    live state to a tab's channel ("state")."""
+    live state to a tab's channel ("state"). A request the channel layer cannot take is
+    logged: a Stop still holds through the row's flag, a tab asks for the state again."""
     if not message.worker:
         return
     request: dict[str, Any] = {
@@ -72,4 +83,13 @@ async def remote_request(message: Message, kind: str, *, reply_to: str = "") -> 
     }
     if kind == "state":
         request.update(reply_to=reply_to, row=message_data(message))
-    await get_channel_layer().send(message.worker, request)
+    try:
+        await get_channel_layer().send(message.worker, request)
+    except broadcast.LAYER_ERRORS as err:
+        logger.warning(
+            "Could not send %s for answer %s to its process: %r%s",
+            kind,
+            message.pk,
+            err,
+            "; it stops at its next save" if kind == "stop" else "",
+        )

@@ -20,8 +20,15 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
-from conversations.answers import Ending, Outcome, answer_endings_store, message_progress_save
+from conversations.answers import (
+    RESTARTED_TEXT,
+    Ending,
+    Outcome,
+    answer_endings_store,
+    message_progress_save,
+)
 from conversations.documents.reading import count_tokens
 from conversations.errors import ChatError
 from conversations.live import broadcast
@@ -48,6 +55,9 @@ from conversations.usage import budget_limits_set, check_daily_budget
 
 logger = logging.getLogger(__name__)
 
+# What the database raises while it is down, restarting or unreachable.
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+
 # After tokens have reached the user, these failures mean the stream was cut: the
 # answer is kept as interrupted. Anything else that breaks a stream marks it failed.
 _CUT_ERRORS = (StreamInterrupted, UpstreamTimeout)
@@ -66,6 +76,8 @@ class Generation:
     # "new" until the task runs, "streaming" while Stop can cancel it, then "finishing".
     phase: str = "new"
     stop_requested: bool = False
+    # This process is shutting down and the answer did not end within the drain window.
+    restarting: bool = False
     notice: str = ""  # for the reader: another model answered, images were left out
     # Answers ahead of this one for the local model while it waits its turn, else None.
     queue_position: int | None = None
@@ -144,6 +156,16 @@ def running(conversation_id: int) -> Generation | None:
     return _running.get(conversation_id)
 
 
+def running_message_ids() -> tuple[int, ...]:
+    """The answers this process is writing."""
+    return tuple(gen.message_id for gen in _running.values())
+
+
+def running_tasks() -> list[asyncio.Task]:
+    """The tasks of the answers this process is writing."""
+    return [gen.task for gen in _running.values() if gen.task is not None]
+
+
 def live_message_data(message: Message) -> MessageData:
     """A message as the browser sees it; an answer running in this process comes with
     its text so far and `seq`, read in one step so the next delta follows exactly."""
@@ -185,6 +207,20 @@ def generation_stop(conversation_id: int) -> bool:
     return True
 
 
+def generations_interrupt() -> list[asyncio.Task]:
+    """End every answer still running in this process as interrupted, with all its text:
+    the process is shutting down and its drain window is over. Returns their tasks, which
+    store the endings and tell every tab."""
+    tasks = []
+    for gen in tuple(_running.values()):
+        if gen.phase != "finishing":
+            gen.restarting = gen.stop_requested = True
+            if gen.phase == "streaming":
+                gen.task.cancel()
+        tasks.append(gen.task)
+    return tasks
+
+
 async def _generate(
     gen: Generation, conversation: Conversation, history: list[PromptMessage]
 ) -> None:
@@ -206,7 +242,15 @@ async def _generate(
         if not gen.stop_requested:
             raise  # the process is shutting down: the row is recovered as interrupted
         asyncio.current_task().uncancel()
-        outcome = _outcome(gen, status=Message.Status.STOPPED, finish_reason="stopped")
+        if gen.restarting:
+            outcome = _outcome(
+                gen,
+                status=Message.Status.INTERRUPTED,
+                error_code="interrupted",
+                error_text=RESTARTED_TEXT,
+            )
+        else:
+            outcome = _outcome(gen, status=Message.Status.STOPPED, finish_reason="stopped")
     except ChatError as err:
         if isinstance(err, InvalidModel):
             # A retired model (pixtral-large-latest): the next picker and vision choice
@@ -240,20 +284,27 @@ async def _generate(
 
 async def _stream(gen: Generation, provider: providers.Provider, body: dict[str, Any]) -> Outcome:
     finish_reason = ""
-    async with contextlib.aclosing(provider.stream_chat(body)) as stream:
-        async for batch in stream:
-            if batch.text:
-                await broadcast.conversation_publish(gen.conversation_id, gen.add(batch.text))
-            elif type(batch) is QueuePosition:
-                await broadcast.conversation_publish(
-                    gen.conversation_id, gen.queued(batch.position)
-                )
-            if batch.usage is not None:
-                gen.usage = batch.usage
-            if batch.finish_reason:
-                finish_reason = batch.finish_reason
-            if batch.model:
-                gen.model = batch.model
+    try:
+        async with contextlib.aclosing(provider.stream_chat(body)) as stream:
+            async for batch in stream:
+                if batch.text:
+                    await broadcast.conversation_publish(gen.conversation_id, gen.add(batch.text))
+                elif type(batch) is QueuePosition:
+                    await broadcast.conversation_publish(
+                        gen.conversation_id, gen.queued(batch.position)
+                    )
+                if batch.usage is not None:
+                    gen.usage = batch.usage
+                if batch.finish_reason:
+                    finish_reason = batch.finish_reason
+                if batch.model:
+                    gen.model = batch.model
+    except _CUT_ERRORS:
+        # The final chunk (its finish_reason, usually its usage) came, only `[DONE]` or the
+        # connection's end did not: the answer is whole.
+        if not finish_reason or finish_reason == "error":
+            raise
+        logger.info("Answer %s ended without [DONE] after its final chunk", gen.message_id)
     return _outcome(gen, status=Message.Status.COMPLETE, finish_reason=finish_reason)
 
 
@@ -317,10 +368,11 @@ _endings_stored = Trips(answer_endings_store)
 
 async def _finish(gen: Generation, outcome: Outcome) -> None:
     """Store the ending, take the answer out of the registry, then tell every tab: by the
-    time a tab sees the ending, the conversation takes a new question."""
+    time a tab sees the ending, the conversation takes a new question. While the database
+    cannot be reached the ending waits in memory and is tried again (see _stored)."""
     ending = Ending(gen.message_id, gen.conversation_id, gen.owner_id, outcome, gen.request)
     try:
-        stored = await _endings_stored(ending)
+        stored = await _stored(ending)
     finally:
         if _running.get(gen.conversation_id) is gen:
             del _running[gen.conversation_id]
@@ -334,6 +386,34 @@ async def _finish(gen: Generation, outcome: Outcome) -> None:
         await broadcast.conversation_publish(
             gen.conversation_id, {"type": "message", "message": frame}
         )
+
+
+async def _stored(ending: Ending) -> bool:
+    """Store an ending, trying again with growing pauses while the database is down or
+    restarting (DATABASE_ERRORS), for up to CHAT_SAVE_RETRY_SECONDS. After that the answer
+    is given up here, logged, and left to the other processes' sweep (recovery.py), which
+    marks it interrupted with the text last saved."""
+    deadline = time.monotonic() + settings.CHAT_SAVE_RETRY_SECONDS
+    pause = 0.25
+    while True:
+        try:
+            return await _endings_stored(ending)
+        except DATABASE_ERRORS as err:
+            if time.monotonic() + pause > deadline:
+                logger.error(
+                    "Could not store the ending of answer %s (%r); giving it up",
+                    ending.message_id,
+                    err,
+                )
+                return False
+            logger.warning(
+                "Storing the ending of answer %s failed (%r); trying again in %.2g s",
+                ending.message_id,
+                err,
+                pause,
+            )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
 
 def _spawn(coro) -> None:
@@ -358,7 +438,7 @@ async def _flush_while_running() -> None:
     while _running:
         await asyncio.sleep(interval / 4)
         now = time.monotonic()
-        progress = {}
+        progress, due = {}, []
         for gen in tuple(_running.values()):
             if now - gen.saved_at < interval or gen.phase == "finishing":
                 continue
@@ -368,6 +448,21 @@ async def _flush_while_running() -> None:
                 continue
             else:
                 progress[gen.message_id] = ""
-            gen.saved_seq, gen.saved_at = gen.seq, now
-        if progress:
-            await database_sync_to_async(message_progress_save)(progress=progress)
+            due.append((gen, gen.seq))
+        if not progress:
+            continue
+        # With several processes, Stop pressed elsewhere is also read from the rows.
+        stops_of = tuple(progress) if touch else ()
+        try:
+            stopped = await database_sync_to_async(message_progress_save)(
+                progress=progress, stops_of=stops_of
+            )
+        except DATABASE_ERRORS as err:
+            # The text stays in memory and goes with the next save, or the ending.
+            logger.warning("Saving %d answers' progress failed: %r", len(progress), err)
+            continue
+        for gen, seq in due:
+            gen.saved_seq, gen.saved_at = seq, now
+        for gen in tuple(_running.values()):
+            if gen.message_id in stopped and generation_stop(gen.conversation_id):
+                logger.info("Answer %s stopped by its row's Stop flag", gen.message_id)

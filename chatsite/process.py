@@ -1,0 +1,66 @@
+"""The daphne process's start and graceful stop, hooked into Twisted's reactor (daphne runs
+on it) through its public API.
+
+Start: when the reactor runs, before any socket connects, the process looks for answers
+left running by a process that died and keeps looking (conversations/live/recovery.py).
+
+Stop: Twisted stops the reactor at once on SIGTERM and SIGINT, and daphne then cancels every
+connection's application, so an answer would end as if the process had crashed. Once the
+reactor runs, these two signals are taken over here: the first starts the drain
+(conversations/live/shutdown.py: no new question, running answers finish or are stored as
+interrupted, every tab told and closed with 1012), then the reactor stops as before; a
+second signal stops it at once. Under another server, or none (tests), nothing is hooked.
+"""
+
+import asyncio
+import logging
+import signal
+import sys
+
+from django.conf import settings
+
+from conversations.live import draining, shutdown
+
+logger = logging.getLogger(__name__)
+
+# The drain, while it runs, kept referenced.
+_drain: asyncio.Task | None = None
+
+
+def install() -> None:
+    """Hook start and stop into the reactor, when daphne has installed one (it does before
+    it imports the application)."""
+    if "twisted.internet.reactor" not in sys.modules:
+        return
+    from twisted.internet import reactor
+
+    reactor.callWhenRunning(_started, reactor)
+
+
+def _started(reactor) -> None:
+    loop = asyncio.get_event_loop()
+    loop.create_task(shutdown.process_start())
+
+    def on_signal(signum: int, frame) -> None:
+        loop.call_soon_threadsafe(_stop_requested, reactor, signal.Signals(signum).name)
+
+    # After Twisted's own handlers: they are installed "during startup", this runs after.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+def _stop_requested(reactor, name: str) -> None:
+    global _drain
+    if draining.draining():
+        logger.warning("%s again: stopping now", name)
+        reactor.stop()
+        return
+    logger.warning("%s: draining for up to %.0f s", name, settings.CHAT_DRAIN_SECONDS)
+    _drain = asyncio.ensure_future(shutdown.process_drain(settings.CHAT_DRAIN_SECONDS))
+    _drain.add_done_callback(lambda _: reactor.callLater(0.2, _stop, reactor))
+
+
+def _stop(reactor) -> None:
+    """After the close frames had a moment to leave."""
+    if reactor.running:
+        reactor.stop()
