@@ -15,11 +15,11 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
-from conversations.modelservers import providers
+from conversations.modelservers import ollama, providers
 from conversations.modelservers.errors import ModelServerError
 from conversations.modelservers.local_model import LocalModelUnavailable, find_model_file
 from conversations.modelservers.mistral import MistralClient
-from conversations.modelservers.openai_compat import ASSUMED_CONTEXT, openai_model_card
+from conversations.modelservers.openai_compat import ASSUMED_CONTEXT, reported_context
 from conversations.modelservers.transport import aclose_clients
 
 _PROBE_CONNECT_TIMEOUT = 3.0
@@ -115,9 +115,9 @@ async def _probe(provider: providers.Provider) -> CheckMessage | None:
             id="conversations.W003",
         )
     if provider.kind == "openai" and not provider.context_length:
-        unknown = [
-            card.id for card in cards if openai_model_card(card, vision=False).context_assumed
-        ]
+        unknown = [card.id for card in cards if not reported_context(card)]
+        served = await ollama.served_windows(client, provider.base_url, unknown)
+        unknown = [name for name in unknown if not served[name]]
         if unknown:
             return Warning(
                 f"The model server {where} does not say how long a prompt its models take "

@@ -5,14 +5,17 @@ server plays it here (its faults on demand); tests/test_llama_server.py runs the
 import orjson
 import pytest
 from asgiref.sync import sync_to_async
+from django.urls import reverse
 
+from conversations import checks
 from conversations.images import prepare_image
 from conversations.models import ApiCall, Conversation, Message
+from conversations.modelservers import ollama as ollama_api
 from conversations.modelservers import providers
 from conversations.modelservers.openai_compat import build_openai_chat_body
 from conversations.uploads import attachment_create
 from tests import imagefiles
-from tests.fake_mistral import Reply
+from tests.fake_mistral import Reply, ollama_show
 from tests.helpers import frames_until, is_final
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -167,3 +170,114 @@ async def test_with_only_an_endpoint_new_chats_start_on_a_model_it_lists(offline
     settings.LOCAL_MODEL_ENABLED = False
     await providers.model_catalog()  # what the picker asks as a page opens
     assert providers.default_model() == "lab/llama3.2:1b"
+
+
+# Ollama: its /v1/models says no window; its own /api/show does, when the Modelfile sets one
+
+
+@pytest.fixture
+def ollama(lab):
+    """The lab endpoint as Ollama serves it: llama3.2:1b's Modelfile sets num_ctx 2048 (it
+    was trained for 131,072); llava:7b's sets none, so Ollama serves its default unsaid."""
+    lab.models = [
+        {"id": "llama3.2:1b", "object": "model", "created": 1, "owned_by": "library"},
+        {"id": "llava:7b", "object": "model", "created": 1, "owned_by": "library"},
+    ]
+    lab.ollama = {
+        "llama3.2:1b": ollama_show(num_ctx=2048, trained=131072),
+        "llava:7b": ollama_show(num_ctx=None, arch="clip", trained=32768),
+    }
+    return lab
+
+
+async def picker(async_client, user) -> dict:
+    """The models the picker offers, by id, as a page asks for them."""
+    await async_client.aforce_login(user)
+    data = (await async_client.get(reverse("models_json"))).json()
+    assert data["problems"] == []
+    return {m["id"]: m for m in data["models"]}
+
+
+def show_requests(server) -> list:
+    return [r.json["model"] for r in server.requests if r.path == "/api/show"]
+
+
+async def test_ollama_models_get_the_window_their_modelfile_serves_not_their_training_one(
+    async_client, user, offline, ollama
+):
+    models = await picker(async_client, user)
+    served = models["lab/llama3.2:1b"]
+    assert (served["max_context_length"], served["context_assumed"]) == (2048, False)
+    # No num_ctx: Ollama's default is served and not said, so the picker marks a guess.
+    unsaid = models["lab/llava:7b"]
+    assert (unsaid["max_context_length"], unsaid["context_assumed"]) == (4096, True)
+
+    await picker(async_client, user)  # a second page, and every question, reads the same cards
+    assert sorted(show_requests(ollama)) == ["llama3.2:1b", "llava:7b"]  # once per model
+
+
+async def test_a_conversation_longer_than_ollamas_served_window_is_cut_to_it(
+    user, open_socket, offline, ollama
+):
+    conversation = await Conversation.objects.acreate(owner=user, model=MODEL)
+    for n in range(10):
+        await Message.objects.acreate(conversation=conversation, role="user", text=f"q{n} " * 120)
+        await Message.objects.acreate(
+            conversation=conversation, role="assistant", text=f"a{n} " * 120
+        )
+    socket = await open_socket(user)
+    final = await ask(socket, conversation, "And now?")
+
+    assert final["status"] == "complete"
+    assert "left out to fit lab/llama3.2:1b's context window of 2,048 tokens" in final["notice"]
+    [request] = chat_requests(ollama)
+    assert len(request.json["messages"]) < 21
+    assert request.json["messages"][-1]["content"] == "And now?"
+
+
+async def test_one_failing_ollama_model_leaves_the_others_and_the_list_whole(
+    async_client, user, offline, ollama
+):
+    ollama.ollama = {
+        "llama3.2:1b": Reply.server_error(500),
+        "llava:7b": ollama_show(num_ctx=8192),
+    }
+    models = await picker(async_client, user)
+    failed, told = models["lab/llama3.2:1b"], models["lab/llava:7b"]
+    assert (failed["max_context_length"], failed["context_assumed"]) == (4096, True)
+    assert (told["max_context_length"], told["context_assumed"]) == (8192, False)
+
+
+async def test_an_ollama_that_does_not_answer_its_show_still_lists_its_models(
+    async_client, user, offline, ollama, monkeypatch
+):
+    monkeypatch.setattr(ollama_api, "LOOKUP_DEADLINE", 0.3)
+    ollama.ollama = {"llama3.2:1b": Reply.stall(), "llava:7b": ollama_show(num_ctx=8192)}
+    models = await picker(async_client, user)
+    assert models["lab/llama3.2:1b"]["context_assumed"] is True
+    assert models["lab/llava:7b"]["max_context_length"] == 8192
+
+
+async def test_servers_that_state_their_windows_are_asked_nothing_more(
+    async_client, user, offline, ollama, settings
+):
+    settings.CHAT_ENDPOINTS = [settings.CHAT_ENDPOINTS[0] | {"context_length": 16384}]
+    models = await picker(async_client, user)
+    assert models["lab/llama3.2:1b"]["max_context_length"] == 16384  # the operator's word wins
+    ollama.ollama = None  # and a vLLM, whose list says each model's window
+    ollama.models = [
+        {"id": "org/big", "object": "model", "owned_by": "vllm", "max_model_len": 32768}
+    ]
+    settings.CHAT_ENDPOINTS = [settings.CHAT_ENDPOINTS[0] | {"context_length": 0}]
+    assert (await picker(async_client, user))["lab/org/big"]["max_context_length"] == 32768
+    assert {r.path for r in ollama.requests} == {"/v1/models"}
+
+
+def test_check_warns_only_about_ollama_models_whose_window_is_not_said(offline, ollama):
+    [warning] = checks.check_model_servers_online()
+    assert warning.id == "conversations.W004"
+    assert "(llava:7b)" in warning.msg and "4,096 tokens are assumed" in warning.msg
+    assert warning.hint == "Set CHAT_ENDPOINT_LAB_CONTEXT_LENGTH to the window it serves."
+
+    ollama.ollama["llava:7b"] = ollama_show(num_ctx=4096)
+    assert checks.check_model_servers_online() == []

@@ -378,8 +378,15 @@ class MistralClient:
             api_key=self._api_key,
         )
 
+    async def fetch_json(self, method: str, url: str, body: dict | None = None) -> Any:
+        """One JSON call to another API of this server (Ollama's /api/show), with this
+        client's key, pool and timeouts but no retry: its callers can do without the answer,
+        and retries would hold up the model list they are building."""
+        payload = orjson.dumps(body) if body is not None else None
+        return await self._fetch_json(method, url, payload, None, retry=False)
+
     async def _fetch_json(
-        self, method: str, url: str, payload: bytes | None, model: str | None
+        self, method: str, url: str, payload: bytes | None, model: str | None, *, retry: bool = True
     ) -> Any:
         attempt = 0
         while True:
@@ -401,6 +408,8 @@ class MistralClient:
                         "The model server sent an unreadable answer.", status=200
                     ) from exc
             except ModelServerError as err:
+                if not retry:
+                    raise
                 await self._pause_before_retry(err, attempt)
                 attempt += 1
 

@@ -93,17 +93,26 @@ def _part(part: dict) -> dict:
 ASSUMED_CONTEXT = 4096
 
 
-def openai_model_card(card: ModelCard, *, vision: bool, context_length: int = 0) -> ModelCard:
-    """A card from an OpenAI-compatible /models list, which has no capabilities: every model
-    is taken to chat, none to call functions, and only the ones the operator named to see
-    images. The context window is the endpoint's setting (`context_length`), else what the
-    server serves: vLLM's `max_model_len`, llama.cpp's `meta.n_ctx` (never its training
-    context, `n_ctx_train`, often four times what it serves), else ASSUMED_CONTEXT, marked
-    `context_assumed`."""
+def reported_context(card: ModelCard) -> int:
+    """The window a /models entry says its server serves, 0 when it says none: vLLM's
+    `max_model_len`, llama.cpp's `meta.n_ctx` (never its training context, `n_ctx_train`,
+    often four times what it serves). Ollama's entries say none (see ollama.py)."""
     raw = card.raw
     meta = raw.get("meta") if isinstance(raw.get("meta"), dict) else {}
     served = raw.get("max_model_len") or meta.get("n_ctx")
-    context = context_length or (int(served) if isinstance(served, int | float) else 0)
+    return int(served) if isinstance(served, int | float) and served > 0 else 0
+
+
+def openai_model_card(
+    card: ModelCard, *, vision: bool, context_length: int = 0, served_context: int = 0
+) -> ModelCard:
+    """A card from an OpenAI-compatible /models list, which has no capabilities: every model
+    is taken to chat, none to call functions, and only the ones the operator named to see
+    images. The context window is the endpoint's setting (`context_length`), else what the
+    server serves (its /models entry, else `served_context`, what it told another way, as
+    Ollama's /api/show does), else ASSUMED_CONTEXT, marked `context_assumed`."""
+    raw = card.raw
+    context = context_length or reported_context(card) or served_context
     return dataclasses.replace(
         card,
         name=raw.get("name") or card.id,

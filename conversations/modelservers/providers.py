@@ -29,10 +29,12 @@ from conversations.modelservers.errors import ModelServerError
 from conversations.modelservers.local_model import LocalModelClient
 from conversations.modelservers.mistral import MistralClient, build_chat_body
 from conversations.modelservers.model_ids import LOCAL, LOCAL_MODEL
+from conversations.modelservers.ollama import ServedWindows
 from conversations.modelservers.openai_compat import (
     ASSUMED_CONTEXT,
     build_openai_chat_body,
     openai_model_card,
+    reported_context,
 )
 from conversations.modelservers.results import ChatResult, ModelCard, StreamBatch
 
@@ -64,6 +66,8 @@ class Provider:
     base_url: str = ""  # a remote server's, for `manage.py check`
     api_key: str = field(default="", repr=False)
     context_length: int = 0  # an endpoint's CONTEXT_LENGTH setting; 0: as its server says
+    # The windows an Ollama server told through its own API, which its model list does not.
+    served: ServedWindows = field(default_factory=ServedWindows, repr=False)
 
     @property
     def prefix(self) -> str:
@@ -119,6 +123,10 @@ class Provider:
         cards = await self.client.list_models(refresh=refresh)
         if self.kind == "mistral":
             return [card for card in cards if card.completion_chat]
+        served: dict[str, int] = {}
+        if self.kind == "openai" and isinstance(self.client, MistralClient):
+            unknown = [c.id for c in cards if not (self.context_length or reported_context(c))]
+            served = await self.served.lookup(self.client, self.base_url, unknown, refresh=refresh)
         out = []
         for card in cards:
             if self.kind == "openai":
@@ -126,6 +134,7 @@ class Provider:
                     card,
                     vision=card.id in self.vision_models,
                     context_length=self.context_length,
+                    served_context=served.get(card.id, 0),
                 )
             out.append(replace(card, id=self.prefix + card.id))
         return out

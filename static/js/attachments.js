@@ -37,11 +37,12 @@ export class AttachmentTray extends UploadTray {
   }
 
   // No model the servers offer can see: said at the button, before anything is uploaded.
+  // Dimmed but not disabled, so a click still says why (a disabled button stays silent,
+  // and browsers show its tooltip unreliably).
   refuse(reason) {
     this.refused = reason;
-    this.button.disabled = true;
+    this.button.setAttribute("aria-disabled", "true");
     this.button.title = reason;
-    this.button.setAttribute("aria-label", reason);
   }
 
   add(files) {

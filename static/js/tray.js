@@ -12,7 +12,11 @@ export class UploadTray {
     this.onError = onError;
     this.items = [];
     this.button = button;
-    button.addEventListener("click", () => input.click());
+    this.refused = ""; // why files cannot be attached here at all (see AttachmentTray.refuse)
+    button.addEventListener("click", () => {
+      if (this.refused) this.onError(this.refused);
+      else input.click();
+    });
     input.addEventListener("change", () => {
       this.add(Array.from(input.files));
       input.value = "";
