@@ -7,6 +7,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from conversations.web.health import health_view
+
 accounts = [
     path(
         "login/",
@@ -23,6 +25,9 @@ accounts = [
 ]
 
 urlpatterns = [
+    # For the load balancer and monitoring (docs/deploy.md). `draining` says whether this
+    # process is stopping after a SIGTERM; until it can drain, it never is.
+    path("health", health_view(draining=lambda: False), name="health"),
     path("admin/", admin.site.urls),
     path("accounts/", include(accounts)),
     path("", include("conversations.web.urls")),
