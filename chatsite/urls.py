@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from conversations.live.draining import draining
 from conversations.web.health import health_view
 
 accounts = [
@@ -25,9 +26,9 @@ accounts = [
 ]
 
 urlpatterns = [
-    # For the load balancer and monitoring (docs/deploy.md). `draining` says whether this
-    # process is stopping after a SIGTERM; until it can drain, it never is.
-    path("health", health_view(draining=lambda: False), name="health"),
+    # For the load balancer and monitoring (docs/deploy.md); 503 from SIGTERM on, while this
+    # process drains (conversations/live/shutdown.py).
+    path("health", health_view(draining=draining), name="health"),
     path("admin/", admin.site.urls),
     path("accounts/", include(accounts)),
     path("", include("conversations.web.urls")),

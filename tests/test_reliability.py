@@ -145,7 +145,9 @@ async def test_stop_for_an_answer_that_has_ended_changes_nothing(user, fake_mist
     assert (row.status, row.stop_requested) == ("complete", False)
 
 
-async def test_shutdown_drains_then_keeps_the_rest_as_interrupted(user, open_socket, fake_mistral):
+async def test_shutdown_drains_then_keeps_the_rest_as_interrupted(
+    user, open_socket, fake_mistral, async_client
+):
     gate = threading.Event()
     quick, slow = await open_socket(user), await open_socket(user)
     fake_mistral.enqueue(Reply.tokens(["fin", "ishes ", "in ", "time"], interval=0.1))
@@ -158,6 +160,9 @@ async def test_shutdown_drains_then_keeps_the_rest_as_interrupted(user, open_soc
 
     drain = asyncio.create_task(shutdown.process_drain(1.0))
     await until(draining.draining)
+    # The load balancer sends no new tab here.
+    health = await async_client.get("/health")
+    assert (health.status_code, health.json()["draining"]) == (503, True)
     # No new question while draining: the tab is told, and nothing is stored.
     await quick.send_to(text_data=send("one more?"))
     refused = await frames_until(quick, lambda f: f["type"] == "error")
