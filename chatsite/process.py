@@ -16,6 +16,7 @@ import asyncio
 import logging
 import signal
 import sys
+import threading
 
 from django.conf import settings
 
@@ -44,6 +45,8 @@ def _started(reactor) -> None:
     def on_signal(signum: int, frame) -> None:
         loop.call_soon_threadsafe(_stop_requested, reactor, signal.Signals(signum).name)
 
+    if threading.current_thread() is not threading.main_thread():
+        return  # `runserver` with its reloader: signals are the reloader's business
     # After Twisted's own handlers: they are installed "during startup", this runs after.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
