@@ -20,7 +20,7 @@ import time
 
 from django.conf import settings
 from django.db import DatabaseError, connections, transaction
-from django.db.models import F
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from conversations.documents import reading
@@ -58,22 +58,22 @@ def document_ingest(*, document_id: int) -> Document | None:
     if document is None:
         return None
     attempt = document.attempts
-    try:
-        with _Heartbeat(document_id, attempt):
+    with _Heartbeat(document_id, attempt):
+        try:
             pages = _read(document)
-    except DocumentRejected as err:
-        document_fail(document_id=document_id, error=err.message, attempt=attempt)
-        return None
-    except Exception:
-        # Any other failure is ours, not the file's: the user is told so, the log has why.
-        logger.exception("Reading document %s broke", document_id)
-        document_fail(
-            document_id=document_id,
-            error="Something went wrong on this server reading it.",
-            attempt=attempt,
-        )
-        return None
-    return document_pages_store(document_id=document_id, pages=pages, attempt=attempt)
+        except DocumentRejected as err:
+            document_fail(document_id=document_id, error=err.message, attempt=attempt)
+            return None
+        except Exception:
+            # Any other failure is ours, not the file's: the user is told so, the log has why.
+            logger.exception("Reading document %s broke", document_id)
+            document_fail(
+                document_id=document_id,
+                error="Something went wrong on this server reading it.",
+                attempt=attempt,
+            )
+            return None
+        return document_pages_store(document_id=document_id, pages=pages, attempt=attempt)
 
 
 def _read(document: Document) -> list[PageText]:
@@ -188,19 +188,19 @@ class _Heartbeat:
             connections.close_all()  # this thread's own connection
 
 
-@transaction.atomic
 def document_pages_store(
     *, document_id: int, pages: list[PageText], attempt: int
 ) -> Document | None:
     """Store every page and mark the document ready, in one transaction; None when the
     document was deleted while it was read, or is no longer this attempt's to store (it was
-    put back or given up while this reader seemed dead)."""
-    document = _own_document(document_id, attempt)
-    if document is None:
-        return None
+    put back or given up while this reader seemed dead).
+
+    Tokens are counted before the transaction, and it begins with its write, the conditional
+    UPDATE: on SQLite a transaction that reads first and writes after another connection has
+    written fails at once ("database is locked") instead of waiting its turn."""
     rows = [
         DocumentPage(
-            document=document,
+            document_id=document_id,
             number=page.number,
             text=page.text,
             source=page.source,
@@ -208,34 +208,38 @@ def document_pages_store(
         )
         for page in pages
     ]
-    DocumentPage.objects.bulk_create(rows)
-    document.status = Document.Status.READY
-    document.page_count = document.pages_done = len(rows)
-    document.tokens = sum(row.tokens for row in rows)
-    document.save(update_fields=["status", "page_count", "pages_done", "tokens"])
-    return document
+    with transaction.atomic():
+        if not _reading(document_id, attempt).update(
+            status=Document.Status.READY,
+            page_count=len(rows),
+            pages_done=len(rows),
+            tokens=sum(row.tokens for row in rows),
+        ):
+            return None
+        DocumentPage.objects.bulk_create(rows)
+    return Document.objects.get(pk=document_id)
 
 
-@transaction.atomic
-def document_fail(*, document_id: int, error: str, attempt: int) -> None:
-    """Keep only why the document could not be read: no pages, and its file removed. Only
-    while `attempt` is still the one reading it (see document_pages_store)."""
-    document = _own_document(document_id, attempt)
-    if document is None:
-        return
-    DocumentPage.objects.filter(document=document).delete()
-    if document.file.name:
-        name, storage = document.file.name, document.file.storage
-        transaction.on_commit(lambda: storage.delete(name))
-    Document.objects.filter(pk=document_id).update(
-        status=Document.Status.FAILED, error=error[:500], file=""
-    )
+def document_fail(*, document_id: int, error: str, attempt: int, only_if: Q | None = None) -> bool:
+    """Keep only why the document could not be read: no pages, and its file removed; only
+    while `attempt` is still the one reading it (see document_pages_store) and the row
+    matches `only_if`. Whether it was failed. Begins with its write, as the above."""
+    file = Document.objects.filter(pk=document_id).values_list("file", flat=True).first()
+    still = _reading(document_id, attempt)
+    if only_if is not None:
+        still = still.filter(only_if)
+    with transaction.atomic():
+        if not still.update(status=Document.Status.FAILED, error=error[:500], file=""):
+            return False
+        DocumentPage.objects.filter(document_id=document_id).delete()
+        if file:
+            storage = Document._meta.get_field("file").storage
+            transaction.on_commit(lambda: storage.delete(file))
+    return True
 
 
-def _own_document(document_id: int, attempt: int) -> Document | None:
-    """The document row, locked, when it is still being read by this attempt."""
-    return (
-        Document.objects.select_for_update()
-        .filter(pk=document_id, status=Document.Status.INGESTING, attempts=attempt)
-        .first()
+def _reading(document_id: int, attempt: int) -> QuerySet[Document]:
+    """The document while it is still being read by this attempt."""
+    return Document.objects.filter(
+        pk=document_id, status=Document.Status.INGESTING, attempts=attempt
     )

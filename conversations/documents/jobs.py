@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, connections
 from django.db.models import Q
 from django.utils import timezone
 from django_tasks import TaskResultStatus, task
@@ -77,10 +77,8 @@ def documents_requeue() -> Requeued:
         if attempts >= settings.CHAT_INGEST_MAX_ATTEMPTS:
             if _give_up(document_id, attempts, quiet):
                 failed.append(document_id)
-        elif (
-            Document.objects.filter(quiet, pk=document_id, status=Document.Status.INGESTING)
-            .filter(attempts=attempts)
-            .update(status=Document.Status.QUEUED, pages_done=0)
+        elif dead.filter(pk=document_id, attempts=attempts).update(
+            status=Document.Status.QUEUED, pages_done=0
         ):
             document_ingest_enqueue(document_id)
             requeued.append(document_id)
@@ -92,21 +90,15 @@ def documents_requeue() -> Requeued:
     return Requeued(requeued=requeued, failed=failed)
 
 
-@transaction.atomic
 def _give_up(document_id: int, attempts: int, quiet: Q) -> bool:
-    """Fail a document whose every reader died, if it is still as found (locked)."""
-    still = Document.objects.select_for_update().filter(
-        quiet, pk=document_id, status=Document.Status.INGESTING, attempts=attempts
-    )
-    if not still.exists():
-        return False
-    document_fail(
+    """Fail a document whose every reader died, unless a reader has beaten meanwhile."""
+    return document_fail(
         document_id=document_id,
         error=f"Reading it stopped this server's document reader {attempts} times; "
         "it was not read.",
         attempt=attempts,
+        only_if=quiet,
     )
-    return True
 
 
 def _task_waits(task_id: str) -> bool:
