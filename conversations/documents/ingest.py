@@ -110,7 +110,7 @@ def _scanned(document: Document, numbers: list[int]) -> list[PageText]:
 
 
 async def _ocr(*, model: str, url: str, name: str) -> OcrResult:
-    """One OCR call, on the worker thread's own short-lived loop, whose HTTP clients are
+    """One OCR call, on a short-lived loop of the reading thread, whose HTTP clients are
     closed with it."""
     try:
         return await _mistral_client().ocr(model=model, document_url=url, name=name)
