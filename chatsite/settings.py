@@ -48,6 +48,8 @@ INSTALLED_APPS = [
     "servestatic",  # its checks of the SERVESTATIC_* settings
     "django.contrib.staticfiles",
     "channels",
+    "django_tasks",
+    "django_tasks_db",  # the job queue's tables, migrated with the others
     "conversations",
 ]
 
@@ -102,6 +104,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The job queue (django-tasks): tasks are rows in the site's own database, SQLite or
+# PostgreSQL, run by `manage.py worker`; on PostgreSQL several workers share it safely
+# (SELECT ... FOR UPDATE SKIP LOCKED). The tests run tasks in-process (tests/conftest.py).
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
@@ -263,8 +270,12 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 # Documents a user attaches (conversations/documents/).
 CHAT_DOCUMENT_MAX_BYTES = env.int("CHAT_DOCUMENT_MAX_BYTES", default=10_000_000)
 CHAT_DOCUMENT_MAX_PAGES = env.int("CHAT_DOCUMENT_MAX_PAGES", default=500)
-# Documents are read in this many worker threads per process, off requests and the loop.
-CHAT_INGEST_THREADS = env.int("CHAT_INGEST_THREADS", default=2)
+# Documents are read by the job worker (`manage.py worker`, conversations/documents/jobs.py),
+# never by the site's processes. One that has shown no sign of life for this many seconds
+# (a reader renews it every quarter of that) is put back on the queue; after this many
+# readers began it and died, it is failed instead.
+CHAT_INGEST_STALE_SECONDS = env.float("CHAT_INGEST_STALE_SECONDS", default=60.0)
+CHAT_INGEST_MAX_ATTEMPTS = env.int("CHAT_INGEST_MAX_ATTEMPTS", default=3)
 # Scanned PDF pages go to Mistral's OCR (when MISTRAL_API_KEY is set) this many at a time.
 CHAT_OCR_MODEL = env.str("CHAT_OCR_MODEL", default="mistral-ocr-latest")
 CHAT_OCR_BATCH_PAGES = env.int("CHAT_OCR_BATCH_PAGES", default=8)

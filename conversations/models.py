@@ -213,10 +213,19 @@ class Document(models.Model):
     tokens = models.PositiveIntegerField(default=0)  # of all pages' text, by the tokenizer
     position = models.PositiveSmallIntegerField(default=0)  # in its message, as attached
     created_at = models.DateTimeField(auto_now_add=True)
+    # The job queue's bookkeeping (documents/jobs.py): the task that reads it, how many times a
+    # worker began to, and the last sign of life of that worker (or of the enqueue), by which
+    # a document a dead worker left is put back.
+    task_id = models.CharField(max_length=64, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["position", "id"]
-        indexes = [models.Index(fields=["owner", "message", "created_at"])]
+        indexes = [
+            models.Index(fields=["owner", "message", "created_at"]),
+            models.Index(fields=["status", "heartbeat_at"], name="document_status_heartbeat"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} #{self.pk}"

@@ -41,6 +41,13 @@ def _redis_keys_of_this_run():
     asyncio.run(RedisChannelLayer(**layer["CONFIG"]).flush())
 
 
+@pytest.fixture(autouse=True)
+def _tasks_in_process(settings):
+    """Tasks (reading a document) run at once, in the thread that enqueues them, so a test
+    sees the result without a worker; tests/test_worker.py runs the real one."""
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+
+
 @pytest.fixture(scope="session")
 def fake_server():
     with FakeMistral() as server:

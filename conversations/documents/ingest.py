@@ -1,11 +1,12 @@
-"""Reading an uploaded document into pages, in worker threads: never on a request, never on
-the event loop.
+"""Reading an uploaded document into pages: only in the job worker (documents/jobs.py runs
+it as a task), never on a request, never on the event loop.
 
-A document is queued once its upload is committed (the view calls document_ingest_enqueue
-from transaction.on_commit). A worker reads it page by page, saving `pages_done` on the
-document row a few times a second for the composer's progress bar, and stores every page at
-the end in one transaction together with status "ready": a document that fails half-way
-keeps no pages, only its reason.
+A worker takes the document from `queued` to `ingesting`, reads it page by page, saving
+`pages_done` on the row a few times a second for the composer's progress bar, and stores
+every page at the end in one transaction together with status "ready": a document that fails
+half-way keeps no pages, only its reason. While it reads, a thread renews the row's
+`heartbeat_at`, so that a document whose worker died can be told from a slow one and put back
+(jobs.documents_requeue).
 
 Pages without a text layer go to Mistral's OCR when MISTRAL_API_KEY is set, a few pages per
 call, each call recorded with its cost; otherwise they are marked as page pictures, which
@@ -16,10 +17,11 @@ import asyncio
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
-from django.db import close_old_connections, connections, transaction
+from django.db import DatabaseError, connections, transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
 
 from conversations.documents import reading
 from conversations.documents.reading import DocumentRejected, PageText
@@ -36,52 +38,51 @@ logger = logging.getLogger(__name__)
 # How often at most the progress counter is written while a document is read.
 PROGRESS_INTERVAL = 0.2
 
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
-
-
-def document_ingest_enqueue(document_id: int) -> None:
-    """Read the document in a worker thread; returns at once. Call after the row is
-    committed (the worker reads it from another connection)."""
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(
-                max_workers=settings.CHAT_INGEST_THREADS, thread_name_prefix="ingest"
-            )
-    _executor.submit(_work, document_id)
-
-
-def _work(document_id: int) -> None:
-    close_old_connections()
-    try:
-        document_ingest(document_id=document_id)
-    except Exception:
-        logger.exception("Reading document %s broke", document_id)
-        document_fail(
-            document_id=document_id, error="Something went wrong on this server reading it."
-        )
-    finally:
-        connections.close_all()  # an idle worker holds no connection
-
 
 def document_ingest(*, document_id: int) -> Document | None:
     """Read a queued document into pages and store them, or store why it could not be read.
-    Synchronous and slow (OCR): only for a worker thread, or a test."""
-    document = Document.objects.filter(pk=document_id, status=Document.Status.QUEUED).first()
+    Synchronous and slow (OCR): only for the job worker, or a test.
+
+    Safe to call twice, and from two workers at once: the step from `queued` to `ingesting`
+    is one conditional UPDATE, so only one caller reads; the others return None, as they do
+    for a document deleted meanwhile or already read. The attempt it took is checked again
+    when the result is stored, so a reader given up for dead cannot store over its successor.
+    """
+    claimed = Document.objects.filter(pk=document_id, status=Document.Status.QUEUED).update(
+        status=Document.Status.INGESTING,
+        attempts=F("attempts") + 1,
+        heartbeat_at=timezone.now(),
+        pages_done=0,
+    )
+    document = Document.objects.filter(pk=document_id).first() if claimed else None
     if document is None:
-        return None  # deleted meanwhile, or already read
-    Document.objects.filter(pk=document_id).update(status=Document.Status.INGESTING)
-    progress = _Progress(document_id)
-    pages: list[PageText] = []
-    try:
-        for page in reading.read_pages(document, scanned=lambda n: _scanned(document, n)):
-            pages.append(page)
-            progress.set(len(pages))
-    except DocumentRejected as err:
-        document_fail(document_id=document_id, error=err.message)
         return None
-    return document_pages_store(document_id=document_id, pages=pages)
+    attempt = document.attempts
+    with _Heartbeat(document_id, attempt):
+        try:
+            pages = _read(document)
+        except DocumentRejected as err:
+            document_fail(document_id=document_id, error=err.message, attempt=attempt)
+            return None
+        except Exception:
+            # Any other failure is ours, not the file's: the user is told so, the log has why.
+            logger.exception("Reading document %s broke", document_id)
+            document_fail(
+                document_id=document_id,
+                error="Something went wrong on this server reading it.",
+                attempt=attempt,
+            )
+            return None
+        return document_pages_store(document_id=document_id, pages=pages, attempt=attempt)
+
+
+def _read(document: Document) -> list[PageText]:
+    progress = _Progress(document.pk)
+    pages: list[PageText] = []
+    for page in reading.read_pages(document, scanned=lambda n: _scanned(document, n)):
+        pages.append(page)
+        progress.set(len(pages))
+    return pages
 
 
 def _scanned(document: Document, numbers: list[int]) -> list[PageText]:
@@ -109,7 +110,7 @@ def _scanned(document: Document, numbers: list[int]) -> list[PageText]:
 
 
 async def _ocr(*, model: str, url: str, name: str) -> OcrResult:
-    """One OCR call, on the worker thread's own short-lived loop, whose HTTP clients are
+    """One OCR call, on a short-lived loop of the reading thread, whose HTTP clients are
     closed with it."""
     try:
         return await _mistral_client().ocr(model=model, document_url=url, name=name)
@@ -152,16 +153,54 @@ class _Progress:
             self.written_at = now
 
 
-@transaction.atomic
-def document_pages_store(*, document_id: int, pages: list[PageText]) -> Document | None:
+class _Heartbeat:
+    """Renews the document's `heartbeat_at` from a thread of its own while it is read, every
+    quarter of CHAT_INGEST_STALE_SECONDS: a long OCR call or a large page writes no progress
+    for a while, and must not be taken for a dead worker. Only the process dying stops it."""
+
+    def __init__(self, document_id: int, attempt: int) -> None:
+        self.document_id = document_id
+        self.attempt = attempt
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="ingest-heartbeat", daemon=True)
+
+    def __enter__(self) -> None:
+        self.thread.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    def _beat(self) -> None:
+        interval = settings.CHAT_INGEST_STALE_SECONDS / 4
+        try:
+            while not self.stopped.wait(interval):
+                try:
+                    Document.objects.filter(
+                        pk=self.document_id,
+                        status=Document.Status.INGESTING,
+                        attempts=self.attempt,
+                    ).update(heartbeat_at=timezone.now())
+                except DatabaseError as err:
+                    # Missing one beat is harmless; the next one tries again.
+                    logger.warning("Heartbeat of document %s not saved: %s", self.document_id, err)
+        finally:
+            connections.close_all()  # this thread's own connection
+
+
+def document_pages_store(
+    *, document_id: int, pages: list[PageText], attempt: int
+) -> Document | None:
     """Store every page and mark the document ready, in one transaction; None when the
-    document was deleted while it was read."""
-    document = Document.objects.select_for_update().filter(pk=document_id).first()
-    if document is None:
-        return None
+    document was deleted while it was read, or is no longer this attempt's to store (it was
+    put back or given up while this reader seemed dead).
+
+    Tokens are counted before the transaction, and it begins with its write, the conditional
+    UPDATE: on SQLite a transaction that reads first and writes after another connection has
+    written fails at once ("database is locked") instead of waiting its turn."""
     rows = [
         DocumentPage(
-            document=document,
+            document_id=document_id,
             number=page.number,
             text=page.text,
             source=page.source,
@@ -169,24 +208,38 @@ def document_pages_store(*, document_id: int, pages: list[PageText]) -> Document
         )
         for page in pages
     ]
-    DocumentPage.objects.bulk_create(rows)
-    document.status = Document.Status.READY
-    document.page_count = document.pages_done = len(rows)
-    document.tokens = sum(row.tokens for row in rows)
-    document.save(update_fields=["status", "page_count", "pages_done", "tokens"])
-    return document
+    with transaction.atomic():
+        if not _reading(document_id, attempt).update(
+            status=Document.Status.READY,
+            page_count=len(rows),
+            pages_done=len(rows),
+            tokens=sum(row.tokens for row in rows),
+        ):
+            return None
+        DocumentPage.objects.bulk_create(rows)
+    return Document.objects.get(pk=document_id)
 
 
-@transaction.atomic
-def document_fail(*, document_id: int, error: str) -> None:
-    """Keep only why the document could not be read: no pages, and its file removed."""
-    document = Document.objects.select_for_update().filter(pk=document_id).first()
-    if document is None:
-        return
-    DocumentPage.objects.filter(document=document).delete()
-    if document.file.name:
-        name, storage = document.file.name, document.file.storage
-        transaction.on_commit(lambda: storage.delete(name))
-    Document.objects.filter(pk=document_id).update(
-        status=Document.Status.FAILED, error=error[:500], file=""
+def document_fail(*, document_id: int, error: str, attempt: int, only_if: Q | None = None) -> bool:
+    """Keep only why the document could not be read: no pages, and its file removed; only
+    while `attempt` is still the one reading it (see document_pages_store) and the row
+    matches `only_if`. Whether it was failed. Begins with its write, as the above."""
+    file = Document.objects.filter(pk=document_id).values_list("file", flat=True).first()
+    still = _reading(document_id, attempt)
+    if only_if is not None:
+        still = still.filter(only_if)
+    with transaction.atomic():
+        if not still.update(status=Document.Status.FAILED, error=error[:500], file=""):
+            return False
+        DocumentPage.objects.filter(document_id=document_id).delete()
+        if file:
+            storage = Document._meta.get_field("file").storage
+            transaction.on_commit(lambda: storage.delete(file))
+    return True
+
+
+def _reading(document_id: int, attempt: int) -> QuerySet[Document]:
+    """The document while it is still being read by this attempt."""
+    return Document.objects.filter(
+        pk=document_id, status=Document.Status.INGESTING, attempts=attempt
     )

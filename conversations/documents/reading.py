@@ -3,7 +3,7 @@ their content, then read page by page.
 
 The upload is checked on the request path (type sniffed from the bytes, size and page limits,
 encrypted or damaged PDFs, DOCX zip bombs) so a bad file is refused with a reason and nothing
-is stored. Reading the text (documents/ingest.py) runs later in a worker thread: a PDF's
+is stored. Reading the text (documents/ingest.py) runs later in the job worker: a PDF's
 text layer first, and pages without usable text go to OCR or are sent as pictures.
 
 A DOCX or text file has no pages of its own; it is cut at explicit page breaks and every

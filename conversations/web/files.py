@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from conversations.documents import retrieval
-from conversations.documents.ingest import document_ingest_enqueue
+from conversations.documents.jobs import document_ingest_enqueue
 from conversations.documents.preview import request_preview
 from conversations.documents.reading import DocumentRejected, check_document_upload, page_png
 from conversations.images import ImageRejected, check_image_upload
@@ -87,7 +87,7 @@ def attachment_file(request: HttpRequest, pk: int, kind: str) -> FileResponse:
 @require_POST
 def document_upload(request: HttpRequest) -> JsonResponse:
     """One document per request, checked here (type, size, pages, encryption, zip bombs)
-    and read into pages in a worker thread once stored; the composer polls document_status
+    and read into pages by the job worker once stored; the composer polls document_status
     for its progress. 400 names the file and the reason, and stores nothing."""
     upload = request.FILES.get("file")
     if upload is None or len(request.FILES) != 1:

@@ -161,7 +161,7 @@ def site_shell(site_env):
 @contextlib.contextmanager
 def served_site(env: dict[str, str]) -> Iterator[str]:
     """Migrates env's fresh database (see own_database) and runs the site under plain daphne
-    as in production; yields its URL and stops it after."""
+    with its job worker beside it, as in production; yields its URL and stops both after."""
     data_dir = Path(env["DATA_DIR"])
     subprocess.run(  # noqa: S603 (fixed arguments)
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
@@ -173,6 +173,13 @@ def served_site(env: dict[str, str]) -> Iterator[str]:
     log_path = data_dir / "daphne.log"
     daphne = shutil.which("daphne", path=str(Path(sys.executable).parent)) or "daphne"
     with log_path.open("wb") as log:
+        worker = subprocess.Popen(  # noqa: S603 (fixed arguments)
+            [sys.executable, "manage.py", "worker", "--no-reload", "--interval", "0.1"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         process = subprocess.Popen(  # noqa: S603 (fixed arguments)
             [daphne, "-b", "127.0.0.1", "-p", str(port), "chatsite.asgi:application"],
             cwd=ROOT,
@@ -185,12 +192,14 @@ def served_site(env: dict[str, str]) -> Iterator[str]:
         _wait_until_serving(f"{url}/accounts/login/", process, log_path)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        for running in (process, worker):
+            running.terminate()
+        for running in (process, worker):
+            try:
+                running.wait(10)
+            except subprocess.TimeoutExpired:
+                running.kill()
+                running.wait(10)
 
 
 @pytest.fixture(scope="session")
