@@ -109,6 +109,15 @@ def test_old_turns_are_left_out_to_fit_the_context():
     assert stop == ["<|im_end|>"]
 
 
+async def test_the_longest_answer_setting_never_leaves_the_question_no_room():
+    # LOCAL_MODEL_MAX_TOKENS at its documented maximum, the whole context.
+    stream = LocalModelClient(max_tokens=local_model.CONTEXT_TOKENS).stream_chat(body(STORY))
+    first = await anext(stream)
+    assert first.text
+    await stream.aclose()
+    await model_thread_idle(within=1.0)
+
+
 async def test_closing_the_stream_stops_the_model_thread_promptly():
     stream = LocalModelClient(max_tokens=400).stream_chat(body(STORY))
     first = await anext(stream)

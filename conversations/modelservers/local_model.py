@@ -267,7 +267,7 @@ def _generate(job: _Job, path: Path) -> None:
         finish_reason = "length"
         stream = llm.create_completion(
             prompt,
-            max_tokens=job.max_tokens,
+            max_tokens=min(job.max_tokens, CONTEXT_TOKENS - len(prompt)),
             temperature=job.temperature,
             top_p=job.top_p,
             seed=job.seed,
@@ -325,11 +325,13 @@ def _load(path: Path, threads: int) -> Any:
 
 def _prompt(llm: Any, messages: list[dict], max_tokens: int) -> tuple[list[int], list[str]]:
     """The conversation in the model's chat template, as tokens, and its stop strings. The
-    oldest turns are left out until the prompt and the longest answer fit the context."""
+    oldest turns are left out until the prompt and the longest answer fit the context; the
+    answer's room never takes more than half of it (LOCAL_MODEL_MAX_TOKENS may be set to the
+    whole context: the answer then gets what the prompt leaves)."""
     formatter = _formatter(llm)
     system = messages[:1] if messages and messages[0]["role"] == "system" else []
     turns = messages[len(system) :]
-    budget = CONTEXT_TOKENS - max_tokens
+    budget = CONTEXT_TOKENS - min(max_tokens, CONTEXT_TOKENS // 2)
     while True:
         result = formatter(messages=system + turns)
         tokens = llm.tokenize(
