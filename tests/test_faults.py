@@ -302,6 +302,7 @@ async def test_redis_restart_mid_answer_loses_nothing(site, redis, fake, tmp_pat
             restarted = time.monotonic()
             await asyncio.to_thread(redis.stop)
             await asyncio.to_thread(redis.start)
+            down = time.monotonic() - restarted
 
             ending = await on_a.ended(answer, within=15)
             assert (ending["status"], ending["text"]) == ("complete", "".join(full))
@@ -311,6 +312,7 @@ async def test_redis_restart_mid_answer_loses_nothing(site, redis, fake, tmp_pat
             assert (row["status"], row["text"]) == ("complete", "".join(full))
             record(
                 "redis_restart",
+                down_seconds=round(down, 2),
                 b_final_seconds=round(time.monotonic() - restarted, 2),
                 b_reconnects=on_b.connects - 1,
                 a_reconnects=on_a.connects - 1,
@@ -354,12 +356,14 @@ async def test_postgres_restart_mid_answer_keeps_all_its_text(
             answer = await on_a.ask(conversation, "Through a PostgreSQL restart")
             await on_a.until(lambda: on_a.texts.get(answer), "the answer")
 
+            stopped = time.monotonic()
             await asyncio.to_thread(cluster.stop)
             # Down until a save of the answer has failed on it, then back.
             await asyncio.to_thread(
                 lambda: wait_for_log(a, "progress failed")  # noqa: PLW0108
             )
             await asyncio.to_thread(cluster.start)
+            down = time.monotonic() - stopped
 
             ending = await on_a.ended(answer, within=30)
             assert (ending["status"], ending["text"]) == ("complete", "".join(full))
@@ -367,6 +371,11 @@ async def test_postgres_restart_mid_answer_keeps_all_its_text(
         row = await answer_row(site.database, answer)
         assert (row["status"], row["text"]) == ("complete", "".join(full))
         assert await active_answers(site.database) == []
+        record("postgres_restart", down_seconds=round(down, 2), failed_saves=failures(a))
+
+
+def failures(process) -> int:
+    return process.text().count("progress failed") + process.text().count("ending of answer")
 
 
 def wait_for_log(process, text: str) -> None:
