@@ -8,7 +8,7 @@ Stop: Twisted stops the reactor at once on SIGTERM and SIGINT, and daphne then c
 connection's application, so an answer would end as if the process had crashed. Once the
 reactor runs, these two signals are taken over here: the first starts the drain
 (conversations/live/shutdown.py: no new question, running answers finish or are stored as
-interrupted, every tab told and closed with 1012), then the reactor stops as before; a
+interrupted, every tab told and closed with 4012), then the reactor stops as before; a
 second signal stops it at once. Under another server, or none (tests), nothing is hooked.
 """
 

@@ -3,6 +3,7 @@ its sender, handed to a service or the generation, and answered; group events be
 frames. Nothing here talks to the model server or renders markdown."""
 
 import contextlib
+import logging
 from typing import Any
 
 # daphne (autobahn) raises this for a send on a socket the browser has just closed.
@@ -43,10 +44,14 @@ from conversations.services import (
 )
 from conversations.trips import Trips
 
+logger = logging.getLogger(__name__)
+
 # Close code for "not signed in" and "your session ended"; the page goes to the login.
 CLOSE_UNAUTHENTICATED = 4401
-# "Service restart": this process is shutting down; the page reconnects at once.
-CLOSE_RESTARTING = 1012
+# This process is shutting down; the page reconnects (to another process, behind a proxy).
+# RFC 6455's registered "service restart" is 1012, but autobahn, daphne's websocket library,
+# refuses to send any code but 1000 and 3000-4999 (sendClose raises): hence its private twin.
+CLOSE_RESTARTING = 4012
 
 
 # Questions sent at the same moment, from any tab, are stored in one database trip.
@@ -278,6 +283,8 @@ _open_tabs: set[ChatConsumer] = set()
 async def tabs_close(code: int) -> None:
     """Close every socket of this process with `code`."""
     for tab in tuple(_open_tabs):
-        with contextlib.suppress(Exception):  # one broken socket must not keep the others open
+        try:
             await tab.close(code=code)
+        except Exception:  # one broken socket must not keep the others open; never silently
+            logger.exception("Closing a socket with %s failed", code)
     _open_tabs.clear()

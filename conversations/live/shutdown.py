@@ -5,7 +5,7 @@ Stop, on SIGTERM or SIGINT, as every deploy and restart sends it: the process ta
 question (a tab that sends one is told to send it again in a moment, and reconnects to
 another process), lets its running answers finish for up to CHAT_DRAIN_SECONDS, then ends
 the rest as interrupted with all their text, sends every tab the answer's final frame, and
-closes every socket with 1012 ("service restart"), on which browsers reconnect at once.
+closes every socket with 4012 ("this server restarts"), on which browsers reconnect.
 """
 
 import asyncio
