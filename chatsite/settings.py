@@ -93,9 +93,16 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers (page loads) run while a generation saves its progress, and the
-    # timeout waits for the writer instead of failing with "database is locked".
+    # timeout waits for the writer instead of failing with "database is locked". Immediate
+    # transactions take the write lock when they begin: a transaction that read first and
+    # wrote later could not wait for it (SQLite fails such an upgrade at once when another
+    # process, the job worker, wrote meanwhile), and failed uploads that way.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     )
     # A file, not memory: async tests and live servers need a database other threads see;
     # one per process, so two test runs side by side do not share it.
