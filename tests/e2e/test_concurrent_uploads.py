@@ -3,6 +3,7 @@ worker writing to one file) are all accepted and all read: none fails with "data
 locked", as 3 in 12 did when reading, counting and writing shared one transaction that
 took its write lock late (issue 20)."""
 
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -48,8 +49,9 @@ def test_documents_uploaded_together_are_all_read(site_env, tmp_path):
     with own_database({**site_env, "DATA_DIR": str(tmp_path)}) as env:
         manage(env, "migrate", "--noinput", "-v", "0")
         session = manage(env, "shell", "-c", SETUP).split()[-1]
-        with served_site(env) as url:
+        with served_site(env) as url, contextlib.ExitStack() as stack:
             client = httpx.Client(base_url=url, cookies={"sessionid": session}, timeout=30)
+            stack.enter_context(client)
             client.get("/")  # the CSRF cookie
             token = client.cookies["csrftoken"]
 
