@@ -291,6 +291,16 @@ CHAT_EMBEDDINGS_MODEL = env.str("CHAT_EMBEDDINGS_MODEL", default="mistral-embed"
 CHAT_DAILY_TOKEN_BUDGET = env.int("CHAT_DAILY_TOKEN_BUDGET", default=0)
 CHAT_DAILY_COST_BUDGET_USD = env.float("CHAT_DAILY_COST_BUDGET_USD", default=0.0)
 
+# Limits per user (conversations/limits.py), counted from the user's own rows so that they hold
+# across processes; 0 turns one off. The defaults let a person chat, attach and start new
+# conversations freely, and stop a script (or a stolen session) from spending the model
+# servers' money or the machine's CPU: README, "Configuration", says why each number.
+CHAT_QUESTIONS_PER_MINUTE = env.int("CHAT_QUESTIONS_PER_MINUTE", default=20)
+CHAT_ANSWERS_AT_ONCE = env.int("CHAT_ANSWERS_AT_ONCE", default=3)
+CHAT_CONVERSATIONS_PER_MINUTE = env.int("CHAT_CONVERSATIONS_PER_MINUTE", default=5)
+CHAT_UPLOADS_PER_DAY = env.int("CHAT_UPLOADS_PER_DAY", default=100)
+CHAT_UPLOAD_BYTES_PER_DAY = env.int("CHAT_UPLOAD_BYTES_PER_DAY", default=200_000_000)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

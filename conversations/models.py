@@ -370,3 +370,24 @@ class ModelPrice(models.Model):
 
     def __str__(self) -> str:
         return self.model
+
+
+class Upload(models.Model):
+    """A file a user sent to be checked, image or document, kept a day for the daily upload
+    limits (conversations/limits.py). Written before the file is read, and kept whether it
+    is then stored, refused or removed: the work of checking it was done all the same."""
+
+    class Kind(models.TextChoices):
+        IMAGE = "image"
+        DOCUMENT = "document"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    size = models.PositiveBigIntegerField()  # bytes, as received
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "created_at"], name="upload_user_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.size} bytes #{self.pk}"

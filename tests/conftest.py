@@ -48,6 +48,17 @@ def _tasks_in_process(settings):
     settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
 
 
+@pytest.fixture(autouse=True)
+def _no_user_limits(settings):
+    """Tests ask many questions and upload many files quickly: the per-user limits are off
+    unless a test turns one on (tests/test_limits.py proves each default)."""
+    settings.CHAT_QUESTIONS_PER_MINUTE = 0
+    settings.CHAT_ANSWERS_AT_ONCE = 0
+    settings.CHAT_CONVERSATIONS_PER_MINUTE = 0
+    settings.CHAT_UPLOADS_PER_DAY = 0
+    settings.CHAT_UPLOAD_BYTES_PER_DAY = 0
+
+
 @pytest.fixture(scope="session")
 def fake_server():
     with FakeMistral() as server:
