@@ -7,6 +7,7 @@ and a secret key generated once into `var/secret_key`.
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -48,6 +49,7 @@ INSTALLED_APPS = [
     "servestatic",  # its checks of the SERVESTATIC_* settings
     "django.contrib.staticfiles",
     "channels",
+    "axes",  # login throttling: failed attempts are rows, so a lockout holds in every process
     "django_tasks",
     "django_tasks_db",  # the job queue's tables, migrated with the others
     "conversations",
@@ -64,6 +66,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its page (429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "chatsite.urls"
@@ -135,6 +139,32 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes first: it refuses a locked-out username and address before any password is
+# checked; the model backend then signs people in (and is the one a session names).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login throttling (django-axes), on the site's and the admin's login alike: after this many
+# wrong passwords for one username from one address, that pair is refused, even with the
+# right password, for the cool-off (minutes). Per pair, so a stranger guessing cannot lock a
+# user out from everywhere, and one address cannot try every username unnoticed by the log.
+AXES_FAILURE_LIMIT = env.int("CHAT_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("CHAT_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "conversations.web.accounts.login_locked_out"
+
+
+def _client_address(request) -> str | None:
+    """The client's address as daphne put it in the ASGI scope. Behind the proxy daphne runs
+    with --proxy-headers and takes it from X-Forwarded-For (docs/deploy.md); the header itself
+    is never read here, since anyone can send one (django-ipware would, if installed)."""
+    return request.META.get("REMOTE_ADDR")
+
+
+AXES_CLIENT_IP_CALLABLE = _client_address
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat"
 LOGOUT_REDIRECT_URL = "login"

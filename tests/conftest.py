@@ -131,7 +131,7 @@ def other_user(django_user_model):
 def session_cookie(user) -> bytes:
     session = SessionStore()
     session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = django_settings.AUTHENTICATION_BACKENDS[0]
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
     session[HASH_SESSION_KEY] = user.get_session_auth_hash()
     session.create()
     return f"{django_settings.SESSION_COOKIE_NAME}={session.session_key}".encode()
