@@ -184,6 +184,28 @@ SERVESTATIC_USE_FINDERS = True
 SERVESTATIC_ALLOW_ALL_ORIGINS = False
 MEDIA_ROOT = DATA_DIR / "media"
 
+# HTTPS (docs/deploy.md): CHAT_HTTPS=true says the site is served over https, TLS ended by the
+# proxy. Off by default, so the same settings keep working on a laptop over plain http.
+CHAT_HTTPS = env.bool("CHAT_HTTPS", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = CHAT_HTTPS
+# A year, on this host and its own subdomains (chat.example.org covers *.chat.example.org,
+# not its siblings). Preloading is left to the operator: the header alone lets anyone submit
+# the domain to the browsers' list, a commitment for every subdomain of the apex.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if CHAT_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=CHAT_HTTPS)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# A request that reached daphne over http is redirected to https. Behind the shipped nginx every
+# request is https already (daphne --proxy-headers reads X-Forwarded-Proto), so this only
+# catches a proxy that forgets the scheme; /health stays plain, for probes on the machine.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=CHAT_HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^health$"]
+# Not needed under daphne --proxy-headers, which puts the scheme in the ASGI scope; for a
+# server that does not, the header a trusted proxy sets to "https" (e.g. X-Forwarded-Proto).
+if proxy_ssl_header := env.str("SECURE_PROXY_SSL_HEADER", default=""):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + proxy_ssl_header.upper().replace("-", "_"), "https")
+# check --deploy asks for preload (security.W021): declining it is a choice, not a fault.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
