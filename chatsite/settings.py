@@ -165,6 +165,12 @@ def _client_address(request) -> str | None:
 
 AXES_CLIENT_IP_CALLABLE = _client_address
 
+# Who may make an account (conversations/accounts.py): `open` (anyone), `closed` (only with an
+# invitation from the admin), `approval` (anyone, signing in once an administrator approves).
+# Open by default so a fresh install's first user can "Create an account"; check --deploy
+# warns while it is open.
+CHAT_SIGNUP = env.str("CHAT_SIGNUP", default="open")
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat"
 LOGOUT_REDIRECT_URL = "login"

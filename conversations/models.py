@@ -391,3 +391,45 @@ class Upload(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} of {self.size} bytes #{self.pk}"
+
+
+def _invite_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Invite(models.Model):
+    """A one-time sign-up link an administrator hands out: it works whatever CHAT_SIGNUP
+    says, and the account it makes needs no approval (conversations/accounts.py)."""
+
+    token = models.CharField(max_length=64, unique=True, default=_invite_token, editable=False)
+    note = models.CharField(max_length=200, blank=True, help_text="Who it is for.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    used_by = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.note or f"Invite #{self.pk}"
+
+
+class SignupRequest(models.Model):
+    """An account made while CHAT_SIGNUP is `approval`: its user is inactive, and cannot
+    sign in, until an administrator approves it in the admin, which deletes this row."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="signup_request"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return str(self.user)
