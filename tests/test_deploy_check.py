@@ -59,3 +59,13 @@ def test_check_deploy_warns_without_https(tmp_path, fake_mistral):
     assert result.returncode != 0
     for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
         assert warning in result.stderr
+
+
+def test_with_https_plain_requests_are_redirected_but_health_probes_are_not(client, settings, db):
+    """What CHAT_HTTPS turns on, as a request over plain http to daphne meets it."""
+    settings.SECURE_SSL_REDIRECT = True
+    settings.REDIS_URL = ""
+    page = client.get("/accounts/login/")
+    assert page.status_code == 301
+    assert page["Location"] == "https://testserver/accounts/login/"
+    assert client.get("/health").status_code in (200, 503)  # answered, not redirected
