@@ -94,7 +94,7 @@ def prepare(
     from conversations.rendering import render_markdown
 
     user_model = get_user_model()
-    backend = settings.AUTHENTICATION_BACKENDS[0]
+    backend = settings.AUTHENTICATION_BACKENDS[-1]  # the model backend (axes comes first)
     expire = timezone.now() + timedelta(days=1)
     cookie_name = settings.SESSION_COOKIE_NAME
     chars = "abcdefghijklmnopqrstuvwxyz0123456789"

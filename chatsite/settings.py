@@ -7,6 +7,7 @@ and a secret key generated once into `var/secret_key`.
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -48,6 +49,7 @@ INSTALLED_APPS = [
     "servestatic",  # its checks of the SERVESTATIC_* settings
     "django.contrib.staticfiles",
     "channels",
+    "axes",  # login throttling: failed attempts are rows, so a lockout holds in every process
     "django_tasks",
     "django_tasks_db",  # the job queue's tables, migrated with the others
     "conversations",
@@ -64,6 +66,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its page (429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "chatsite.urls"
@@ -142,6 +146,38 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes first: it refuses a locked-out username and address before any password is
+# checked; the model backend then signs people in (and is the one a session names).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login throttling (django-axes), on the site's and the admin's login alike: after this many
+# wrong passwords for one username from one address, that pair is refused, even with the
+# right password, for the cool-off (minutes). Per pair, so a stranger guessing cannot lock a
+# user out from everywhere, and one address cannot try every username unnoticed by the log.
+AXES_FAILURE_LIMIT = env.int("CHAT_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("CHAT_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "conversations.web.accounts.login_locked_out"
+
+
+def _client_address(request) -> str | None:
+    """The client's address as daphne put it in the ASGI scope. Behind the proxy daphne runs
+    with --proxy-headers and takes it from X-Forwarded-For (docs/deploy.md); the header itself
+    is never read here, since anyone can send one (django-ipware would, if installed)."""
+    return request.META.get("REMOTE_ADDR")
+
+
+AXES_CLIENT_IP_CALLABLE = _client_address
+
+# Who may make an account (conversations/accounts.py): `open` (anyone), `closed` (only with an
+# invitation from the admin), `approval` (anyone, signing in once an administrator approves).
+# Open by default so a fresh install's first user can "Create an account"; check --deploy
+# warns while it is open.
+CHAT_SIGNUP = env.str("CHAT_SIGNUP", default="open")
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat"
 LOGOUT_REDIRECT_URL = "login"
@@ -160,6 +196,28 @@ SERVESTATIC_USE_FINDERS = True
 # Static files are this site's own: no other origin needs to read them.
 SERVESTATIC_ALLOW_ALL_ORIGINS = False
 MEDIA_ROOT = DATA_DIR / "media"
+
+# HTTPS (docs/deploy.md): CHAT_HTTPS=true says the site is served over https, TLS ended by the
+# proxy. Off by default, so the same settings keep working on a laptop over plain http.
+CHAT_HTTPS = env.bool("CHAT_HTTPS", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = CHAT_HTTPS
+# A year, on this host and its own subdomains (chat.example.org covers *.chat.example.org,
+# not its siblings). Preloading is left to the operator: the header alone lets anyone submit
+# the domain to the browsers' list, a commitment for every subdomain of the apex.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if CHAT_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=CHAT_HTTPS)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# A request that reached daphne over http is redirected to https. Behind the shipped nginx every
+# request is https already (daphne --proxy-headers reads X-Forwarded-Proto), so this only
+# catches a proxy that forgets the scheme; /health stays plain, for probes on the machine.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=CHAT_HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^health$"]
+# Not needed under daphne --proxy-headers, which puts the scheme in the ASGI scope; for a
+# server that does not, the header a trusted proxy sets to "https" (e.g. X-Forwarded-Proto).
+if proxy_ssl_header := env.str("SECURE_PROXY_SSL_HEADER", default=""):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + proxy_ssl_header.upper().replace("-", "_"), "https")
+# check --deploy asks for preload (security.W021): declining it is a choice, not a fault.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
@@ -297,6 +355,16 @@ CHAT_EMBEDDINGS_MODEL = env.str("CHAT_EMBEDDINGS_MODEL", default="mistral-embed"
 # error_code "budget" and nothing is sent to the model server.
 CHAT_DAILY_TOKEN_BUDGET = env.int("CHAT_DAILY_TOKEN_BUDGET", default=0)
 CHAT_DAILY_COST_BUDGET_USD = env.float("CHAT_DAILY_COST_BUDGET_USD", default=0.0)
+
+# Limits per user (conversations/limits.py), counted from the user's own rows so that they hold
+# across processes; 0 turns one off. The defaults let a person chat, attach and start new
+# conversations freely, and stop a script (or a stolen session) from spending the model
+# servers' money or the machine's CPU: README, "Configuration", says why each number.
+CHAT_QUESTIONS_PER_MINUTE = env.int("CHAT_QUESTIONS_PER_MINUTE", default=20)
+CHAT_ANSWERS_AT_ONCE = env.int("CHAT_ANSWERS_AT_ONCE", default=3)
+CHAT_CONVERSATIONS_PER_MINUTE = env.int("CHAT_CONVERSATIONS_PER_MINUTE", default=5)
+CHAT_UPLOADS_PER_DAY = env.int("CHAT_UPLOADS_PER_DAY", default=100)
+CHAT_UPLOAD_BYTES_PER_DAY = env.int("CHAT_UPLOAD_BYTES_PER_DAY", default=200_000_000)
 
 LOGGING = {
     "version": 1,

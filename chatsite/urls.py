@@ -8,12 +8,15 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from conversations.live.draining import draining
+from conversations.web.forms import LoginForm
 from conversations.web.health import health_view
 
 accounts = [
     path(
         "login/",
-        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        auth_views.LoginView.as_view(
+            redirect_authenticated_user=True, authentication_form=LoginForm
+        ),
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -370,3 +370,66 @@ class ModelPrice(models.Model):
 
     def __str__(self) -> str:
         return self.model
+
+
+class Upload(models.Model):
+    """A file a user sent to be checked, image or document, kept a day for the daily upload
+    limits (conversations/limits.py). Written before the file is read, and kept whether it
+    is then stored, refused or removed: the work of checking it was done all the same."""
+
+    class Kind(models.TextChoices):
+        IMAGE = "image"
+        DOCUMENT = "document"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    size = models.PositiveBigIntegerField()  # bytes, as received
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "created_at"], name="upload_user_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.size} bytes #{self.pk}"
+
+
+def _invite_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Invite(models.Model):
+    """A one-time sign-up link an administrator hands out: it works whatever CHAT_SIGNUP
+    says, and the account it makes needs no approval (conversations/accounts.py)."""
+
+    token = models.CharField(max_length=64, unique=True, default=_invite_token, editable=False)
+    note = models.CharField(max_length=200, blank=True, help_text="Who it is for.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    used_by = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.note or f"Invite #{self.pk}"
+
+
+class SignupRequest(models.Model):
+    """An account made while CHAT_SIGNUP is `approval`: its user is inactive, and cannot
+    sign in, until an administrator approves it in the admin, which deletes this row."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="signup_request"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return str(self.user)

@@ -7,7 +7,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from conversations import plain_sql
+from conversations import limits, plain_sql
+from conversations.limits import LimitReached
 from conversations.models import Attachment, Conversation, Document, Message, Report, ReviewAudit
 from conversations.selectors import (
     ConversationNotFound,
@@ -172,11 +173,23 @@ def questions_submit(questions: list[Question]) -> list[Submitted | Exception]:
     by one, each in its own savepoint. A question for a conversation another question of
     the same batch has just asked in is refused as busy, as it would be a moment later."""
     results: list[Submitted | Exception | None] = [None] * len(questions)
+    if limits.question_limits_on():
+        now = timezone.now()
+        recent = limits.recent_activity(sorted({q.user.pk for q in questions}), now=now)
+        for position, question in enumerate(questions):
+            try:
+                limits.check_question(
+                    recent[question.user.pk],
+                    new_conversation=question.conversation_id is None,
+                    now=now,
+                )
+            except LimitReached as err:
+                results[position] = err
     found = conversations_for_questions([q.conversation_id for q in questions if q.plain])
     asked: dict[int, int] = {}  # conversation id → position of the question storing into it
     rows: list[Message] = []
     for position, question in enumerate(questions):
-        if not question.plain:
+        if not question.plain or results[position] is not None:
             continue
         conversation, answering = found.get(question.conversation_id, (None, False))
         if conversation is None or conversation.owner_id != question.user.pk:
@@ -276,7 +289,7 @@ def _documents_link(question: Message, *, owner, document_ids: list[int]) -> Non
 def message_retry(*, answer: Message, worker: str = "") -> tuple[Message, list[PromptMessage]]:
     """Empty an ended answer so it can be generated again; only the conversation's last
     message qualifies, so history never changes under later messages. Returns it with the
-    conversation before it."""
+    conversation before it. LimitReached when its owner has no room for another answer."""
     conversation = Conversation.objects.select_for_update().get(pk=answer.conversation_id)
     last = conversation.messages.order_by("-id").first()
     if (
@@ -286,6 +299,7 @@ def message_retry(*, answer: Message, worker: str = "") -> tuple[Message, list[P
         or conversation.messages.filter(status__in=Message.ACTIVE_STATUSES).exists()
     ):
         raise NotRetryable(answer.pk)
+    limits.check_retry(user_id=conversation.owner_id)
     answer.text = answer.notice = ""
     answer.status = Message.Status.PENDING
     answer.model = conversation.model

@@ -9,10 +9,20 @@ from django.utils import timezone
 
 from conversations.documents.reading import PreparedDocument
 from conversations.images import PreparedImage
-from conversations.models import Attachment, Document
+from conversations.limits import DAY
+from conversations.models import Attachment, Document, Upload
 
 # Uploaded and never sent (the tab was closed): deleted at the owner's next upload.
 UNSENT_ATTACHMENT_LIFETIME = timedelta(days=1)
+
+
+def upload_record(*, user, kind: str, size: int) -> Upload:
+    """Count a file a user sent against the daily upload limits, before it is read (a file
+    refused by its checks cost the reading all the same); the user's rows older than the
+    day they count for are deleted meanwhile."""
+    now = timezone.now()
+    Upload.objects.filter(user=user, created_at__lt=now - DAY).delete()
+    return Upload.objects.create(user=user, kind=kind, size=size)
 
 
 def attachment_create(*, owner, image: PreparedImage) -> Attachment:

@@ -48,6 +48,17 @@ def _tasks_in_process(settings):
     settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
 
 
+@pytest.fixture(autouse=True)
+def _no_user_limits(settings):
+    """Tests ask many questions and upload many files quickly: the per-user limits are off
+    unless a test turns one on (tests/test_limits.py proves each default)."""
+    settings.CHAT_QUESTIONS_PER_MINUTE = 0
+    settings.CHAT_ANSWERS_AT_ONCE = 0
+    settings.CHAT_CONVERSATIONS_PER_MINUTE = 0
+    settings.CHAT_UPLOADS_PER_DAY = 0
+    settings.CHAT_UPLOAD_BYTES_PER_DAY = 0
+
+
 @pytest.fixture(scope="session")
 def fake_server():
     with FakeMistral() as server:
@@ -120,7 +131,7 @@ def other_user(django_user_model):
 def session_cookie(user) -> bytes:
     session = SessionStore()
     session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = django_settings.AUTHENTICATION_BACKENDS[0]
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
     session[HASH_SESSION_KEY] = user.get_session_auth_hash()
     session.create()
     return f"{django_settings.SESSION_COOKIE_NAME}={session.session_key}".encode()

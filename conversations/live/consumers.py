@@ -15,6 +15,7 @@ from django.conf import settings
 from chatsite import fast_path
 from chatsite.fast_path import daphne_frames
 from chatsite.fast_path.consumer_dispatch import DirectDispatch
+from conversations.limits import LimitReached
 from conversations.live import broadcast, draining, recovery
 from conversations.live.control import remote_request, stop_elsewhere, worker_channel
 from conversations.live.frames import conversation_data, message_data
@@ -139,7 +140,7 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
         except AnswerInProgress as busy:
             await self.send_busy(busy.args[0])
             return
-        except AttachmentsRejected as err:
+        except (AttachmentsRejected, LimitReached) as err:
             await self.send_error(err.code, err.message)
             return
         conversation, answer = submitted.conversation, submitted.answer
@@ -185,6 +186,9 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
             await self.send_error(
                 "not_retryable", "Only the last answer, once it has ended, can be retried."
             )
+            return
+        except LimitReached as err:
+            await self.send_error(err.code, err.message)
             return
         await self._watch(answer.conversation_id)
         await broadcast.conversation_publish(

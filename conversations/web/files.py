@@ -15,8 +15,9 @@ from conversations.documents.jobs import document_ingest_enqueue
 from conversations.documents.preview import request_preview
 from conversations.documents.reading import DocumentRejected, check_document_upload, page_png
 from conversations.images import ImageRejected, check_image_upload
+from conversations.limits import LimitReached, check_upload
 from conversations.live.frames import attachment_data, document_data
-from conversations.models import DocumentPage
+from conversations.models import DocumentPage, Upload
 from conversations.modelservers import providers
 from conversations.selectors import AttachmentNotFound, ConversationNotFound, access_attachment
 from conversations.uploads import (
@@ -24,18 +25,25 @@ from conversations.uploads import (
     attachment_delete,
     document_create,
     document_delete,
+    upload_record,
 )
-from conversations.web.responses import document_or_404, error_json, wants_json
+from conversations.web.responses import document_or_404, error_json, limit_json, wants_json
 
 
 @login_required
 @require_POST
 def attachment_upload(request: HttpRequest) -> JsonResponse:
     """One image per request (the page sends each with its own progress bar). The answer
-    is the stored attachment, or 400 with an error naming the file and the reason."""
+    is the stored attachment, or 400 with an error naming the file and the reason, or 429
+    when the user's daily uploads are used up (checked before the file is read)."""
     upload = request.FILES.get("file")
     if upload is None or len(request.FILES) != 1:
         return error_json("no_file", "Choose one image to upload.")
+    try:
+        check_upload(user=request.user, size=upload.size)
+    except LimitReached as err:
+        return limit_json(err)
+    upload_record(user=request.user, kind=Upload.Kind.IMAGE, size=upload.size)
     try:
         image = check_image_upload(upload)
     except ImageRejected as err:
@@ -88,10 +96,16 @@ def attachment_file(request: HttpRequest, pk: int, kind: str) -> FileResponse:
 def document_upload(request: HttpRequest) -> JsonResponse:
     """One document per request, checked here (type, size, pages, encryption, zip bombs)
     and read into pages by the job worker once stored; the composer polls document_status
-    for its progress. 400 names the file and the reason, and stores nothing."""
+    for its progress. 400 names the file and the reason, and stores nothing; 429 when the
+    user's daily uploads are used up (checked before the file is read)."""
     upload = request.FILES.get("file")
     if upload is None or len(request.FILES) != 1:
         return error_json("no_file", "Choose one document to upload.")
+    try:
+        check_upload(user=request.user, size=upload.size)
+    except LimitReached as err:
+        return limit_json(err)
+    upload_record(user=request.user, kind=Upload.Kind.DOCUMENT, size=upload.size)
     try:
         prepared = check_document_upload(upload)
     except DocumentRejected as err:

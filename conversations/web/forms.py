@@ -2,8 +2,9 @@
 the views hand the cleaned values to services."""
 
 from django import forms
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 
+from conversations.accounts import awaiting_approval
 from conversations.models import MODEL_ID_MAX_LENGTH
 
 # The largest value an integer column holds on every database we support (PostgreSQL).
@@ -14,6 +15,24 @@ _MODEL_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
 
 class SignupForm(UserCreationForm):
     """Username and password twice; the password validators in settings apply."""
+
+
+class LoginForm(AuthenticationForm):
+    """Django's login form, which tells an account awaiting approval that it is, rather than
+    calling its right password wrong."""
+
+    def clean(self):
+        try:
+            return super().clean()
+        except forms.ValidationError:
+            username, password = self.data.get("username", ""), self.data.get("password", "")
+            if username and password and awaiting_approval(username=username, password=password):
+                raise forms.ValidationError(
+                    "Your account is waiting for an administrator's approval. You can log in "
+                    "once it is approved.",
+                    code="awaiting_approval",
+                ) from None
+            raise
 
 
 class RenameForm(forms.Form):

@@ -1,7 +1,7 @@
 """The chat page and what it posts: the thread and its earlier messages, the sidebar and its
-next pages, renaming, deleting, a conversation's settings, the model list, reports, and
-sign-up. Every conversation is reached through `access_conversation`, so another user's id
-is a 404 like a missing one.
+next pages, renaming, deleting, a conversation's settings, the model list and reports.
+Every conversation is reached through `access_conversation`, so another user's id is a 404
+like a missing one.
 
 Forms post the classic way and get a redirect; the chat page's script posts the same forms
 with `Accept: application/json` and gets JSON (400 with field errors when invalid).
@@ -10,7 +10,6 @@ with `Accept: application/json` and gets JSON (400 with field errors when invali
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
@@ -37,25 +36,13 @@ from conversations.services import (
     conversation_update_settings,
     report_create,
 )
-from conversations.web.forms import ConversationSettingsForm, RenameForm, SignupForm
+from conversations.web.forms import ConversationSettingsForm, RenameForm
 from conversations.web.responses import conversation_or_404, wants_json
 
 # The sidebar shows this many conversations, then a "More" button for the next ones.
 SIDEBAR_PAGE_SIZE = 50
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@require_http_methods(["GET", "POST"])
-def signup(request: HttpRequest) -> HttpResponse:
-    if request.user.is_authenticated:
-        return redirect("chat")
-    form = SignupForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user)
-        return redirect("chat")
-    return render(request, "registration/signup.html", {"form": form})
 
 
 @login_required

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from conversations.web import files, pages
+from conversations.web import accounts, files, pages
 
 urlpatterns = [
     path("", pages.chat, name="chat"),
@@ -29,5 +29,5 @@ urlpatterns = [
         name="document_page_image",
     ),
     path("messages/<int:pk>/report/", pages.message_report, name="message_report"),
-    path("accounts/signup/", pages.signup, name="signup"),
+    path("accounts/signup/", accounts.signup, name="signup"),
 ]

@@ -174,6 +174,7 @@ function handleError(frame) {
   const refused = [
     "empty_message", "too_long", "invalid", "busy", "too_many_images", "invalid_attachment",
     "too_many_documents", "invalid_document", "document_not_ready", "restarting",
+    "too_many_questions", "too_many_answers", "too_many_conversations",
   ];
   if (refused.includes(frame.code)) composer.restore(state.lastSent);
   if (state.creating && state.conversation === null) state.creating = false;

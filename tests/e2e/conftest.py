@@ -133,6 +133,12 @@ def site_env(fake_model_server, tmp_path_factory) -> Iterator[dict[str, str]]:
         "MISTRAL_API_KEY": API_KEY,
         "MISTRAL_MAX_RETRIES": "0",
         "CHAT_SAVE_INTERVAL": "0.2",
+        # Journeys share users and ask quickly; tests/test_limits.py proves the limits.
+        "CHAT_QUESTIONS_PER_MINUTE": "0",
+        "CHAT_ANSWERS_AT_ONCE": "0",
+        "CHAT_CONVERSATIONS_PER_MINUTE": "0",
+        "CHAT_UPLOADS_PER_DAY": "0",
+        "CHAT_UPLOAD_BYTES_PER_DAY": "0",
         "DEBUG": "false",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DJANGO_SETTINGS_MODULE": "chatsite.settings",

@@ -1,0 +1,56 @@
+"""Accounts: sign-up (open, closed or by approval, or with an invitation:
+conversations/accounts.py), and the page a login throttled by django-axes gets."""
+
+from django.conf import settings
+from django.contrib.auth import login
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from conversations.accounts import SignupClosed, account_create, check_signup_allowed
+from conversations.web.forms import SignupForm
+
+# The backend a new account is signed in with: the model backend, not django-axes's, which
+# only refuses (chatsite/settings.py).
+_MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    """The form, unless sign-up is closed and no valid invitation (`?invite=`) comes with
+    it; an account awaiting approval gets a page saying so instead of a session."""
+    if request.user.is_authenticated:
+        return redirect("chat")
+    invite = request.POST.get("invite") or request.GET.get("invite", "")
+    try:
+        check_signup_allowed(invite_token=invite)
+    except SignupClosed as closed:
+        return _closed(request, closed)
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = account_create(
+                username=form.cleaned_data["username"],
+                password=form.cleaned_data["password1"],
+                invite_token=invite,
+            )
+        except SignupClosed as closed:
+            return _closed(request, closed)
+        if not user.is_active:
+            return render(request, "registration/signup_pending.html", {"username": user})
+        login(request, user, backend=_MODEL_BACKEND)
+        return redirect("chat")
+    return render(request, "registration/signup.html", {"form": form, "invite": invite})
+
+
+def _closed(request: HttpRequest, closed: SignupClosed) -> HttpResponse:
+    return render(request, "registration/signup_closed.html", {"reason": str(closed)}, status=403)
+
+
+def login_locked_out(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    """django-axes's lockout answer (AXES_LOCKOUT_CALLABLE), for the site's login and the
+    admin's: a page saying why and for how long, with 429, instead of a bare sentence. Axes
+    calls it with its credentials in varying positions; the username is read from the form."""
+    minutes = round(settings.AXES_COOLOFF_TIME.total_seconds() / 60)
+    context = {"username": request.POST.get("username", ""), "minutes": minutes}
+    return render(request, "registration/locked_out.html", context, status=429)
