@@ -160,6 +160,7 @@ AXES_FAILURE_LIMIT = env.int("CHAT_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("CHAT_LOGIN_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # its banner on every start and every lockout line: our own log says it
 AXES_LOCKOUT_CALLABLE = "conversations.web.accounts.login_locked_out"
 
 

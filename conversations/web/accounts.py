@@ -1,6 +1,8 @@
 """Accounts: sign-up (open, closed or by approval, or with an invitation:
 conversations/accounts.py), and the page a login throttled by django-axes gets."""
 
+import logging
+
 from django.conf import settings
 from django.contrib.auth import login
 from django.http import HttpRequest, HttpResponse
@@ -9,6 +11,8 @@ from django.views.decorators.http import require_http_methods
 
 from conversations.accounts import SignupClosed, account_create, check_signup_allowed
 from conversations.web.forms import SignupForm
+
+logger = logging.getLogger(__name__)
 
 # The backend a new account is signed in with: the model backend, not django-axes's, which
 # only refuses (chatsite/settings.py).
@@ -53,4 +57,10 @@ def login_locked_out(request: HttpRequest, *args, **kwargs) -> HttpResponse:
     calls it with its credentials in varying positions; the username is read from the form."""
     minutes = round(settings.AXES_COOLOFF_TIME.total_seconds() / 60)
     context = {"username": request.POST.get("username", ""), "minutes": minutes}
+    logger.warning(
+        "Login locked out for %d min: username %r from %s",
+        minutes,
+        context["username"][:150],
+        request.META.get("REMOTE_ADDR", "?"),
+    )
     return render(request, "registration/locked_out.html", context, status=429)
