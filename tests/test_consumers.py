@@ -22,7 +22,9 @@ async def error_for(socket, raw: str) -> dict:
 
 async def test_anonymous_socket_is_closed_as_unauthenticated():
     communicator = WebsocketCommunicator(
-        application, "/ws/chat/", headers=[(b"origin", b"http://127.0.0.1")]
+        application,
+        "/ws/chat/",
+        headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")],
     )
     connected, _ = await communicator.connect()
     assert connected
@@ -31,7 +33,9 @@ async def test_anonymous_socket_is_closed_as_unauthenticated():
 
 async def test_socket_from_foreign_origin_is_refused(user):
     communicator = WebsocketCommunicator(
-        application, "/ws/chat/", headers=[(b"origin", b"http://evil.example")]
+        application,
+        "/ws/chat/",
+        headers=[(b"origin", b"http://evil.example"), (b"host", b"127.0.0.1")],
     )
     connected, _ = await communicator.connect()
     assert not connected
