@@ -23,7 +23,7 @@ from conversations.live.generation import (
     live_message_data,
     running,
 )
-from conversations.live.protocol import ProtocolError, encode, parse_frame
+from conversations.live.protocol import NOT_FOUND, ProtocolError, encode, parse_frame
 from conversations.models import Message
 from conversations.modelservers import providers
 from conversations.selectors import (
@@ -89,7 +89,7 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
         except ProtocolError as err:
             await self.send_error(err.code, err.message)
         except ConversationNotFound:
-            await self.send_error("not_found", "No such conversation or message.")
+            await self.send_error("not_found", NOT_FOUND)
 
     # Browser frames
 

@@ -14,6 +14,7 @@ from conversations.documents import retrieval
 from conversations.documents.jobs import document_ingest_enqueue
 from conversations.documents.preview import request_preview
 from conversations.documents.reading import DocumentRejected, check_document_upload, page_png
+from conversations.ids import parse_id, parse_ids
 from conversations.images import ImageRejected, check_image_upload
 from conversations.live.frames import attachment_data, document_data
 from conversations.models import DocumentPage
@@ -168,8 +169,9 @@ async def document_preview(request: HttpRequest) -> JsonResponse:
     (optional), `documents` (ids of ready documents in the composer), `model`; async, as
     the model's context window may have to be asked of its server."""
     try:
-        conversation_id = int(request.GET["conversation"] or 0) or None
-        pending = [int(x) for x in request.GET.get("documents", "").split(",") if x]
+        conversation = request.GET["conversation"]
+        conversation_id = parse_id(conversation) if conversation else None
+        pending = parse_ids(request.GET.get("documents", ""))
     except (KeyError, ValueError):
         return error_json("invalid", "'conversation' and 'documents' must be ids.")
     user = await request.auser()
