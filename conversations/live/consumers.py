@@ -119,12 +119,20 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
         if draining.draining():
             await self.send_restarting()
             return
+        model = frame.get("model")
+        if frame["conversation"] is None and model and not await providers.model_offered(model):
+            await self.send_error(
+                "unknown_model",
+                f"No model server of this site offers {model[:100]!r}. Choose a model from "
+                "the list.",
+            )
+            return
         try:
             submitted = await _questions_stored(
                 Question(
                     user=self.user,
                     conversation_id=frame["conversation"],
-                    model=frame.get("model") or providers.default_model(),
+                    model=model or providers.default_model(),
                     text=frame["text"],
                     worker=await worker_channel(),
                     attachment_ids=frame.get("attachments"),

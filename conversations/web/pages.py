@@ -141,7 +141,7 @@ def conversation_settings(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "GET":
         form = ConversationSettingsForm(initial=_settings_initial(conversation))
         return _settings_page(request, conversation, form)
-    form = ConversationSettingsForm(request.POST)
+    form = ConversationSettingsForm(request.POST, current_model=conversation.model)
     if not form.is_valid():
         return _invalid(request, form, conversation)
     conversation = conversation_update_settings(conversation=conversation, **form.cleaned_data)

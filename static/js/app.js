@@ -173,7 +173,7 @@ function handleError(frame) {
   state.sending = false;
   const refused = [
     "empty_message", "too_long", "invalid", "busy", "too_many_images", "invalid_attachment",
-    "too_many_documents", "invalid_document", "document_not_ready", "restarting",
+    "too_many_documents", "invalid_document", "document_not_ready", "restarting", "unknown_model",
   ];
   if (refused.includes(frame.code)) composer.restore(state.lastSent);
   if (state.creating && state.conversation === null) state.creating = false;
