@@ -164,6 +164,15 @@ def test_bad_upload_is_refused_with_its_reason(user, media, name, data, code, wo
     assert stored_files(media) == []
 
 
+def test_two_documents_in_one_upload_are_refused_naming_the_limit(user, media):
+    files = [SimpleUploadedFile(f"d{i}.pdf", documentfiles.pdf(["x"])) for i in range(2)]
+    response = signed_in(user).post(UPLOAD_URL, {"file": files})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "too_many_files"
+    assert "one document at a time" in response.json()["error"]["message"]
+    assert not Document.objects.exists() and not stored_files(media)
+
+
 def test_too_many_pages_is_refused(user, media, settings):
     settings.CHAT_DOCUMENT_MAX_PAGES = 2
     response = upload(signed_in(user), "long.pdf", documentfiles.pdf(PAGES))

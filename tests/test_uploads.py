@@ -126,6 +126,20 @@ def test_upload_of_two_files_at_once_is_refused(user, media):
     assert not Attachment.objects.exists()
 
 
+def test_nine_images_in_one_upload_are_refused_naming_the_limit(user, media):
+    """Under one field name, only the last was kept before, without a word."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    files = [SimpleUploadedFile(f"p{i}.png", imagefiles.png()) for i in range(9)]
+    response = signed_in(user).post(UPLOAD_URL, {"file": files})
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "too_many_files",
+        "message": "Upload one image at a time: this request has 9 files.",
+    }
+    assert not Attachment.objects.exists() and not stored_files(media)
+
+
 def test_failed_row_write_removes_the_files_already_written(user, media, monkeypatch):
     def broken_save(*args, **kwargs):
         raise IntegrityError("the database refused")

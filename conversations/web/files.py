@@ -4,6 +4,7 @@ reached through its owner (or, for reviewers, `for_review`)."""
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -29,14 +30,29 @@ from conversations.uploads import (
 from conversations.web.responses import document_or_404, error_json, wants_json
 
 
+def _one_file(request: HttpRequest, what: str) -> UploadedFile | JsonResponse:
+    """The one `file` of an upload, or the 400 to answer. Several files in one request are
+    refused, naming the limit: reading only one of them (`FILES.get` gives the last) lost
+    the others without a word."""
+    files = [f for name in request.FILES for f in request.FILES.getlist(name)]
+    if len(files) > 1:
+        return error_json(
+            "too_many_files",
+            f"Upload one {what} at a time: this request has {len(files)} files.",
+        )
+    if not files or "file" not in request.FILES:
+        return error_json("no_file", f"Choose one {what} to upload.")
+    return files[0]
+
+
 @login_required
 @require_POST
 def attachment_upload(request: HttpRequest) -> JsonResponse:
     """One image per request (the page sends each with its own progress bar). The answer
     is the stored attachment, or 400 with an error naming the file and the reason."""
-    upload = request.FILES.get("file")
-    if upload is None or len(request.FILES) != 1:
-        return error_json("no_file", "Choose one image to upload.")
+    upload = _one_file(request, "image")
+    if isinstance(upload, JsonResponse):
+        return upload
     try:
         image = check_image_upload(upload)
     except ImageRejected as err:
@@ -90,9 +106,9 @@ def document_upload(request: HttpRequest) -> JsonResponse:
     """One document per request, checked here (type, size, pages, encryption, zip bombs)
     and read into pages by the job worker once stored; the composer polls document_status
     for its progress. 400 names the file and the reason, and stores nothing."""
-    upload = request.FILES.get("file")
-    if upload is None or len(request.FILES) != 1:
-        return error_json("no_file", "Choose one document to upload.")
+    upload = _one_file(request, "document")
+    if isinstance(upload, JsonResponse):
+        return upload
     try:
         prepared = check_document_upload(upload)
     except DocumentRejected as err:
