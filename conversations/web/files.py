@@ -192,6 +192,8 @@ async def document_preview(request: HttpRequest) -> JsonResponse:
         return error_json("invalid", "'conversation' and 'documents' must be ids.")
     user = await request.auser()
     model = request.GET.get("model") or providers.default_model()
+    if not await providers.model_offered(model):
+        return error_json("unknown_model", "No model server of this site offers this model.")
     budget = retrieval.context_budget(await retrieval.max_context_length(model))
     try:
         preview = await sync_to_async(request_preview)(
