@@ -270,3 +270,21 @@ def test_removing_an_unsent_document_deletes_its_file(
     assert response.json() == {"deleted": document.pk}
     assert not Document.objects.exists() and not DocumentPage.objects.exists()
     assert stored_files(media) == []
+
+
+def test_reviewer_reads_pages_only_of_documents_sent_in_a_conversation(
+    user, media, django_user_model, review_seed
+):
+    from django.contrib.auth.models import Group
+
+    from conversations.models import Conversation, Message
+
+    reviewer = django_user_model.objects.create_user(username="rev", password="x", is_staff=True)
+    reviewer.groups.add(Group.objects.get(name="Reviewer"))
+    document = ingested(user, "report.pdf", documentfiles.pdf(["One", "Two"]))
+    url = f"/documents/{document.pk}/pages/1/"
+    assert signed_in(reviewer).get(url).status_code == 404  # still in its owner's composer
+    conversation = Conversation.objects.create(owner=user, model="m")
+    document.message = Message.objects.create(conversation=conversation, role="user", text="")
+    document.save()
+    assert signed_in(reviewer).get(url).status_code == 200

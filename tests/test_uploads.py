@@ -239,15 +239,43 @@ def test_someone_elses_image_is_not_found(user, other_user):
         assert client.get(url).status_code == 404
 
 
-def test_staff_reviewer_may_see_any_image(user, django_user_model, review_seed):
+@pytest.fixture
+def reviewer(django_user_model, review_seed):
     from django.contrib.auth.models import Group
 
-    attachment = stored(user)
     staff = django_user_model.objects.create_user(username="rev", password="x", is_staff=True)
-    staff.groups.add(Group.objects.get(name="Reviewer"))  # staff alone is not enough
-    response = signed_in(staff).get(reverse("attachment_file", args=[attachment.pk, "sent"]))
-    assert response.status_code == 200
-    assert b"".join(response.streaming_content) == content(attachment.sent)
+    staff.groups.add(Group.objects.get(name="Reviewer"))
+    return staff
+
+
+def sent(attachment: Attachment) -> Attachment:
+    conversation = Conversation.objects.create(owner=attachment.owner, model="m")
+    attachment.message = Message.objects.create(conversation=conversation, role="user", text="")
+    attachment.save()
+    return attachment
+
+
+def test_staff_reviewer_may_see_an_image_sent_in_a_conversation(user, reviewer):
+    attachment = sent(stored(user))
+    for kind, field in (("sent", attachment.sent), ("original", attachment.original)):
+        response = signed_in(reviewer).get(reverse("attachment_file", args=[attachment.pk, kind]))
+        assert response.status_code == 200
+        assert b"".join(response.streaming_content) == content(field)
+
+
+def test_staff_reviewer_may_not_see_an_image_never_sent(user, reviewer):
+    """Still in its owner's composer, or removed from it: no transcript shows it."""
+    attachment = stored(user)
+    for kind in ("sent", "original"):
+        url = reverse("attachment_file", args=[attachment.pk, kind])
+        assert signed_in(reviewer).get(url).status_code == 404
+
+
+def test_staff_without_the_reviewer_permission_may_not_see_sent_images(user, django_user_model):
+    attachment = sent(stored(user))
+    staff = django_user_model.objects.create_user(username="ops", password="x", is_staff=True)
+    url = reverse("attachment_file", args=[attachment.pk, "sent"])
+    assert signed_in(staff).get(url).status_code == 404
 
 
 def test_anonymous_gets_no_image(user):
