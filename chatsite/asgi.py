@@ -10,13 +10,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from chatsite import fast_path, process  # noqa: E402
 from chatsite.body_limit import RequestBodyLimit  # noqa: E402
 from chatsite.fast_path.daphne_frames import DirectFrames  # noqa: E402
 from chatsite.socket_auth import SessionAuthMiddleware  # noqa: E402
+from chatsite.socket_origin import SameOriginOnly  # noqa: E402
 from conversations.live.routing import websocket_urlpatterns  # noqa: E402
 
 fast_path.install(enabled=settings.CHAT_FAST_PATH)
@@ -25,7 +25,7 @@ process.install()  # start-up sweep and graceful stop under daphne (chatsite/pro
 # default, which showed as 5 ms stalls between tokens under load (docs/performance.md).
 sys.setswitchinterval(0.001)
 
-websocket_app = AllowedHostsOriginValidator(SessionAuthMiddleware(URLRouter(websocket_urlpatterns)))
+websocket_app = SameOriginOnly(SessionAuthMiddleware(URLRouter(websocket_urlpatterns)))
 if fast_path.active.daphne_frames:  # frames written straight to daphne's connection
     websocket_app = DirectFrames(websocket_app)
 

@@ -39,6 +39,7 @@ def install() -> None:
 
 
 def _started(reactor) -> None:
+    _oversize_frames_closed_with_a_reason(reactor)
     loop = asyncio.get_event_loop()
     loop.create_task(shutdown.process_start())
 
@@ -50,6 +51,24 @@ def _started(reactor) -> None:
     # After Twisted's own handlers: they are installed "during startup", this runs after.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+
+
+def _oversize_frames_closed_with_a_reason(reactor) -> None:
+    """A frame over daphne's limit (`--websocket-max-message-size`, 1 MB by default) makes
+    autobahn drop the TCP connection without a close frame, so the page saw a bare cut and
+    reconnected without a word. With autobahn's `failByDrop` off it sends 1009 "message too
+    big", with its reason, first. daphne has no option for it: its websocket factory is
+    reached through the listening ports' factory (daphne's `HTTPFactory.server` and
+    `Server.ws_factory`); if a release moves them, a warning says so and such frames are
+    dropped as before."""
+    factories = {
+        getattr(getattr(getattr(reader, "factory", None), "server", None), "ws_factory", None)
+        for reader in reactor.getReaders()
+    } - {None}
+    if not factories:
+        logger.warning("daphne's websocket factory was not found: oversize frames drop the socket")
+    for factory in factories:
+        factory.setProtocolOptions(failByDrop=False)
 
 
 def _stop_requested(reactor, name: str) -> None:

@@ -209,12 +209,24 @@ class AttachmentNotFound(Exception):
     """No such attachment for this user (missing and not-yours look the same)."""
 
 
+def _reviewer(user) -> bool:
+    """Staff who may view conversations: the admin shows them every transcript."""
+    return user.is_staff and user.has_perm("conversations.view_conversation")
+
+
+def _own_or_sent(user, *, for_review: bool) -> Q:
+    """A file its owner may read; with `for_review`, a reviewer may also read one sent in
+    a conversation, as its transcript shows it, but not one still in someone's composer
+    (or removed from it) that no transcript holds."""
+    if for_review and _reviewer(user):
+        return Q(owner=user) | Q(message__isnull=False)
+    return Q(owner=user)
+
+
 def access_attachment(*, user, attachment_id: int, for_review: bool = False) -> Attachment:
-    """An attachment through its owner; with `for_review`, staff who may view conversations
-    (reviewers, in the admin) may read any. Anyone else gets not-found."""
-    rows = Attachment.objects.all()
-    if not (for_review and user.is_staff and user.has_perm("conversations.view_conversation")):
-        rows = rows.filter(owner=user)
+    """An attachment through its owner; with `for_review`, reviewers may read any that was
+    sent in a conversation. Anyone else gets not-found."""
+    rows = Attachment.objects.filter(_own_or_sent(user, for_review=for_review))
     try:
         return rows.get(pk=attachment_id)
     except (Attachment.DoesNotExist, ValueError, TypeError):
@@ -226,11 +238,9 @@ class DocumentNotFound(Exception):
 
 
 def access_document(*, user, document_id: int, for_review: bool = False) -> Document:
-    """A document through its owner; with `for_review`, staff who may view conversations
-    may read any, as for attachments. Anyone else gets not-found."""
-    rows = Document.objects.all()
-    if not (for_review and user.is_staff and user.has_perm("conversations.view_conversation")):
-        rows = rows.filter(owner=user)
+    """A document through its owner; with `for_review`, reviewers may read any that was
+    sent in a conversation, as for attachments. Anyone else gets not-found."""
+    rows = Document.objects.filter(_own_or_sent(user, for_review=for_review))
     try:
         return rows.get(pk=document_id)
     except (Document.DoesNotExist, ValueError, TypeError):

@@ -10,7 +10,7 @@ from channels.testing import WebsocketCommunicator
 
 from chatsite.asgi import application
 from conversations.models import Conversation, Message
-from tests.helpers import frames_until, require_fast_path
+from tests.helpers import frames_until, is_final, require_fast_path
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,7 +22,9 @@ async def error_for(socket, raw: str) -> dict:
 
 async def test_anonymous_socket_is_closed_as_unauthenticated():
     communicator = WebsocketCommunicator(
-        application, "/ws/chat/", headers=[(b"origin", b"http://127.0.0.1")]
+        application,
+        "/ws/chat/",
+        headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")],
     )
     connected, _ = await communicator.connect()
     assert connected
@@ -31,7 +33,9 @@ async def test_anonymous_socket_is_closed_as_unauthenticated():
 
 async def test_socket_from_foreign_origin_is_refused(user):
     communicator = WebsocketCommunicator(
-        application, "/ws/chat/", headers=[(b"origin", b"http://evil.example")]
+        application,
+        "/ws/chat/",
+        headers=[(b"origin", b"http://evil.example"), (b"host", b"127.0.0.1")],
     )
     connected, _ = await communicator.connect()
     assert not connected
@@ -141,3 +145,30 @@ async def test_other_users_ids_are_not_found_for_every_frame(frame, user, other_
     await message.arefresh_from_db()
     assert message.text == "secret"
     assert message.status == "failed"
+
+
+async def test_new_conversation_with_a_model_no_server_offers_is_refused(
+    user, open_socket, fake_mistral
+):
+    socket = await open_socket(user)
+    for model in ("mistral-huge-latest", "mistral-embed", "lab/llama3.2:1b", "x" * 400):
+        frame = {"type": "send", "conversation": None, "text": "hi", "model": model}
+        error = await error_for(socket, orjson.dumps(frame).decode())
+        assert error["code"] == "unknown_model"
+        assert model[:20] in error["message"]
+    assert not await Conversation.objects.aexists()
+    assert not await Message.objects.aexists()
+    assert not [r for r in fake_mistral.requests if r.path.endswith("/chat/completions")]
+
+
+async def test_new_conversation_with_a_listed_model_or_alias_is_accepted(
+    user, open_socket, fake_mistral
+):
+    socket = await open_socket(user)
+    for model in ("mistral-large-latest", "mistral-medium-3"):
+        frame = {"type": "send", "conversation": None, "text": "hi", "model": model}
+        await socket.send_to(text_data=orjson.dumps(frame).decode())
+        frames = await frames_until(socket, lambda f: f["type"] in ("conversation", "error"))
+        assert frames[-1]["type"] == "conversation"
+        assert frames[-1]["conversation"]["model"] == model
+        await frames_until(socket, is_final)

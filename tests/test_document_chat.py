@@ -292,6 +292,13 @@ async def test_preview_says_mode_tokens_and_cost_before_sending(user, async_clie
     }
 
 
+async def test_preview_for_a_model_no_server_offers_is_refused(user, async_client, fake_mistral):
+    await async_client.aforce_login(user)
+    response = await async_client.get("/documents/preview/?conversation=&model=mistral-huge")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "unknown_model"
+
+
 async def test_citations_in_the_answer_link_to_their_pages(user, open_socket, fake_mistral):
     document = await ingested(user, "report.pdf", documentfiles.pdf(PAGES))
     fake_mistral.enqueue(

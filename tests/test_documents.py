@@ -164,6 +164,15 @@ def test_bad_upload_is_refused_with_its_reason(user, media, name, data, code, wo
     assert stored_files(media) == []
 
 
+def test_two_documents_in_one_upload_are_refused_naming_the_limit(user, media):
+    files = [SimpleUploadedFile(f"d{i}.pdf", documentfiles.pdf(["x"])) for i in range(2)]
+    response = signed_in(user).post(UPLOAD_URL, {"file": files})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "too_many_files"
+    assert "one document at a time" in response.json()["error"]["message"]
+    assert not Document.objects.exists() and not stored_files(media)
+
+
 def test_too_many_pages_is_refused(user, media, settings):
     settings.CHAT_DOCUMENT_MAX_PAGES = 2
     response = upload(signed_in(user), "long.pdf", documentfiles.pdf(PAGES))
@@ -261,3 +270,21 @@ def test_removing_an_unsent_document_deletes_its_file(
     assert response.json() == {"deleted": document.pk}
     assert not Document.objects.exists() and not DocumentPage.objects.exists()
     assert stored_files(media) == []
+
+
+def test_reviewer_reads_pages_only_of_documents_sent_in_a_conversation(
+    user, media, django_user_model, review_seed
+):
+    from django.contrib.auth.models import Group
+
+    from conversations.models import Conversation, Message
+
+    reviewer = django_user_model.objects.create_user(username="rev", password="x", is_staff=True)
+    reviewer.groups.add(Group.objects.get(name="Reviewer"))
+    document = ingested(user, "report.pdf", documentfiles.pdf(["One", "Two"]))
+    url = f"/documents/{document.pk}/pages/1/"
+    assert signed_in(reviewer).get(url).status_code == 404  # still in its owner's composer
+    conversation = Conversation.objects.create(owner=user, model="m")
+    document.message = Message.objects.create(conversation=conversation, role="user", text="")
+    document.save()
+    assert signed_in(reviewer).get(url).status_code == 200

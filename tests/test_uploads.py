@@ -126,6 +126,20 @@ def test_upload_of_two_files_at_once_is_refused(user, media):
     assert not Attachment.objects.exists()
 
 
+def test_nine_images_in_one_upload_are_refused_naming_the_limit(user, media):
+    """Under one field name, only the last was kept before, without a word."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    files = [SimpleUploadedFile(f"p{i}.png", imagefiles.png()) for i in range(9)]
+    response = signed_in(user).post(UPLOAD_URL, {"file": files})
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "too_many_files",
+        "message": "Upload one image at a time: this request has 9 files.",
+    }
+    assert not Attachment.objects.exists() and not stored_files(media)
+
+
 def test_failed_row_write_removes_the_files_already_written(user, media, monkeypatch):
     def broken_save(*args, **kwargs):
         raise IntegrityError("the database refused")
@@ -225,15 +239,43 @@ def test_someone_elses_image_is_not_found(user, other_user):
         assert client.get(url).status_code == 404
 
 
-def test_staff_reviewer_may_see_any_image(user, django_user_model, review_seed):
+@pytest.fixture
+def reviewer(django_user_model, review_seed):
     from django.contrib.auth.models import Group
 
-    attachment = stored(user)
     staff = django_user_model.objects.create_user(username="rev", password="x", is_staff=True)
-    staff.groups.add(Group.objects.get(name="Reviewer"))  # staff alone is not enough
-    response = signed_in(staff).get(reverse("attachment_file", args=[attachment.pk, "sent"]))
-    assert response.status_code == 200
-    assert b"".join(response.streaming_content) == content(attachment.sent)
+    staff.groups.add(Group.objects.get(name="Reviewer"))
+    return staff
+
+
+def sent(attachment: Attachment) -> Attachment:
+    conversation = Conversation.objects.create(owner=attachment.owner, model="m")
+    attachment.message = Message.objects.create(conversation=conversation, role="user", text="")
+    attachment.save()
+    return attachment
+
+
+def test_staff_reviewer_may_see_an_image_sent_in_a_conversation(user, reviewer):
+    attachment = sent(stored(user))
+    for kind, field in (("sent", attachment.sent), ("original", attachment.original)):
+        response = signed_in(reviewer).get(reverse("attachment_file", args=[attachment.pk, kind]))
+        assert response.status_code == 200
+        assert b"".join(response.streaming_content) == content(field)
+
+
+def test_staff_reviewer_may_not_see_an_image_never_sent(user, reviewer):
+    """Still in its owner's composer, or removed from it: no transcript shows it."""
+    attachment = stored(user)
+    for kind in ("sent", "original"):
+        url = reverse("attachment_file", args=[attachment.pk, kind])
+        assert signed_in(reviewer).get(url).status_code == 404
+
+
+def test_staff_without_the_reviewer_permission_may_not_see_sent_images(user, django_user_model):
+    attachment = sent(stored(user))
+    staff = django_user_model.objects.create_user(username="ops", password="x", is_staff=True)
+    url = reverse("attachment_file", args=[attachment.pk, "sent"])
+    assert signed_in(staff).get(url).status_code == 404
 
 
 def test_anonymous_gets_no_image(user):

@@ -446,7 +446,7 @@ def test_delete_by_form_goes_back_to_a_new_chat(signed_in, conversation):
 
 
 def test_settings_are_saved(
-    signed_in, conversation, user_events, django_capture_on_commit_callbacks
+    signed_in, conversation, user_events, django_capture_on_commit_callbacks, fake_mistral
 ):
     url = reverse("conversation_settings", kwargs={"pk": conversation.pk})
     with django_capture_on_commit_callbacks(execute=True):
@@ -502,6 +502,28 @@ def test_invalid_settings_are_refused_with_a_message(
     conversation.refresh_from_db()
     assert conversation.model == "mistral-small-latest"
     assert conversation.temperature is None
+
+
+def test_settings_with_a_model_no_server_offers_are_refused(signed_in, conversation, fake_mistral):
+    url = reverse("conversation_settings", kwargs={"pk": conversation.pk})
+    for model in ("mistral-huge-latest", "mistral-embed", "lab/llama3.2:1b"):
+        response = signed_in.post(url, VALID_SETTINGS | {"model": model}, **JSON)
+        assert response.status_code == 400
+        assert "No model server of this site offers" in response.json()["errors"]["model"][0]
+    conversation.refresh_from_db()
+    assert conversation.model == "mistral-small-latest"
+    assert conversation.system_prompt == ""
+
+
+def test_settings_keep_a_model_no_longer_listed(signed_in, conversation, fake_mistral):
+    """A model an endpoint stopped offering does not lock its conversation's settings."""
+    conversation.model = "mistral-retired-2401"
+    conversation.save()
+    url = reverse("conversation_settings", kwargs={"pk": conversation.pk})
+    response = signed_in.post(url, {"model": "mistral-retired-2401", "temperature": "0.2"})
+    assert response.status_code == 302
+    conversation.refresh_from_db()
+    assert conversation.temperature == 0.2
 
 
 def test_invalid_settings_by_form_show_the_page_with_errors(signed_in, conversation):

@@ -25,7 +25,7 @@ from conversations.live.generation import (
     live_message_data,
     running,
 )
-from conversations.live.protocol import ProtocolError, encode, parse_frame
+from conversations.live.protocol import NOT_FOUND, ProtocolError, encode, parse_frame
 from conversations.models import Message
 from conversations.modelservers import providers
 from conversations.selectors import (
@@ -95,7 +95,7 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
         except ProtocolError as err:
             await self.send_error(err.code, err.message)
         except ConversationNotFound:
-            await self.send_error("not_found", "No such conversation or message.")
+            await self.send_error("not_found", NOT_FOUND)
 
     # Browser frames
 
@@ -125,12 +125,20 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
         if draining.draining():
             await self.send_restarting()
             return
+        model = frame.get("model")
+        if frame["conversation"] is None and model and not await providers.model_offered(model):
+            await self.send_error(
+                "unknown_model",
+                f"No model server of this site offers {model[:100]!r}. Choose a model from "
+                "the list.",
+            )
+            return
         try:
             submitted = await _questions_stored(
                 Question(
                     user=self.user,
                     conversation_id=frame["conversation"],
-                    model=frame.get("model") or providers.default_model(),
+                    model=model or providers.default_model(),
                     text=frame["text"],
                     worker=await worker_channel(),
                     attachment_ids=frame.get("attachments"),

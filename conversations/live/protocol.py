@@ -7,6 +7,8 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 import orjson
 
+from conversations.ids import MAX_ID, is_id
+
 # A frame bigger than this is refused before it is parsed (a question's own limit is
 # CHAT_MAX_MESSAGE_CHARS; this only bounds the work of reading JSON).
 MAX_FRAME_BYTES = 256 * 1024
@@ -137,13 +139,28 @@ class ErrorFrame(TypedDict):
     retry_after: NotRequired[float]
 
 
+# The consumer answers the same for a row that is missing or not the user's.
+NOT_FOUND = "No such conversation or message."
+
+
 def _int(frame: dict[str, Any], key: str, *, optional: bool = False) -> int | None:
+    """An id field: a non-negative integer, else `invalid`; one no row can have (0, or
+    past the database's range) is `not_found`, as a missing row is, before any query."""
     value = frame.get(key)
     if value is None and optional:
         return None
     if type(value) is not int or value < 0:
         raise ProtocolError("invalid", f"'{key}' must be a non-negative integer.")
+    if not is_id(value):
+        raise ProtocolError("not_found", NOT_FOUND)
     return value
+
+
+def _ids(frame: dict[str, Any], key: str, what: str) -> list[int]:
+    ids = frame.get(key, [])
+    if not isinstance(ids, list) or len(ids) > _MAX_ATTACHMENT_IDS or not all(map(is_id, ids)):
+        raise ProtocolError("invalid", f"'{key}' must be a list of {what} ids.")
+    return ids
 
 
 def parse_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame:
@@ -159,27 +176,18 @@ def parse_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame:
     kind = frame.get("type")
     if kind == "subscribe":
         parsed: dict[str, Any] = {"type": kind, "conversation": _int(frame, "conversation")}
-        if (since := _int(frame, "since", optional=True)) is not None:
+        since = frame.get("since")
+        if since is not None and (type(since) is not int or not 0 <= since <= MAX_ID):
+            raise ProtocolError("invalid", "'since' must be a message id.")
+        if since is not None:
             parsed["since"] = since
         return parsed  # type: ignore[return-value]
     if kind == "send":
         text = frame.get("text")
         if not isinstance(text, str):
             raise ProtocolError("invalid", "'text' must be a string.")
-        attachments = frame.get("attachments", [])
-        if (
-            not isinstance(attachments, list)
-            or len(attachments) > _MAX_ATTACHMENT_IDS
-            or any(type(a) is not int or a < 0 for a in attachments)
-        ):
-            raise ProtocolError("invalid", "'attachments' must be a list of attachment ids.")
-        documents = frame.get("documents", [])
-        if (
-            not isinstance(documents, list)
-            or len(documents) > _MAX_ATTACHMENT_IDS
-            or any(type(d) is not int or d < 0 for d in documents)
-        ):
-            raise ProtocolError("invalid", "'documents' must be a list of document ids.")
+        attachments = _ids(frame, "attachments", "attachment")
+        documents = _ids(frame, "documents", "document")
         if not text.strip() and not attachments and not documents:
             raise ProtocolError("empty_message", "The message is empty.")
         if len(text) > max_text_chars:

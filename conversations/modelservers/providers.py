@@ -341,6 +341,24 @@ def default_model() -> str:
     return settings.MISTRAL_MODEL
 
 
+async def model_offered(model_id: str) -> bool:
+    """Whether `model_id` is one the picker could show: the default model, or one its
+    provider lists (an alias included). Checked before a conversation is created with a
+    model or switched to one, so no made-up id is stored or sent upstream. A provider whose
+    list cannot be read now does not make its models unknown: an answer then fails with
+    that server's own error, as it would have a moment later."""
+    if model_id == default_model():
+        return True
+    try:
+        provider = provider_for(model_id)
+    except ModelUnavailable:
+        return False
+    listed = await _listed(provider)
+    if isinstance(listed, ModelServerError):
+        return True
+    return provider.card_for(listed, model_id) is not None
+
+
 async def model_card(model_id: str) -> ModelCard | None:
     """The card of `model_id` from its provider's model list (what it can do, its context
     window), None when the list does not hold it. The one place a model's capabilities are

@@ -4,6 +4,7 @@ reached through its owner (or, for reviewers, `for_review`)."""
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -14,6 +15,7 @@ from conversations.documents import retrieval
 from conversations.documents.jobs import document_ingest_enqueue
 from conversations.documents.preview import request_preview
 from conversations.documents.reading import DocumentRejected, check_document_upload, page_png
+from conversations.ids import parse_id, parse_ids
 from conversations.images import ImageRejected, check_image_upload
 from conversations.limits import LimitReached, check_upload
 from conversations.live.frames import attachment_data, document_data
@@ -30,15 +32,30 @@ from conversations.uploads import (
 from conversations.web.responses import document_or_404, error_json, limit_json, wants_json
 
 
+def _one_file(request: HttpRequest, what: str) -> UploadedFile | JsonResponse:
+    """The one `file` of an upload, or the 400 to answer. Several files in one request are
+    refused, naming the limit: reading only one of them (`FILES.get` gives the last) lost
+    the others without a word."""
+    files = [f for name in request.FILES for f in request.FILES.getlist(name)]
+    if len(files) > 1:
+        return error_json(
+            "too_many_files",
+            f"Upload one {what} at a time: this request has {len(files)} files.",
+        )
+    if not files or "file" not in request.FILES:
+        return error_json("no_file", f"Choose one {what} to upload.")
+    return files[0]
+
+
 @login_required
 @require_POST
 def attachment_upload(request: HttpRequest) -> JsonResponse:
     """One image per request (the page sends each with its own progress bar). The answer
     is the stored attachment, or 400 with an error naming the file and the reason, or 429
     when the user's daily uploads are used up (checked before the file is read)."""
-    upload = request.FILES.get("file")
-    if upload is None or len(request.FILES) != 1:
-        return error_json("no_file", "Choose one image to upload.")
+    upload = _one_file(request, "image")
+    if isinstance(upload, JsonResponse):
+        return upload
     try:
         check_upload(user=request.user, size=upload.size)
     except LimitReached as err:
@@ -98,9 +115,9 @@ def document_upload(request: HttpRequest) -> JsonResponse:
     and read into pages by the job worker once stored; the composer polls document_status
     for its progress. 400 names the file and the reason, and stores nothing; 429 when the
     user's daily uploads are used up (checked before the file is read)."""
-    upload = request.FILES.get("file")
-    if upload is None or len(request.FILES) != 1:
-        return error_json("no_file", "Choose one document to upload.")
+    upload = _one_file(request, "document")
+    if isinstance(upload, JsonResponse):
+        return upload
     try:
         check_upload(user=request.user, size=upload.size)
     except LimitReached as err:
@@ -182,12 +199,15 @@ async def document_preview(request: HttpRequest) -> JsonResponse:
     (optional), `documents` (ids of ready documents in the composer), `model`; async, as
     the model's context window may have to be asked of its server."""
     try:
-        conversation_id = int(request.GET["conversation"] or 0) or None
-        pending = [int(x) for x in request.GET.get("documents", "").split(",") if x]
+        conversation = request.GET["conversation"]
+        conversation_id = parse_id(conversation) if conversation else None
+        pending = parse_ids(request.GET.get("documents", ""))
     except (KeyError, ValueError):
         return error_json("invalid", "'conversation' and 'documents' must be ids.")
     user = await request.auser()
     model = request.GET.get("model") or providers.default_model()
+    if not await providers.model_offered(model):
+        return error_json("unknown_model", "No model server of this site offers this model.")
     budget = retrieval.context_budget(await retrieval.max_context_length(model))
     try:
         preview = await sync_to_async(request_preview)(

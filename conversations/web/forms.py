@@ -1,11 +1,13 @@
 """Forms the pages post: signup, rename and a conversation's settings. They only validate;
 the views hand the cleaned values to services."""
 
+from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 
 from conversations.accounts import awaiting_approval
 from conversations.models import MODEL_ID_MAX_LENGTH
+from conversations.modelservers import providers
 
 # The largest value an integer column holds on every database we support (PostgreSQL).
 _MAX_INT = 2_147_483_647
@@ -80,6 +82,17 @@ class ConversationSettingsForm(forms.Form):
         required=False,
         help_text="Ask Mistral to add its safety instructions before the conversation.",
     )
+
+    def __init__(self, *args, current_model: str = "", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.current_model = current_model  # kept even when no server lists it any more
+
+    def clean_model(self) -> str:
+        """Only a model the picker offers: the id is stored and sent upstream as it is."""
+        model = self.cleaned_data["model"]
+        if model != self.current_model and not async_to_sync(providers.model_offered)(model):
+            raise forms.ValidationError("No model server of this site offers this model.")
+        return model
 
     def clean_top_p(self) -> float | None:
         top_p = self.cleaned_data["top_p"]

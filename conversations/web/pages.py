@@ -17,6 +17,7 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from conversations.ids import parse_id
 from conversations.live import broadcast
 from conversations.live.frames import answer_meta, conversation_data
 from conversations.models import Conversation, Message
@@ -65,7 +66,7 @@ def thread_earlier(request: HttpRequest, pk: int) -> HttpResponse:
     above the thread; with `earlier`, whether there are more still."""
     conversation = conversation_or_404(request, pk)
     try:
-        before = int(request.GET["before"])
+        before = parse_id(request.GET["before"])
     except (KeyError, ValueError):
         return HttpResponseBadRequest("A 'before' message id is required.")
     messages, earlier = message_window(
@@ -127,7 +128,7 @@ def conversation_settings(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "GET":
         form = ConversationSettingsForm(initial=_settings_initial(conversation))
         return _settings_page(request, conversation, form)
-    form = ConversationSettingsForm(request.POST)
+    form = ConversationSettingsForm(request.POST, current_model=conversation.model)
     if not form.is_valid():
         return _invalid(request, form, conversation)
     conversation = conversation_update_settings(conversation=conversation, **form.cleaned_data)
@@ -228,8 +229,12 @@ def _cursor(conversation: Conversation) -> str:
 
 
 def _parse_cursor(value: str) -> tuple[datetime, int]:
+    """ValueError for anything but a cursor `_cursor` could have made."""
     micros, pk = value.split("_")
-    return _EPOCH + timedelta(microseconds=int(micros)), int(pk)
+    try:
+        return _EPOCH + timedelta(microseconds=int(micros)), parse_id(pk)
+    except OverflowError:  # a time no row can have
+        raise ValueError(value) from None
 
 
 def _settings_initial(conversation: Conversation) -> dict:

@@ -1,33 +1,36 @@
-from django.urls import path
+from django.urls import path, register_converter
 
+from conversations.ids import IdConverter
 from conversations.web import accounts, files, pages
+
+register_converter(IdConverter, "id")
 
 urlpatterns = [
     path("", pages.chat, name="chat"),
-    path("c/<int:pk>/", pages.conversation_detail, name="conversation"),
-    path("c/<int:pk>/earlier/", pages.thread_earlier, name="thread_earlier"),
-    path("c/<int:pk>/rename/", pages.rename, name="conversation_rename"),
-    path("c/<int:pk>/delete/", pages.delete, name="conversation_delete"),
-    path("c/<int:pk>/settings/", pages.conversation_settings, name="conversation_settings"),
+    path("c/<id:pk>/", pages.conversation_detail, name="conversation"),
+    path("c/<id:pk>/earlier/", pages.thread_earlier, name="thread_earlier"),
+    path("c/<id:pk>/rename/", pages.rename, name="conversation_rename"),
+    path("c/<id:pk>/delete/", pages.delete, name="conversation_delete"),
+    path("c/<id:pk>/settings/", pages.conversation_settings, name="conversation_settings"),
     path("conversations/", pages.sidebar_more, name="sidebar_more"),
     path("models.json", pages.models_json, name="models_json"),
     path("attachments/", files.attachment_upload, name="attachment_upload"),
-    path("attachments/<int:pk>/delete/", files.attachment_remove, name="attachment_remove"),
+    path("attachments/<id:pk>/delete/", files.attachment_remove, name="attachment_remove"),
     path(
-        "attachments/<int:pk>/<str:kind>/",
+        "attachments/<id:pk>/<str:kind>/",
         files.attachment_file,
         name="attachment_file",
     ),
     path("documents/", files.document_upload, name="document_upload"),
     path("documents/preview/", files.document_preview, name="document_preview"),
-    path("documents/<int:pk>/", files.document_status, name="document_status"),
-    path("documents/<int:pk>/delete/", files.document_remove, name="document_remove"),
-    path("documents/<int:pk>/pages/<int:number>/", files.document_page, name="document_page"),
+    path("documents/<id:pk>/", files.document_status, name="document_status"),
+    path("documents/<id:pk>/delete/", files.document_remove, name="document_remove"),
+    path("documents/<id:pk>/pages/<id:number>/", files.document_page, name="document_page"),
     path(
-        "documents/<int:pk>/pages/<int:number>/image/",
+        "documents/<id:pk>/pages/<id:number>/image/",
         files.document_page_image,
         name="document_page_image",
     ),
-    path("messages/<int:pk>/report/", pages.message_report, name="message_report"),
+    path("messages/<id:pk>/report/", pages.message_report, name="message_report"),
     path("accounts/signup/", accounts.signup, name="signup"),
 ]

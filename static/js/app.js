@@ -100,6 +100,11 @@ const socket = new ChatSocket(config.socketPath, {
     if (status !== "open") state.sending = false;
     refresh();
   },
+  onTooBig() {
+    // Only a frame this tab sent can be too big, and a question is the only big one.
+    composer.restore(state.lastSent);
+    notice("That was too big to send: the server closed the connection. Reconnecting…");
+  },
   onUnauthorized() {
     // The login page sends a still signed-in browser straight back. After a password change
     // in another tab, that tab's response carries the new session cookie: give it a moment
@@ -173,7 +178,7 @@ function handleError(frame) {
   state.sending = false;
   const refused = [
     "empty_message", "too_long", "invalid", "busy", "too_many_images", "invalid_attachment",
-    "too_many_documents", "invalid_document", "document_not_ready", "restarting",
+    "too_many_documents", "invalid_document", "document_not_ready", "restarting", "unknown_model",
     "too_many_questions", "too_many_answers", "too_many_conversations",
   ];
   if (refused.includes(frame.code)) composer.restore(state.lastSent);

@@ -1,14 +1,17 @@
 // One WebSocket per tab. It reconnects on any close but 4401 (the session ended), after
-// 0.5 s doubling to 10 s, each delay jittered so many tabs do not return at once.
+// 0.5 s doubling to 10 s, each delay jittered so many tabs do not return at once; after
+// 1009 (a frame too big for the server) it says so first.
 
 export const CLOSE_UNAUTHENTICATED = 4401;
+// A frame over the server's size limit: the server closes with this and a reason.
+export const CLOSE_TOO_BIG = 1009;
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 10_000;
 
 export class ChatSocket {
-  constructor(path, { onOpen, onFrame, onState, onUnauthorized }) {
+  constructor(path, { onOpen, onFrame, onState, onUnauthorized, onTooBig }) {
     this.path = path;
-    this.handlers = { onOpen, onFrame, onState, onUnauthorized };
+    this.handlers = { onOpen, onFrame, onState, onUnauthorized, onTooBig };
     this.ws = null;
     this.failures = 0;
     this.timer = null;
@@ -56,6 +59,7 @@ export class ChatSocket {
         return;
       }
       this.handlers.onState("reconnecting");
+      if (event.code === CLOSE_TOO_BIG) this.handlers.onTooBig(event.reason);
       const ceiling = Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** this.failures);
       this.failures += 1;
       this.timer = setTimeout(() => this.connect(), ceiling / 2 + (Math.random() * ceiling) / 2);

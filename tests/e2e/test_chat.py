@@ -490,3 +490,31 @@ def test_a_long_conversation_loads_earlier_messages_on_demand(page: Page, site_s
     expect(messages).to_have_count(250)
     expect(messages.first).to_contain_text("line 0")
     expect(page.get_by_role("button", name="Show earlier messages")).to_have_count(0)
+
+
+def test_a_frame_too_big_for_the_server_is_closed_with_a_reason_the_page_shows(page: Page, fake):
+    sign_up(page)
+    closed = page.evaluate(
+        """() => new Promise((resolve) => {
+            const ws = new WebSocket(`ws://${location.host}/ws/chat/`);
+            ws.onopen = () => ws.send("x".repeat(2_000_000));
+            ws.onclose = (event) => resolve({code: event.code, reason: event.reason});
+        })"""
+    )
+    assert closed["code"] == 1009
+    assert "exceeds payload limit" in closed["reason"]
+    # The page's own socket: its next frame is padded past the limit (JSON allows spaces).
+    page.evaluate(
+        """() => {
+            const send = WebSocket.prototype.send;
+            WebSocket.prototype.send = function (data) {
+                WebSocket.prototype.send = send;
+                return send.call(this, data + " ".repeat(2_000_000));
+            };
+        }"""
+    )
+    send(page, "Hello")
+    expect(page.locator("#notice")).to_contain_text("too big to send")
+    wait_connected(page)
+    expect(page.get_by_label("Message", exact=True)).to_have_value("Hello")
+    expect(page.locator(".msg--user")).to_have_count(0)
