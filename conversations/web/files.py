@@ -47,20 +47,29 @@ def _one_file(request: HttpRequest, what: str) -> UploadedFile | JsonResponse:
     return files[0]
 
 
-@login_required
-@require_POST
-def attachment_upload(request: HttpRequest) -> JsonResponse:
-    """One image per request (the page sends each with its own progress bar). The answer
-    is the stored attachment, or 400 with an error naming the file and the reason, or 429
-    when the user's daily uploads are used up (checked before the file is read)."""
-    upload = _one_file(request, "image")
+def _accepted_file(request: HttpRequest, what: str, kind: str) -> UploadedFile | JsonResponse:
+    """The one file of an upload, counted against the user's daily uploads (before it is
+    read, so refused and removed files count too), or the 400 or 429 to answer."""
+    upload = _one_file(request, what)
     if isinstance(upload, JsonResponse):
         return upload
     try:
         check_upload(user=request.user, size=upload.size)
     except LimitReached as err:
         return limit_json(err)
-    upload_record(user=request.user, kind=Upload.Kind.IMAGE, size=upload.size)
+    upload_record(user=request.user, kind=kind, size=upload.size)
+    return upload
+
+
+@login_required
+@require_POST
+def attachment_upload(request: HttpRequest) -> JsonResponse:
+    """One image per request (the page sends each with its own progress bar). The answer
+    is the stored attachment, or 400 with an error naming the file and the reason, or 429
+    when the user's daily uploads are used up (checked before the file is read)."""
+    upload = _accepted_file(request, "image", Upload.Kind.IMAGE)
+    if isinstance(upload, JsonResponse):
+        return upload
     try:
         image = check_image_upload(upload)
     except ImageRejected as err:
@@ -115,14 +124,9 @@ def document_upload(request: HttpRequest) -> JsonResponse:
     and read into pages by the job worker once stored; the composer polls document_status
     for its progress. 400 names the file and the reason, and stores nothing; 429 when the
     user's daily uploads are used up (checked before the file is read)."""
-    upload = _one_file(request, "document")
+    upload = _accepted_file(request, "document", Upload.Kind.DOCUMENT)
     if isinstance(upload, JsonResponse):
         return upload
-    try:
-        check_upload(user=request.user, size=upload.size)
-    except LimitReached as err:
-        return limit_json(err)
-    upload_record(user=request.user, kind=Upload.Kind.DOCUMENT, size=upload.size)
     try:
         prepared = check_document_upload(upload)
     except DocumentRejected as err:

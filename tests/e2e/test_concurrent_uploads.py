@@ -11,20 +11,9 @@ import httpx
 
 from tests.documentfiles import docx_file, pdf
 from tests.e2e.conftest import own_database, served_site
-from tests.e2e.test_restart import manage
+from tests.e2e.test_restart import SIGNED_IN, manage
 
-SETUP = """
-from importlib import import_module
-from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
-user = get_user_model().objects.create_user("uploader", password="pw-uploader-1")
-session = import_module(settings.SESSION_ENGINE).SessionStore()
-session[SESSION_KEY] = str(user.pk)
-session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
-session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-session.create()
-print(session.session_key)
-"""
+SETUP = SIGNED_IN + "print(session.session_key)\n"
 
 UPLOADS = 12
 

@@ -10,24 +10,33 @@ import httpx
 
 from tests.e2e.conftest import ROOT, own_database, served_site
 
-SETUP = """
+# A user and a signed-in session, made in a `manage.py shell` of the site: `user` and
+# `session` are there for the lines after it. The session names the last backend, Django's
+# own (axes's comes first to count failures; it signs no one in).
+SIGNED_IN = """
 from importlib import import_module
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
-from conversations.models import Conversation, Message
-user = get_user_model().objects.create_user("restarted", password="pw-restarted-1")
-conversation = Conversation.objects.create(owner=user, model="mistral-small-latest")
-Message.objects.create(conversation=conversation, role="user", text="Tell me everything")
-answer = Message.objects.create(
-    conversation=conversation, role="assistant", text="Half of **every**", status="streaming"
-)
+user = get_user_model().objects.create_user("someone", password="pw-someone-1")
 session = import_module(settings.SESSION_ENGINE).SessionStore()
 session[SESSION_KEY] = str(user.pk)
 session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[-1]
 session[HASH_SESSION_KEY] = user.get_session_auth_hash()
 session.create()
+"""
+
+SETUP = (
+    SIGNED_IN
+    + """
+from conversations.models import Conversation, Message
+conversation = Conversation.objects.create(owner=user, model="mistral-small-latest")
+Message.objects.create(conversation=conversation, role="user", text="Tell me everything")
+answer = Message.objects.create(
+    conversation=conversation, role="assistant", text="Half of **every**", status="streaming"
+)
 print(conversation.pk, answer.pk, session.session_key)
 """
+)
 
 
 def manage(env: dict[str, str], *args: str) -> str:
