@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -195,7 +196,8 @@ from conversations.models import Conversation
 user = get_user_model().objects.create_user("faults", password="a-long-test-password-7")
 session = SessionStore()
 session[SESSION_KEY] = str(user.pk)
-session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+# The model backend: axes comes first in AUTHENTICATION_BACKENDS and signs no one in.
+session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[-1]
 session[HASH_SESSION_KEY] = user.get_session_auth_hash()
 session.create()
 ids = [
@@ -264,6 +266,11 @@ def site_env(*, folder: Path, database: str, redis_url: str, model_url: str, **e
         "ALLOWED_HOSTS": "127.0.0.1",
         "DJANGO_SETTINGS_MODULE": "chatsite.settings",
         "PYTHONUNBUFFERED": "1",
+        # One user asks and stops a hundred times a minute here: the per-user limits
+        # (tests/test_limits.py proves them) are off.
+        "CHAT_QUESTIONS_PER_MINUTE": "0",
+        "CHAT_ANSWERS_AT_ONCE": "0",
+        "CHAT_CONVERSATIONS_PER_MINUTE": "0",
         **extra,
     }
 
@@ -404,7 +411,8 @@ class Tab:
     async def _connect(self) -> None:
         self._socket = await websockets.connect(
             self.url,
-            origin="http://127.0.0.1",
+            # The page's own origin, port included: the site checks all three.
+            origin=urlsplit(self.url)._replace(scheme="http", path="").geturl(),
             additional_headers={"Cookie": self.cookie},
             open_timeout=5,
             max_size=None,
