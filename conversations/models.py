@@ -1,4 +1,7 @@
-"""Conversations and their messages: one row per message, never a conversation-sized blob."""
+"""Conversations and their messages: one row per message, never a conversation-sized blob.
+
+Every table of the app is here, as Django expects of one app: the fields, choices and
+constraints of each, and no I/O; that is its one job, and why it is long."""
 
 import secrets
 from pathlib import PurePosixPath

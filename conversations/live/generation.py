@@ -8,6 +8,11 @@ while it grows, and always at the end). Closing a tab only stops that tab from w
 Frames are batched naturally: every network read from the model server becomes at most
 one `delta` frame, sent at once; whatever arrives while a send is in flight goes into the
 next one. No timer ever holds text back.
+
+It is long because an answer's whole life is one piece: its start, stream, every way it
+ends (stop, failure, cut, a shutdown's drain), the ending stored with retries while the
+database is away, and the flusher that saves progress and reads Stop from the rows. The
+pieces that could stand alone already do (request_plan, answer_text, frames, broadcast).
 """
 
 import asyncio
