@@ -2,7 +2,8 @@
 on it) through its public API.
 
 Start: when the reactor runs, before any socket connects, the process looks for answers
-left running by a process that died and keeps looking (conversations/live/recovery.py).
+left running by a process that died and keeps looking (conversations/live/recovery.py), and
+starts the processes uploads are parsed in (conversations/parsing.py).
 
 Stop: Twisted stops the reactor at once on SIGTERM and SIGINT, and daphne then cancels every
 connection's application, so an answer would end as if the process had crashed. Once the
@@ -20,6 +21,7 @@ import threading
 
 from django.conf import settings
 
+from conversations import parsing
 from conversations.live import draining, shutdown
 
 logger = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ def install() -> None:
 
 def _started(reactor) -> None:
     _oversize_frames_closed_with_a_reason(reactor)
+    parsing.sandbox_start()
     loop = asyncio.get_event_loop()
     loop.create_task(shutdown.process_start())
 

@@ -336,6 +336,16 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 # Documents a user attaches (conversations/documents/).
 CHAT_DOCUMENT_MAX_BYTES = env.int("CHAT_DOCUMENT_MAX_BYTES", default=10_000_000)
 CHAT_DOCUMENT_MAX_PAGES = env.int("CHAT_DOCUMENT_MAX_PAGES", default=500)
+# The most text a document may hold (500 full pages of a dense PDF), and the most a DOCX may
+# unpack to, its XML included: reading stops as soon as either is passed.
+CHAT_DOCUMENT_MAX_CHARACTERS = env.int("CHAT_DOCUMENT_MAX_CHARACTERS", default=3_000_000)
+CHAT_DOCUMENT_MAX_UNPACKED_BYTES = env.int("CHAT_DOCUMENT_MAX_UNPACKED_BYTES", default=50_000_000)
+# Every uploaded file (document or image) is parsed in a pool of child processes of the
+# process that needs it (conversations/parsing.py): this many, each allowed this much memory
+# over its own start-up, and each file this many seconds (wall clock and CPU) in all.
+CHAT_PARSE_WORKERS = env.int("CHAT_PARSE_WORKERS", default=2)
+CHAT_PARSE_MEMORY_MB = env.int("CHAT_PARSE_MEMORY_MB", default=768)
+CHAT_PARSE_SECONDS = env.float("CHAT_PARSE_SECONDS", default=10.0)
 # Documents are read by the job worker (`manage.py worker`, conversations/documents/jobs.py),
 # never by the site's processes. One that has shown no sign of life for this many seconds
 # (a reader renews it every quarter of that) is put back on the queue; after this many

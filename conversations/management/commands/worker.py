@@ -11,6 +11,7 @@ from typing import Any
 from django.utils.autoreload import DJANGO_AUTORELOAD_ENV
 from django_tasks_db.management.commands.db_worker import Command as DbWorkerCommand
 
+from conversations import parsing
 from conversations.documents.jobs import documents_requeue_forever
 
 
@@ -28,4 +29,5 @@ class Command(DbWorkerCommand):
                 name="documents-requeue",
                 daemon=True,
             ).start()
+            parsing.sandbox_start()  # documents are parsed in its children
         super().handle(*args, **options)
