@@ -34,7 +34,6 @@ from typing import Any
 
 from conversations.parsers.errors import REJECTIONS
 
-
 _HEADER = struct.Struct("!Q")
 # The folder `conversations` is in, so `python -m conversations.parsers.child` finds it
 # whatever the parent's working directory.
