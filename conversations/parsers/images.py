@@ -88,7 +88,7 @@ def prepare(name: str, data: bytes, max_side: int) -> Prepared:
             f"{name}: the image has too many pixels; the limit is {MAX_PIXELS // 1_000_000} "
             "megapixels.",
         ) from None
-    except (OSError, SyntaxError, ValueError, EOFError, MemoryError):
+    except (OSError, SyntaxError, ValueError, EOFError):
         # Pillow's ways of saying a file is truncated or corrupt.
         raise ImageRejected(
             "corrupt", f"{name}: the image is damaged or incomplete and cannot be read."

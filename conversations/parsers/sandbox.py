@@ -98,8 +98,12 @@ class Sandbox:
         with self._free:
             while not self._idle and self._count >= self.workers:
                 self._free.wait()
-            if self._idle:
-                return self._idle.pop()
+            while self._idle:
+                child = self._idle.pop()
+                if child.process.poll() is None:
+                    return child
+                child.stop()  # died while idle (killed by hand, or the OOM killer)
+                self._count -= 1
             self._count += 1
         return self._new_child()
 
