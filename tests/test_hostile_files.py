@@ -15,6 +15,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
+from conversations.documents import retrieval
 from conversations.documents.ingest import document_ingest
 from conversations.documents.reading import prepare_document
 from conversations.models import Attachment, Document
@@ -208,3 +209,33 @@ def test_a_docx_past_the_character_limit_fails_in_the_worker_naming_the_limit(us
     document.refresh_from_db()
     assert document.status == Document.Status.FAILED
     assert document.error.startswith("long.docx: the document has more text than the limit")
+
+
+def test_a_page_picture_past_the_limits_is_refused_and_the_question_still_goes(
+    user, client, settings
+):
+    """A scanned-looking page (no text layer) is sent as its picture; when drawing it
+    meets a limit, the reader's page view says so, and the request carries the reason
+    in its place instead of failing."""
+    document = document_create(
+        owner=user,
+        document=prepare_document(name="drawing.pdf", data=hostilefiles.pdf_inflating_page(5)),
+    )
+    document_ingest(document_id=document.pk)
+    document.refresh_from_db()
+    assert [p.source for p in document.pages.all()] == ["page_image"]
+    settings.CHAT_PARSE_MEMORY_MB = 40
+    reason = "drawing.pdf: reading it needed more than 40 MB of memory, the limit; it was stopped."
+
+    response = client.get(f"/documents/{document.pk}/pages/1/image/")
+    assert response.status_code == 400
+    assert response.json()["error"] == {"code": "too_much_memory", "message": reason}
+
+    plan = retrieval.Plan(
+        mode="full", tokens=0, budget=1000, documents=[document], text="", pictures=[(document, 1)]
+    )
+    parts, left_out = retrieval.document_parts(plan, 8)
+    assert parts[1:] == [
+        {"type": "text", "text": f"{retrieval.marker('drawing.pdf', 1)} ({reason})"}
+    ]
+    assert left_out == 0

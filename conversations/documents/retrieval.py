@@ -25,7 +25,12 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from conversations.documents.ranking import Chunk, chunks_of, rank
-from conversations.documents.reading import PDF, count_tokens, page_image_data_url
+from conversations.documents.reading import (
+    PDF,
+    DocumentRejected,
+    count_tokens,
+    page_image_data_url,
+)
 from conversations.models import Document, DocumentPage
 from conversations.modelservers import providers
 from conversations.selectors import document_ids_of, documents_with_pages
@@ -187,8 +192,17 @@ def document_parts(plan: Plan, limit: int) -> tuple[list[dict[str, Any]], int]:
     out."""
     parts: list[dict[str, Any]] = [{"type": "text", "text": plan.text}]
     for document, number in plan.pictures[:limit]:
+        try:
+            url = page_image_data_url(document, number)
+        except DocumentRejected as err:
+            # A page past the sandbox's limits (or damaged): the model is told, the
+            # question still goes.
+            parts.append(
+                {"type": "text", "text": f"{marker(document.name, number)} ({err.message})"}
+            )
+            continue
         parts.append({"type": "text", "text": f"{marker(document.name, number)} (picture)"})
-        parts.append({"type": "image_url", "image_url": page_image_data_url(document, number)})
+        parts.append({"type": "image_url", "image_url": url})
     return parts, max(0, len(plan.pictures) - limit)
 
 

@@ -186,11 +186,16 @@ def document_page(request: HttpRequest, pk: int, number: int) -> HttpResponse:
 @login_required
 @require_GET
 def document_page_image(request: HttpRequest, pk: int, number: int) -> HttpResponse:
-    """A PDF page rendered as PNG, for the reader of a scanned page (never stored)."""
+    """A PDF page rendered as PNG, for the reader of a scanned page (never stored); 400
+    naming the limit when the page is past the sandbox's."""
     document = document_or_404(request, pk, for_review=True)
     if document.mime != "application/pdf" or not 1 <= number <= document.page_count:
         raise Http404("No such page.")
-    response = HttpResponse(page_png(document, number), content_type="image/png")
+    try:
+        picture = page_png(document, number)
+    except DocumentRejected as err:  # the page is past the sandbox's limits, or damaged
+        return error_json(err.code, err.message)
+    response = HttpResponse(picture, content_type="image/png")
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, max-age=86400"
     return response
