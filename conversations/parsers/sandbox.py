@@ -111,6 +111,11 @@ class Sandbox:
         """A new child, counted already; the count is given back if it cannot start."""
         try:
             return _Child(self.memory_bytes)
+        except OSError as err:  # no process could be made (out of pids, of memory)
+            with self._free:
+                self._count -= 1
+                self._free.notify()
+            raise ParserFailed(f"a parser process could not start: {err}") from None
         except BaseException:
             with self._free:
                 self._count -= 1
