@@ -120,8 +120,9 @@ def attachment_file(request: HttpRequest, pk: int, kind: str) -> FileResponse:
 @login_required
 @require_POST
 def document_upload(request: HttpRequest) -> JsonResponse:
-    """One document per request, checked here (type, size, pages, encryption, zip bombs)
-    and read into pages by the job worker once stored; the composer polls document_status
+    """One document per request, checked while the request waits (size here; type, pages,
+    encryption, zip bombs in the sandbox, conversations/parsing.py) and read into pages by
+    the job worker once stored; the composer polls document_status
     for its progress. 400 names the file and the reason, and stores nothing; 429 when the
     user's daily uploads are used up (checked before the file is read)."""
     upload = _accepted_file(request, "document", Upload.Kind.DOCUMENT)
