@@ -9,9 +9,10 @@ import { DeleteDialog, RenameDialog, SettingsDialog } from "./dialogs.js";
 import { urlFor } from "./http.js";
 import { fetchModels, ModelPicker } from "./models.js";
 import { ReportDialog } from "./report.js";
+import { wireShortcuts } from "./shortcuts.js";
 import { Sidebar } from "./sidebar.js";
 import { ChatSocket } from "./socket.js";
-import { Thread } from "./thread.js";
+import { answerText, Thread } from "./thread.js";
 
 const config = document.body.dataset;
 const $ = (selector) => document.querySelector(selector);
@@ -34,9 +35,15 @@ const thread = new Thread({
   scroller: $("#thread-scroll"),
   empty: $("#empty"),
   onResync: (id) => socket.send({ type: "resync", message: id }),
+  // A screen reader hears the answer itself once it is whole (the live region is polite:
+  // after what the reader is saying), not only that it ended.
   onAnswerEnd: (m) => {
-    const words = { complete: "Answer finished.", stopped: "Answer stopped.", interrupted: "Answer interrupted." };
-    announce(words[m.status] ?? `The answer failed: ${m.error_text}`);
+    const el = thread.get(m.id);
+    const author = el?.querySelector(".msg-author-name").textContent ?? "Mistral";
+    const text = el ? answerText(el) : "";
+    const words = { complete: `${author} answered:`, stopped: "Answer stopped:", interrupted: "Answer interrupted:" };
+    if (m.status in words) announce(text ? `${words[m.status]} ${text}` : words[m.status].replace(/:$/, "."));
+    else announce(`The answer failed: ${m.error_text}`);
   },
 });
 
@@ -241,10 +248,12 @@ const composer = new Composer({
   documents,
   onWait: notice,
   onSend: send,
-  onStop() {
-    if (state.conversation !== null) socket.send({ type: "stop", conversation: state.conversation });
-  },
+  onStop: stop,
 });
+
+function stop() {
+  if (state.conversation !== null) socket.send({ type: "stop", conversation: state.conversation });
+}
 
 function send(text, attachmentIds = [], documentIds = []) {
   const frame = { type: "send", conversation: state.conversation, text };
@@ -304,8 +313,10 @@ const deleteDialog = new DeleteDialog({
   dialog: $("#delete-dialog"),
   urlTemplate: config.deleteUrl,
   onDeleted(id) {
+    const next = sidebar.neighbour(id);
     sidebar.remove(id);
     if (id === state.conversation) leaveDeletedConversation();
+    else next.focus();
   },
 });
 
@@ -399,25 +410,62 @@ function announce(text) {
   $("#live-status").textContent = text;
 }
 
-// Phone layout: the sidebar slides over the thread.
-function setSidebarOpen(open) {
+// Phone layout: the sidebar slides over the thread, as a modal would: focus moves into it,
+// the page behind is inert (Tab and a screen reader stay in the sidebar), and closing it
+// gives focus back to the menu button.
+const overlayLayout = window.matchMedia("(max-width: 800px)");
+function setSidebarOpen(open, { refocus = true } = {}) {
+  const wasOpen = document.body.classList.contains("sidebar-open");
   document.body.classList.toggle("sidebar-open", open);
   $("#menu-btn").setAttribute("aria-expanded", String(open));
   document.querySelector(".scrim").hidden = !open;
+  for (const behind of [$("#main"), $("#skip-link")]) behind.inert = open;
   if (open) $("#sidebar .new-chat").focus();
+  else if (wasOpen && refocus) $("#menu-btn").focus();
 }
 $("#menu-btn").addEventListener("click", () => setSidebarOpen(true));
 for (const el of document.querySelectorAll("[data-sidebar-close]")) {
   el.addEventListener("click", () => setSidebarOpen(false));
 }
+// Wider than a phone, the sidebar is part of the page again.
+overlayLayout.addEventListener("change", () => {
+  if (!overlayLayout.matches) setSidebarOpen(false, { refocus: false });
+});
 document.addEventListener("keydown", (event) => {
-  if (event.key === "Escape" && document.body.classList.contains("sidebar-open")) {
-    setSidebarOpen(false);
-    $("#menu-btn").focus();
-  }
+  if (event.key !== "Escape" || !document.body.classList.contains("sidebar-open")) return;
+  if (document.querySelector("dialog[open]")) return; // Escape closes the dialog first
+  event.preventDefault();
+  setSidebarOpen(false);
 });
 
-wireCopyButtons(document);
+wireCopyButtons(document, announce);
+
+// Keyboard: the skip link lands in the message box itself (a fragment link to a textarea
+// only scrolls), and the shortcuts listed by "?" (static/j./shortcuts.js).
+$("#skip-link").addEventListener("click", (event) => {
+  event.preventDefault();
+  composer.focus();
+});
+wireShortcuts({
+  help: $("#help-dialog"),
+  helpButton: $("#help-btn"),
+  newChat: () => location.assign(config.chatUrl),
+  focusComposer: () => composer.focus(),
+  stop: () => {
+    if (!thread.isBusy()) return false;
+    stop();
+    return true;
+  },
+  lastAnswer: () => {
+    const answers = document.querySelectorAll("#thread .msg--assistant");
+    return answers.length ? answerText(answers[answers.length - 1]) : "";
+  },
+  lastCode: () => {
+    const blocks = document.querySelectorAll("#thread .code-block code");
+    return blocks.length ? blocks[blocks.length - 1].textContent : "";
+  },
+  announce,
+});
 thread.scrollToEnd();
 refresh();
 socket.connect();

@@ -320,7 +320,7 @@ def test_rename_and_delete_from_the_sidebar(page: Page, fake):
 
     item = page.locator("#conv-list .conv").first
     item.hover()
-    item.get_by_role("button", name="Rename conversation").click()
+    item.get_by_role("button", name="Rename First title").click()
     dialog = page.get_by_role("dialog", name="Rename conversation")
     expect(dialog.get_by_label("Title")).to_have_value("First title")
     dialog.get_by_label("Title").fill("My renamed chat")
@@ -330,7 +330,7 @@ def test_rename_and_delete_from_the_sidebar(page: Page, fake):
     expect(page.locator("#conv-list .conv-title")).to_have_text(["My renamed chat"])
     expect(other.locator("#conv-list .conv-title")).to_have_text(["My renamed chat"])
 
-    item.get_by_role("button", name="Delete conversation").click()
+    item.get_by_role("button", name="Delete My renamed chat").click()
     dialog = page.get_by_role("dialog", name="Delete conversation?")
     expect(dialog).to_contain_text("My renamed chat")
     dialog.get_by_role("button", name="Delete").click()
