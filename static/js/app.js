@@ -297,8 +297,16 @@ const sidebar = new Sidebar({
   template: $("#conv-template"),
   conversationUrl: config.conversationUrl,
   onRename: (id, title) => renameDialog.open(id, title),
-  onDelete: (id, title) => deleteDialog.open(id, title),
+  onDelete: (id, title) => {
+    // Chosen now: the socket may remove the row before the request returns.
+    focusAfterDelete = sidebar.neighbour(id);
+    deleteDialog.open(id, title);
+  },
 });
+
+// Where focus goes once a conversation other than the open one is deleted: its row's
+// Delete button, which had it, is gone.
+let focusAfterDelete = null;
 
 const renameDialog = new RenameDialog({
   dialog: $("#rename-dialog"),
@@ -313,10 +321,9 @@ const deleteDialog = new DeleteDialog({
   dialog: $("#delete-dialog"),
   urlTemplate: config.deleteUrl,
   onDeleted(id) {
-    const next = sidebar.neighbour(id);
     sidebar.remove(id);
     if (id === state.conversation) leaveDeletedConversation();
-    else next.focus();
+    else (focusAfterDelete?.isConnected ? focusAfterDelete : $("#sidebar .new-chat")).focus();
   },
 });
 
@@ -432,10 +439,20 @@ overlayLayout.addEventListener("change", () => {
   if (!overlayLayout.matches) setSidebarOpen(false, { refocus: false });
 });
 document.addEventListener("keydown", (event) => {
-  if (event.key !== "Escape" || !document.body.classList.contains("sidebar-open")) return;
-  if (document.querySelector("dialog[open]")) return; // Escape closes the dialog first
-  event.preventDefault();
-  setSidebarOpen(false);
+  if (!document.body.classList.contains("sidebar-open")) return;
+  if (document.querySelector("dialog[open]")) return; // the dialog's keys come first
+  if (event.key === "Escape") {
+    event.preventDefault();
+    setSidebarOpen(false);
+  } else if (event.key === "Tab") {
+    // Round from its last control to its first and back, not out to the browser's bar.
+    const stops = Array.from($("#sidebar").querySelectorAll("a[href], button, summary, [tabindex='0']"))
+      .filter((el) => el.checkVisibility());
+    const edge = event.shiftKey ? stops[0] : stops[stops.length - 1];
+    if (document.activeElement !== edge) return;
+    event.preventDefault();
+    (event.shiftKey ? stops[stops.length - 1] : stops[0]).focus();
+  }
 });
 
 wireCopyButtons(document, announce);

@@ -9,15 +9,16 @@ import { copyText } from "./copy.js";
 
 // keys: what the dialog lists and the handler matches ("Mod+Shift+O", "Escape", "?");
 // action: the name of a function in `actions`, or none for keys another part handles (the
-// composer's Enter). `typing: true` lets a key work inside a text field.
+// composer's Enter). Keys with Mod work everywhere; others only outside text fields (where
+// "?" is a question mark), unless `typing: true`.
 export const SHORTCUTS = [
   { group: "Message box", keys: ["Enter"], label: "Send the message" },
   { group: "Message box", keys: ["Shift+Enter"], label: "New line" },
   { group: "Message box", keys: ["Escape"], label: "Stop the answer", action: "stop", typing: true },
   { group: "Message box", keys: ["Shift+Escape"], label: "Focus the message box", action: "focusComposer", typing: true },
-  { group: "Conversations", keys: ["Mod+Shift+O"], label: "New chat", action: "newChat", typing: true },
-  { group: "Answers", keys: ["Mod+Shift+C"], label: "Copy the last answer", action: "copyLastAnswer", typing: true },
-  { group: "Answers", keys: ["Mod+Shift+;"], label: "Copy the last code block", action: "copyLastCode", typing: true },
+  { group: "Conversations", keys: ["Mod+Shift+O"], label: "New chat", action: "newChat" },
+  { group: "Answers", keys: ["Mod+Shift+C"], label: "Copy the last answer", action: "copyLastAnswer" },
+  { group: "Answers", keys: ["Mod+Shift+;"], label: "Copy the last code block", action: "copyLastCode" },
   { group: "Help", keys: ["?", "Mod+/"], label: "Show these shortcuts", action: "help" },
 ];
 
@@ -72,7 +73,8 @@ export function wireShortcuts({ help, helpButton, announce, ...actions }) {
     if (event.defaultPrevented || event.isComposing || document.querySelector("dialog[open]")) return;
     const key = pressed(event);
     const shortcut = SHORTCUTS.find((s) => s.action && s.keys.includes(key));
-    if (!shortcut || (!shortcut.typing && isTyping(event.target))) return;
+    if (!shortcut) return;
+    if (!key.startsWith("Mod+") && !shortcut.typing && isTyping(event.target)) return;
     if (run[shortcut.action]() === false) return; // nothing to do: the key keeps its meaning
     event.preventDefault();
   });
