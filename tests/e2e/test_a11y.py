@@ -2,17 +2,20 @@
 WCAG 2.1 AA (tests/e2e/axe.py): any violation fails, listed with its elements. Also the
 layout faults a walk at those sizes found: the model list off the phone's edge, the page
 dialog's buttons below the window, raw markdown in a scanned page, white charts in the
-dark admin, a changelist wider than the window."""
+dark admin, a changelist wider than the window. With UPDATE_SCREENSHOTS=1 the looks are
+kept as docs/screenshot-a11y-*.png."""
 
+import os
 import re
 import uuid
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from tests import documentfiles, imagefiles
 from tests.e2e.axe import LOOKS, violations
-from tests.e2e.conftest import PASSWORD, last_answer, send, sign_up
+from tests.e2e.conftest import PASSWORD, ROOT, last_answer, send, sign_up
 from tests.e2e.test_admin_review import _admin_login, _staff
 from tests.fake_mistral import Reply, split_tokens
 
@@ -66,12 +69,17 @@ def _rich_conversation(page: Page, fake) -> int:
     return int(re.search(r"/c/(\d+)/", page.url)[1])
 
 
+def _shot(page: Page, name: str, tmp_path: Path) -> None:
+    out = ROOT / "docs" if os.environ.get("UPDATE_SCREENSHOTS") else tmp_path
+    page.screenshot(animations="disabled", path=out / f"screenshot-a11y-{name}.png")
+
+
 def _look(page: Page, viewport: dict, scheme: str) -> None:
     page.set_viewport_size(viewport)
     page.emulate_media(color_scheme=scheme, reduced_motion="reduce")
 
 
-def test_chat_pages_and_dialogs_pass_axe_in_every_look(page: Page, fake):
+def test_chat_pages_and_dialogs_pass_axe_in_every_look(page: Page, fake, tmp_path):
     conversation = _rich_conversation(page, fake)
     document = page.locator(".msg-doc-name")
     expect(document).to_have_text("report.pdf")
@@ -88,6 +96,7 @@ def test_chat_pages_and_dialogs_pass_axe_in_every_look(page: Page, fake):
         page.goto(f"/c/{conversation}/")
         expect(last_answer(page)).to_have_attribute("data-status", "complete")
         found += violations(page, f"{look} conversation")
+        _shot(page, f"{look}-conversation", tmp_path)
 
         page.get_by_role("button", name=re.compile("^Model:")).click()
         listbox = page.get_by_role("listbox", name="Model")
@@ -95,12 +104,14 @@ def test_chat_pages_and_dialogs_pass_axe_in_every_look(page: Page, fake):
         box = listbox.bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"], box
         found += violations(page, f"{look} model list")
+        _shot(page, f"{look}-model-list", tmp_path)
         page.keyboard.press("Escape")
 
         if look == "phone":
             page.get_by_role("button", name="Open the sidebar").click()
             expect(page.locator("#sidebar")).to_be_visible()
             found += violations(page, f"{look} sidebar")
+            _shot(page, f"{look}-sidebar", tmp_path)
         else:
             page.locator("#conv-list .conv").first.hover()
         page.get_by_role("button", name="Rename Three days in Lyon").click()
@@ -147,11 +158,13 @@ def test_chat_pages_and_dialogs_pass_axe_in_every_look(page: Page, fake):
             box = control.bounding_box()
             assert box["y"] + box["height"] <= viewport["height"], box
         found += violations(page, f"{look} page dialog")
+        _shot(page, f"{look}-page-dialog", tmp_path)
         page.keyboard.press("Escape")
 
         page.keyboard.press("?")
         expect(page.get_by_role("dialog", name="Keyboard shortcuts")).to_be_visible()
         found += violations(page, f"{look} shortcuts dialog")
+        _shot(page, f"{look}-shortcuts", tmp_path)
         page.keyboard.press("Escape")
 
         for path, heading in (
@@ -170,6 +183,20 @@ def test_chat_pages_and_dialogs_pass_axe_in_every_look(page: Page, fake):
         found += violations(page, f"{look} settings page with an error")
 
     assert not found, "\n".join(found)
+
+
+def test_model_list_stays_inside_the_window_at_400_percent_zoom(page: Page, fake):
+    """1280×800 at 400 %: a 320×200 window. The list scrolls inside the popover."""
+    sign_up(page)
+    page.set_viewport_size({"width": 320, "height": 200})
+    page.get_by_role("button", name=re.compile("^Model:")).click()
+    listbox = page.get_by_role("listbox", name="Model")
+    expect(listbox.get_by_role("option")).to_have_count(6)
+    box = page.locator("#model-popover").bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 320, box
+    assert box["y"] + box["height"] <= 200, box
+    page.keyboard.press("End")
+    expect(listbox.get_by_role("option").last).to_be_in_viewport()
 
 
 def test_account_pages_pass_axe_in_every_look(page: Page):
@@ -220,7 +247,7 @@ def test_account_pages_pass_axe_in_every_look(page: Page):
     assert not found, "\n".join(found)
 
 
-def test_admin_pages_pass_axe_in_every_look(page: Page, fake, site_shell):
+def test_admin_pages_pass_axe_in_every_look(page: Page, fake, site_shell, tmp_path):
     conversation = _rich_conversation(page, fake)
     _admin_login(page, _staff(site_shell, superuser=True))
     found: list[str] = []
@@ -231,9 +258,11 @@ def test_admin_pages_pass_axe_in_every_look(page: Page, fake, site_shell):
         page.goto("/admin/conversations/conversation/")
         expect(page.locator("#result_list")).to_be_visible()
         if look != "phone":  # a phone scrolls the table inside its own box
-            width = page.evaluate("document.documentElement.scrollWidth")
-            assert width <= viewport["width"], f"{look}: the changelist is {width} px wide"
+            table = page.locator("#changelist-form .results")
+            widths = table.evaluate("el => [el.scrollWidth, el.clientWidth]")
+            assert widths[0] <= widths[1], f"{look}: the list scrolls sideways: {widths}"
         found += violations(page, f"{look} conversation list", read_stylesheets=False)
+        _shot(page, f"{look}-admin-list", tmp_path)
         page.goto(f"/admin/conversations/conversation/{conversation}/change/")
         expect(page.locator(".review-answer a.cite")).to_be_visible()
         found += violations(page, f"{look} transcript", read_stylesheets=False)
@@ -243,4 +272,5 @@ def test_admin_pages_pass_axe_in_every_look(page: Page, fake, site_shell):
         expected = "none" if scheme == "light" else "invert(1) hue-rotate(180deg)"
         expect(chart).to_have_css("filter", expected)
         found += violations(page, f"{look} usage charts", read_stylesheets=False)
+        _shot(page, f"{look}-admin-usage", tmp_path)
     assert not found, "\n".join(found)
