@@ -458,7 +458,7 @@ document.addEventListener("keydown", (event) => {
 wireCopyButtons(document, announce);
 
 // Keyboard: the skip link lands in the message box itself (a fragment link to a textarea
-// only scrolls), and the shortcuts listed by "?" (static/j./shortcuts.js).
+// only scrolls), and the shortcuts listed by "?" (static/js/shortcuts.js).
 $("#skip-link").addEventListener("click", (event) => {
   event.preventDefault();
   composer.focus();

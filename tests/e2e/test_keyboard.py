@@ -48,20 +48,23 @@ def test_sign_in_send_stop_and_shortcuts_by_keyboard(page: Page, fake, gate):
     expect(page.get_by_role("heading", name="Ask anything")).to_be_visible()
     wait_connected(page)
 
-    # The skip link lands in the message box, and the page does not scroll away.
-    page.get_by_role("link", name="Mistral Chat").focus()
-    page.keyboard.press("Shift+Tab")
-    expect(page.get_by_role("link", name="Skip to the message box")).to_be_focused()
-    page.keyboard.press("Enter")
-    expect(page.get_by_label("Message", exact=True)).to_be_focused()
-    assert page.evaluate("document.scrollingElement.scrollTop") == 0
-
+    tab_to(page, page.get_by_label("Message", exact=True))
     fake.enqueue(Reply.tokens(["Bonjour ", "**tout** le monde."]))
     fake.enqueue(Reply.tokens(["Greetings"]))
     type_and_send(page, "Say hello")
     expect(last_answer(page)).to_have_attribute("data-status", "complete")
     # A screen reader hears the answer itself, not only that it ended.
     expect(page.locator("#live-status")).to_have_text(re.compile("Bonjour tout le monde."))
+
+    # On a conversation's page (messages carry visually hidden headings), the skip link
+    # lands in the message box, and the page does not scroll away.
+    page.reload()
+    wait_connected(page)
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to the message box")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("Message", exact=True)).to_be_focused()
+    assert page.evaluate("[document.scrollingElement.scrollTop, document.body.scrollTop]") == [0, 0]
 
     # Esc stops a streaming answer, from the message box.
     fake.enqueue(Reply.tokens(["Once", " upon", " a", " time"], gate=gate))
