@@ -561,11 +561,11 @@ def test_live_state_between_tail_renders_has_the_current_tail(settings):
     gen = generation.Generation(conversation_id=1, message_id=2, owner_id=3, model="m")
     first, second = gen.add("# one"), gen.add(" *two*")
 
-    assert first["tail"] == "<h1>one</h1>\n"
+    assert first["tail"] == "<h3>one</h3>\n"
     assert "tail" not in second
     state = gen.live_state()
     assert (state["text"], state["seq"]) == ("# one *two*", 2)
-    assert state["tail"] == "<h1>one <em>two</em></h1>\n"
+    assert state["tail"] == "<h3>one <em>two</em></h3>\n"
 
 
 def test_plain_prose_is_not_rendered_until_markup_arrives(settings):

@@ -57,10 +57,12 @@ def assert_inert(html):
 # Markdown features.
 
 
-def test_render_headings_keep_their_level():
-    html = render_markdown("# One\n\n## Two\n\n###### Six")
+def test_render_headings_sit_under_the_pages_own_headings():
+    """The page's title is its h1 and each message's author an h2: an answer's `#` is an h3,
+    so a screen reader's heading list shows the answer's outline inside its message."""
+    html = render_markdown("# One\n\n## Two\n\n### Three\n\n###### Six")
 
-    assert tags(html) == ["h1", "h2", "h6"]
+    assert tags(html) == ["h3", "h4", "h5", "h6"]
 
 
 def test_render_lists_keep_order_and_start():
@@ -121,8 +123,9 @@ def test_render_fenced_code_is_highlighted_with_copy_button():
 
     assert html.startswith(
         '<div class="code-block"><div class="code-head"><span class="code-lang">python</span>'
-        '<button type="button" class="copy-code">Copy</button></div>'
-        '<pre><code class="language-python"><span class="hl-kn">import</span>'
+        '<button type="button" class="copy-code" aria-label="Copy python code: import os">'
+        'Copy</button></div><pre tabindex="0" role="group" aria-label="python code">'
+        '<code class="language-python"><span class="hl-kn">import</span>'
     )
     assert html.endswith("</code></pre></div>\n")
     assert "style" not in html
@@ -132,7 +135,9 @@ def test_render_fenced_code_without_language_is_plain_text():
     html = render_markdown("```\n<b>x</b>\n```")
 
     assert '<span class="code-lang">text</span>' in html
-    assert "<pre><code>&lt;b&gt;x&lt;/b&gt;\n</code></pre>" in html
+    assert 'aria-label="Copy code: &lt;b&gt;x&lt;/b&gt;"' in html
+    assert '<pre tabindex="0" role="group" aria-label="code">' in html
+    assert "<code>&lt;b&gt;x&lt;/b&gt;\n</code></pre>" in html
 
 
 def test_render_fenced_code_unknown_language_is_escaped_unhighlighted():

@@ -87,6 +87,7 @@ _TAGS = {
 
 _ATTRIBUTES = {
     "a": {"href", "title", "class", "data-document", "data-page"},
+    "pre": {"tabindex", "role", "aria-label"},
     "img": {"src", "alt", "title"},
     "ol": {"start"},
     "th": {"class"},
@@ -94,8 +95,15 @@ _ATTRIBUTES = {
     "code": {"class"},
     "span": {"class"},
     "div": {"class"},
-    "button": {"type", "class"},
+    "button": {"type", "class", "aria-label"},
 }
+
+# An answer sits under the page's own headings (the page's h1, each message's h2): its `#`
+# becomes h3, and deeper levels follow, down to h6.
+_HEADING_SHIFT = 2
+
+# How much of a code block's first line names its Copy button and its scrolling box.
+_CODE_NAME_CHARS = 40
 
 _FORMATTER = HtmlFormatter(nowrap=True, classprefix=HIGHLIGHT_CLASS_PREFIX)
 
@@ -117,6 +125,10 @@ def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
         return " ".join(kept) or None
     if tag == "button" and attribute == "type":
         return "button"
+    if tag == "pre" and attribute == "tabindex":
+        return "0"
+    if tag == "pre" and attribute == "role":
+        return "group"
     return value
 
 
@@ -263,7 +275,7 @@ def _html(text: str, citations: Citations | None = None) -> str:
             if name == "CodeBlock":
                 code, info = [], spec["Fenced"] if type(spec) is dict else ""
             elif name == "Heading":
-                write(f"<{spec['level'].lower()}>")
+                write(f"<{_heading(spec['level'])}>")
             elif name == "List":
                 write(
                     "<ul>\n"
@@ -304,7 +316,7 @@ def _html(text: str, citations: Citations | None = None) -> str:
                 continue
             ((name, spec),) = value.items()
             if name == "Heading":
-                write(f"</{spec.lower()}>\n")
+                write(f"</{_heading(spec)}>\n")
             elif name == "List":
                 write("</ol>\n" if spec else "</ul>\n")
             elif name == "BlockQuote":
@@ -312,6 +324,11 @@ def _html(text: str, citations: Citations | None = None) -> str:
     if prose:
         write(citations.link("".join(prose)))
     return "".join(out)
+
+
+def _heading(level: str) -> str:
+    """The tag for a markdown heading level ("H1"), moved under the page's own headings."""
+    return f"h{min(int(level[1:]) + _HEADING_SHIFT, 6)}"
 
 
 def _events(text: str) -> Iterable[Any]:
@@ -377,11 +394,19 @@ def _code_block_html(code: str, info: str) -> str:
     if not _LANGUAGE_NAME.fullmatch(language):
         language = ""
     code_class = f' class="language-{language}"' if language else ""
+    # Named by language and first line, so a list of an answer's buttons tells them apart;
+    # the box can take focus, so a keyboard scrolls a line wider than the answer.
+    kind = f"{language} code" if language else "code"
+    first = next((line.strip() for line in code.splitlines() if line.strip()), "")
+    if len(first) > _CODE_NAME_CHARS:
+        first = first[: _CODE_NAME_CHARS - 1] + "…"
+    name = escape(f"{kind}: {first}" if first else kind)
     return (
         '<div class="code-block"><div class="code-head">'
         f'<span class="code-lang">{escape(language or "text")}</span>'
-        '<button type="button" class="copy-code">Copy</button></div>'
-        f"<pre><code{code_class}>{_highlight(code, language)}</code></pre></div>\n"
+        f'<button type="button" class="copy-code" aria-label="Copy {name}">Copy</button></div>'
+        f'<pre tabindex="0" role="group" aria-label="{escape(kind)}">'
+        f"<code{code_class}>{_highlight(code, language)}</code></pre></div>\n"
     )
 
 

@@ -21,6 +21,7 @@ from conversations.limits import LimitReached, check_upload
 from conversations.live.frames import attachment_data, document_data
 from conversations.models import DocumentPage, Upload
 from conversations.modelservers import providers
+from conversations.rendering import render_markdown
 from conversations.selectors import AttachmentNotFound, ConversationNotFound, access_attachment
 from conversations.uploads import (
     attachment_create,
@@ -175,6 +176,8 @@ def document_page(request: HttpRequest, pk: int, number: int) -> HttpResponse:
         "number": number,
         "page_count": document.page_count,
         "text": page.text,
+        # OCR writes markdown (headings, tables): shown formatted, not as raw marks.
+        "html": render_markdown(page.text) if page.source == DocumentPage.Source.OCR else "",
         "source": page.source,
         "source_label": page.get_source_display(),
         "image_url": image_url,

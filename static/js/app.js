@@ -9,9 +9,10 @@ import { DeleteDialog, RenameDialog, SettingsDialog } from "./dialogs.js";
 import { urlFor } from "./http.js";
 import { fetchModels, ModelPicker } from "./models.js";
 import { ReportDialog } from "./report.js";
+import { wireShortcuts } from "./shortcuts.js";
 import { Sidebar } from "./sidebar.js";
 import { ChatSocket } from "./socket.js";
-import { Thread } from "./thread.js";
+import { answerText, Thread } from "./thread.js";
 
 const config = document.body.dataset;
 const $ = (selector) => document.querySelector(selector);
@@ -34,9 +35,15 @@ const thread = new Thread({
   scroller: $("#thread-scroll"),
   empty: $("#empty"),
   onResync: (id) => socket.send({ type: "resync", message: id }),
+  // A screen reader hears the answer itself once it is whole (the live region is polite:
+  // after what the reader is saying), not only that it ended.
   onAnswerEnd: (m) => {
-    const words = { complete: "Answer finished.", stopped: "Answer stopped.", interrupted: "Answer interrupted." };
-    announce(words[m.status] ?? `The answer failed: ${m.error_text}`);
+    const el = thread.get(m.id);
+    const author = el?.querySelector(".msg-author-name").textContent ?? "Mistral";
+    const text = el ? answerText(el) : "";
+    const words = { complete: `${author} answered:`, stopped: "Answer stopped:", interrupted: "Answer interrupted:" };
+    if (m.status in words) announce(text ? `${words[m.status]} ${text}` : words[m.status].replace(/:$/, "."));
+    else announce(`The answer failed: ${m.error_text}`);
   },
 });
 
@@ -241,10 +248,12 @@ const composer = new Composer({
   documents,
   onWait: notice,
   onSend: send,
-  onStop() {
-    if (state.conversation !== null) socket.send({ type: "stop", conversation: state.conversation });
-  },
+  onStop: stop,
 });
+
+function stop() {
+  if (state.conversation !== null) socket.send({ type: "stop", conversation: state.conversation });
+}
 
 function send(text, attachmentIds = [], documentIds = []) {
   const frame = { type: "send", conversation: state.conversation, text };
@@ -288,8 +297,16 @@ const sidebar = new Sidebar({
   template: $("#conv-template"),
   conversationUrl: config.conversationUrl,
   onRename: (id, title) => renameDialog.open(id, title),
-  onDelete: (id, title) => deleteDialog.open(id, title),
+  onDelete: (id, title) => {
+    // Chosen now: the socket may remove the row before the request returns.
+    focusAfterDelete = sidebar.neighbour(id);
+    deleteDialog.open(id, title);
+  },
 });
+
+// Where focus goes once a conversation other than the open one is deleted: its row's
+// Delete button, which had it, is gone.
+let focusAfterDelete = null;
 
 const renameDialog = new RenameDialog({
   dialog: $("#rename-dialog"),
@@ -306,6 +323,7 @@ const deleteDialog = new DeleteDialog({
   onDeleted(id) {
     sidebar.remove(id);
     if (id === state.conversation) leaveDeletedConversation();
+    else (focusAfterDelete?.isConnected ? focusAfterDelete : $("#sidebar .new-chat")).focus();
   },
 });
 
@@ -399,25 +417,72 @@ function announce(text) {
   $("#live-status").textContent = text;
 }
 
-// Phone layout: the sidebar slides over the thread.
-function setSidebarOpen(open) {
+// Phone layout: the sidebar slides over the thread, as a modal would: focus moves into it,
+// the page behind is inert (Tab and a screen reader stay in the sidebar), and closing it
+// gives focus back to the menu button.
+const overlayLayout = window.matchMedia("(max-width: 800px)");
+function setSidebarOpen(open, { refocus = true } = {}) {
+  const wasOpen = document.body.classList.contains("sidebar-open");
   document.body.classList.toggle("sidebar-open", open);
   $("#menu-btn").setAttribute("aria-expanded", String(open));
   document.querySelector(".scrim").hidden = !open;
+  for (const behind of [$("#main"), $("#skip-link")]) behind.inert = open;
   if (open) $("#sidebar .new-chat").focus();
+  else if (wasOpen && refocus) $("#menu-btn").focus();
 }
 $("#menu-btn").addEventListener("click", () => setSidebarOpen(true));
 for (const el of document.querySelectorAll("[data-sidebar-close]")) {
   el.addEventListener("click", () => setSidebarOpen(false));
 }
+// Wider than a phone, the sidebar is part of the page again.
+overlayLayout.addEventListener("change", () => {
+  if (!overlayLayout.matches) setSidebarOpen(false, { refocus: false });
+});
 document.addEventListener("keydown", (event) => {
-  if (event.key === "Escape" && document.body.classList.contains("sidebar-open")) {
+  if (!document.body.classList.contains("sidebar-open")) return;
+  if (document.querySelector("dialog[open]")) return; // the dialog's keys come first
+  if (event.key === "Escape") {
+    event.preventDefault();
     setSidebarOpen(false);
-    $("#menu-btn").focus();
+  } else if (event.key === "Tab") {
+    // Round from its last control to its first and back, not out to the browser's bar.
+    const stops = Array.from($("#sidebar").querySelectorAll("a[href], button, summary, [tabindex='0']"))
+      .filter((el) => el.checkVisibility());
+    const edge = event.shiftKey ? stops[0] : stops[stops.length - 1];
+    if (document.activeElement !== edge) return;
+    event.preventDefault();
+    (event.shiftKey ? stops[stops.length - 1] : stops[0]).focus();
   }
 });
 
-wireCopyButtons(document);
+wireCopyButtons(document, announce);
+
+// Keyboard: the skip link lands in the message box itself (a fragment link to a textarea
+// only scrolls), and the shortcuts listed by "?" (static/js/shortcuts.js).
+$("#skip-link").addEventListener("click", (event) => {
+  event.preventDefault();
+  composer.focus();
+});
+wireShortcuts({
+  help: $("#help-dialog"),
+  helpButton: $("#help-btn"),
+  newChat: () => location.assign(config.chatUrl),
+  focusComposer: () => composer.focus(),
+  stop: () => {
+    if (!thread.isBusy()) return false;
+    stop();
+    return true;
+  },
+  lastAnswer: () => {
+    const answers = document.querySelectorAll("#thread .msg--assistant");
+    return answers.length ? answerText(answers[answers.length - 1]) : "";
+  },
+  lastCode: () => {
+    const blocks = document.querySelectorAll("#thread .code-block code");
+    return blocks.length ? blocks[blocks.length - 1].textContent : "";
+  },
+  announce,
+});
 thread.scrollToEnd();
 refresh();
 socket.connect();

@@ -94,7 +94,7 @@ export class AttachmentTray extends UploadTray {
     item.el.dataset.id = String(attachment.id);
     const img = item.el.querySelector("img");
     img.src = attachment.url;
-    img.alt = attachment.name;
+    img.alt = `Image to send (${attachment.name})`;
     item.el.title = `${attachment.name}: ${sentCaption(attachment)}`;
     this.changed();
   }
@@ -138,7 +138,7 @@ export function imageList(attachments) {
   const list = document.createElement("ul");
   list.className = "msg-images";
   list.setAttribute("aria-label", "Attached images");
-  for (const a of attachments) {
+  for (const [i, a] of attachments.entries()) {
     const item = document.createElement("li");
     item.className = "msg-image";
     const open = document.createElement("button");
@@ -147,10 +147,11 @@ export function imageList(attachments) {
     open.dataset.imageUrl = a.url;
     open.dataset.originalUrl = a.original_url;
     open.dataset.caption = sentCaption(a);
-    open.setAttribute("aria-label", `Enlarge ${a.name}`);
+    // A file name ("IMG_2034.jpg") says nothing of a picture: it is named by its place.
+    open.setAttribute("aria-label", `Enlarge image ${i + 1} you attached (${a.name})`);
     const img = document.createElement("img");
     img.src = a.url;
-    img.alt = a.name;
+    img.alt = `Image ${i + 1} you attached`;
     img.width = a.sent_width;
     img.height = a.sent_height;
     img.loading = "lazy";
@@ -172,7 +173,7 @@ export function wireImageViewer(thread, dialog) {
     const open = event.target.closest(".msg-image-open");
     if (!open) return;
     img.src = open.dataset.imageUrl;
-    img.alt = open.getAttribute("aria-label").replace(/^Enlarge /, "");
+    img.alt = open.getAttribute("aria-label").replace(/^Enlarge i/, "I");
     dialog.querySelector("#image-dialog-caption").textContent = open.dataset.caption;
     dialog.querySelector("#image-dialog-original").href = open.dataset.originalUrl;
     dialog.showModal();

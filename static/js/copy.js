@@ -1,8 +1,9 @@
-// The "Copy" button of rendered code blocks, for every block now and later (delegation).
+// The "Copy" button of rendered code blocks, for every block now and later (delegation);
+// `announce` tells a screen reader it worked (the button's name stays "Copy …").
 
 const RESET_MS = 2000;
 
-export function wireCopyButtons(root) {
+export function wireCopyButtons(root, announce) {
   root.addEventListener("click", async (event) => {
     const button = event.target.closest(".copy-code");
     if (!button) return;
@@ -11,6 +12,7 @@ export function wireCopyButtons(root) {
     const ok = await copyText(code.textContent);
     button.textContent = ok ? "Copied" : "Press Ctrl+C";
     button.classList.toggle("is-copied", ok);
+    announce?.(ok ? "Copied." : "Could not copy: press Ctrl+C.");
     clearTimeout(button.copyTimer);
     button.copyTimer = setTimeout(() => {
       button.textContent = "Copy";
@@ -19,7 +21,7 @@ export function wireCopyButtons(root) {
   });
 }
 
-async function copyText(text) {
+export async function copyText(text) {
   try {
     await navigator.clipboard.writeText(text);
     return true;

@@ -58,8 +58,10 @@ export class DeleteDialog {
         const result = await postForm(this.form.action, this.form);
         // Already gone (another tab deleted it) is as good as deleted.
         if (!result.ok && result.status !== 404) return showErrors(this.form, result.data.errors);
-        onDeleted(this.id);
+        // Closed first: closing puts focus back on the row's Delete button, which
+        // onDeleted removes, and it then moves focus somewhere that still exists.
         dialog.close();
+        onDeleted(this.id);
       });
     });
   }

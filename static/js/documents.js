@@ -229,7 +229,14 @@ export function wireCitations(thread, dialog) {
       img.src = page.image_url;
       img.alt = `Page ${page.number} of ${page.name}`;
     } else img.removeAttribute("src");
-    dialog.querySelector("#doc-page-text").textContent = page.text || "(no text on this page)";
+    // A scanned page's text came from OCR as markdown: the server sends it rendered.
+    const text = dialog.querySelector("#doc-page-text");
+    const html = dialog.querySelector("#doc-page-html");
+    text.textContent = page.text || "(no text on this page)";
+    html.innerHTML = page.html || ""; // rendered and sanitized by the server
+    text.hidden = Boolean(page.html);
+    html.hidden = !page.html;
+    dialog.querySelector("#doc-page-body").setAttribute("aria-label", `Page ${page.number} of ${page.name}`);
     dialog.querySelector("#doc-page-open").href = link.href;
     dialog.showModal();
   });

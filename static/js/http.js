@@ -74,7 +74,10 @@ export function showErrors(form, errors = {}) {
     const field = form.querySelector(`[data-field="${CSS.escape(name)}"]`);
     const list = field?.querySelector(".field-errors") ?? fallback;
     field?.classList.add("field--invalid");
-    field?.querySelector("input, textarea, select")?.setAttribute("aria-invalid", "true");
+    const input = field?.querySelector("input, textarea, select");
+    input?.setAttribute("aria-invalid", "true");
+    // Read with the field when it takes focus, as Django does for errors it renders.
+    if (input && list?.id) describeBy(input, list.id);
     for (const message of messages) {
       const item = document.createElement("li");
       item.textContent = message;
@@ -88,4 +91,9 @@ export function clearErrors(form) {
   for (const list of form.querySelectorAll(".field-errors")) list.replaceChildren();
   for (const field of form.querySelectorAll(".field--invalid")) field.classList.remove("field--invalid");
   for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
+}
+
+function describeBy(input, id) {
+  const ids = (input.getAttribute("aria-describedby") ?? "").split(" ").filter(Boolean);
+  if (!ids.includes(id)) input.setAttribute("aria-describedby", [...ids, id].join(" "));
 }

@@ -44,7 +44,11 @@ export class Sidebar {
       item.dataset.id = String(conversation.id);
       item.querySelector(".conv-link").href = urlFor(this.conversationUrl, conversation.id);
     }
-    item.querySelector(".conv-title").textContent = conversation.title || "New chat";
+    const title = conversation.title || "New chat";
+    item.querySelector(".conv-title").textContent = title;
+    // Each row's buttons say whose they are: a list of "Delete" buttons tells nothing apart.
+    item.querySelector('[data-action="rename"]').setAttribute("aria-label", `Rename ${title}`);
+    item.querySelector('[data-action="delete"]').setAttribute("aria-label", `Delete ${title}`);
     item.dataset.title = conversation.title;
     item.dataset.updated = conversation.updated_at;
     this.place(item, isNew);
@@ -78,6 +82,14 @@ export class Sidebar {
   remove(id) {
     this.item(id)?.remove();
     this.refreshEmpty();
+  }
+
+  // Where focus goes once a conversation's row is gone: the row after it, else the one
+  // before, else "New chat" (the list is empty).
+  neighbour(id) {
+    const item = this.item(id);
+    const next = item?.nextElementSibling ?? item?.previousElementSibling;
+    return next?.querySelector("a") ?? this.root.querySelector(".new-chat");
   }
 
   setActive(id) {

@@ -170,6 +170,13 @@ export function answerMeta(m) {
   return parts.join(" · ");
 }
 
+// An answer as a reader hears it: its rendered text, without the code blocks' Copy buttons.
+export function answerText(el) {
+  const body = el.querySelector(".msg-body").cloneNode(true);
+  for (const head of body.querySelectorAll(".code-head")) head.remove();
+  return body.textContent.replace(/\n{3,}/g, "\n\n").trim();
+}
+
 // The same markup as templates/conversations/_message.html.
 function userElement(id) {
   const el = article(id, "user");

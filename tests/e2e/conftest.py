@@ -246,8 +246,11 @@ def page(page: Page) -> Page:
 
 
 def _expected_console_error(text: str) -> bool:
-    # A socket cut on purpose, and 404s and 400s a test asks for, are logged by Chromium.
-    return "WebSocket" in text or "404 (Not Found)" in text or "400 (Bad Request)" in text
+    # A socket cut on purpose, and 404s, 400s and lockouts (429) a test asks for, are logged
+    # by Chromium.
+    return "WebSocket" in text or any(
+        f"status of {code}" in text for code in ("404 (Not Found)", "400 (Bad Request)", "429 (")
+    )
 
 
 def sign_up(page: Page, username: str | None = None) -> str:

@@ -234,7 +234,7 @@ def test_hostile_answer_renders_inert(page: Page, fake):
     assert body.locator("script, iframe, img").count() == 0
     assert body.locator("[onerror], [href^='javascript:' i]").count() == 0
     expect(body.get_by_text("click me")).to_be_visible()
-    page.get_by_text("click me").click()
+    body.get_by_text("click me").click()
 
     page.reload()  # the stored, server-rendered version too
     expect(last_answer(page).locator(".msg-body")).to_contain_text("The end.")
@@ -320,7 +320,7 @@ def test_rename_and_delete_from_the_sidebar(page: Page, fake):
 
     item = page.locator("#conv-list .conv").first
     item.hover()
-    item.get_by_role("button", name="Rename conversation").click()
+    item.get_by_role("button", name="Rename First title").click()
     dialog = page.get_by_role("dialog", name="Rename conversation")
     expect(dialog.get_by_label("Title")).to_have_value("First title")
     dialog.get_by_label("Title").fill("My renamed chat")
@@ -330,7 +330,7 @@ def test_rename_and_delete_from_the_sidebar(page: Page, fake):
     expect(page.locator("#conv-list .conv-title")).to_have_text(["My renamed chat"])
     expect(other.locator("#conv-list .conv-title")).to_have_text(["My renamed chat"])
 
-    item.get_by_role("button", name="Delete conversation").click()
+    item.get_by_role("button", name="Delete My renamed chat").click()
     dialog = page.get_by_role("dialog", name="Delete conversation?")
     expect(dialog).to_contain_text("My renamed chat")
     dialog.get_by_role("button", name="Delete").click()
