@@ -20,7 +20,7 @@ becomes a link the user can choose to follow.
 Citations of the documents a request carried become links here, as the text is written out
 (rendering/citations.py); streaming answers are rendered by rendering/streaming.py.
 
-Over 400 lines (just): the event writer and the sanitizer's allow-lists describe the same
+Over 400 lines (429): the event writer and the sanitizer's allow-lists describe the same
 set of tags, and are checked against each other when either changes.
 """
 
