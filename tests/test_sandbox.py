@@ -17,6 +17,7 @@ import pytest
 from conversations.parsers.errors import DocumentRejected
 from conversations.parsers.sandbox import LimitReached, Sandbox, _PlainUnpickler
 from tests import hostilefiles
+from tests.fault_processes import wait_for
 
 LIMITS = (500, 3_000_000, 50_000_000)  # pages, characters, unpacked bytes
 MB = 2**20
@@ -48,6 +49,8 @@ def test_a_call_past_its_seconds_is_stopped_and_the_pool_goes_on(sandbox):
         pages_of(sandbox, slow, seconds=0.2)
     assert caught.value.limit == "seconds"
     assert time.monotonic() - started < 2
+    # The killed child is replaced at once, before any file asks for it.
+    wait_for(lambda: len(sandbox._idle) == 1 and sandbox._idle[0].alive, "a new child", 10)
     assert pages_of(sandbox, hello()) == ["Hello there."]
 
 

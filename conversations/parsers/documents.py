@@ -47,7 +47,11 @@ def check(name: str, data: bytes, limits: Limits) -> tuple[str, int]:
     else:
         count = len(pages(name, data, mime, limits))
     if count == 0:
-        raise DocumentRejected("empty", f"{name}: the document has no pages.")
+        # A PDF of blank pages still counts its pages; only a DOCX or text file with no
+        # words in it gets here (however much markup it holds).
+        raise DocumentRejected(
+            "empty", f"{name}: the document has no text in it, so there is nothing to read."
+        )
     return mime, count
 
 

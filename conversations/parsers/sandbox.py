@@ -124,12 +124,21 @@ class Sandbox:
 
     def _give_back(self, child: "_Child") -> None:
         with self._free:
+            replace = not child.alive and not self._closed
             if child.alive and not self._closed:
                 self._idle.append(child)
             else:
                 self._count -= 1
                 child.stop()
             self._free.notify()
+        if replace:
+            # A child killed at a limit is replaced now, in the background, so the next
+            # file does not wait for a start-up.
+            threading.Thread(target=self._refill, name="parsers-refill", daemon=True).start()
+
+    def _refill(self) -> None:
+        with contextlib.suppress(ParserFailed):
+            self.start()
 
 
 class _Child:
