@@ -6,6 +6,7 @@ Like services.py, each is a sync function; the generation awaits them through
 
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
@@ -13,7 +14,13 @@ from django.utils import timezone
 
 from conversations import plain_sql
 from conversations.models import Message
-from conversations.usage import api_call_record, request_summary
+from conversations.usage import (
+    AnswerTotals,
+    answer_cost,
+    answer_totals,
+    api_call_record,
+    request_summary,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +93,14 @@ def message_stop_request(*, message_id: int) -> bool:
     )
 
 
-def message_finish(*, message_id: int, outcome: Outcome) -> bool:
-    """Store how an answer ended: its whole text, status, usage and timings. False when
-    the row is gone (its conversation was deleted meanwhile)."""
+def message_finish(*, message_id: int, outcome: Outcome, cost_usd: Decimal | None = None) -> bool:
+    """Store how an answer ended: its whole text, status, usage, cost and timings. False
+    when the row is gone (its conversation was deleted meanwhile)."""
     return bool(
         plain_sql.update(  # plain SQL: this runs for every answer
             Message,
             message_id,
+            cost_usd=cost_usd,
             text=outcome.text,
             html=outcome.html,
             status=outcome.status,
@@ -124,16 +132,27 @@ class Ending:
     request: dict[str, Any] | None  # the body sent upstream, when one was sent
 
 
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """An ending as stored: the answer's cost, and its conversation's totals after it."""
+
+    cost_usd: Decimal | None
+    totals: AnswerTotals
+
+
 @transaction.atomic
-def answer_endings_store(endings: list[Ending]) -> list[bool]:
+def answer_endings_store(endings: list[Ending]) -> list[Stored | None]:
     """Answers' endings and, where a request was sent, their ApiCall rows, for answers
     ending at the same moment (conversations/trips.py): one thread hop and one commit for
-    all. Each result says whether the answer's row was still there (its conversation may
-    have been deleted meanwhile)."""
-    results = []
+    all. Each result is None when the answer's row was gone (its conversation was deleted
+    meanwhile)."""
+    results: list[Stored | None] = []
     for ending in endings:
         outcome = ending.outcome
-        stored = message_finish(message_id=ending.message_id, outcome=outcome)
+        cost = None
+        if ending.request is not None:
+            cost = answer_cost(outcome.model, outcome.prompt_tokens, outcome.completion_tokens)
+        stored = message_finish(message_id=ending.message_id, outcome=outcome, cost_usd=cost)
         if ending.request is not None:
             api_call_record(
                 kind="chat",
@@ -150,7 +169,7 @@ def answer_endings_store(endings: list[Ending]) -> list[bool]:
                 error_code=outcome.error_code,
                 request=request_summary(ending.request),
             )
-        results.append(stored)
+        results.append(Stored(cost, answer_totals(ending.conversation_id)) if stored else None)
     return results
 
 

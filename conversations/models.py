@@ -115,6 +115,9 @@ class Message(models.Model):
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     # The server reported no usage: the tokens are our own count (Mistral's tokenizer).
     usage_estimated = models.BooleanField(default=False)
+    # What the answer's call cost at the admin's prices when it ended ($0 on the local
+    # model); None when its model has no price there, or no request was sent.
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
     finish_reason = models.CharField(max_length=32, blank=True)
     time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from conversations import plain_sql
 from conversations.errors import BudgetExceeded
-from conversations.models import ApiCall, ModelPrice
+from conversations.models import ApiCall, Message, ModelPrice
 from conversations.modelservers import model_ids
 
 MILLION = Decimal(1_000_000)
@@ -41,9 +41,15 @@ FREE = Price()
 
 
 def price_for(model: str, prices: Iterable[ModelPrice] | None = None) -> Price:
+    """The price of `model` (price_known), $0 for one with no row: an unknown model is
+    recorded at $0, never guessed."""
+    return price_known(model, prices) or FREE
+
+
+def price_known(model: str, prices: Iterable[ModelPrice] | None = None) -> Price | None:
     """The price of `model`: the row whose id equals it, else the longest row that is a
     prefix of it up to a dash ("mistral-large" for "mistral-large-2411"); free for a local
-    model or one with no row (an unknown model is shown at $0, never guessed)."""
+    model; None when the admin's table has no row for it."""
     if model_ids.parse(model).provider in FREE_PROVIDERS:
         return FREE
     if prices is None:  # only the rows that can match, in plain SQL: this runs per answer
@@ -65,7 +71,7 @@ def price_for(model: str, prices: Iterable[ModelPrice] | None = None) -> Price:
         ):
             best = row
     if best is None:
-        return FREE
+        return None
     return Price(
         best.input_usd_per_million, best.output_usd_per_million, best.usd_per_thousand_pages
     )
@@ -81,6 +87,52 @@ def call_cost(
         + Decimal(completion_tokens) * price.output_per_million / MILLION
         + Decimal(pages) * price.per_thousand_pages / THOUSAND
     )
+
+
+def answer_cost(
+    model: str, prompt_tokens: int | None, completion_tokens: int | None
+) -> Decimal | None:
+    """What an answer's call cost at the admin's prices: $0 on the local model, None when
+    the model has no price (the reader is shown nothing rather than a guess)."""
+    price = price_known(model)
+    if price is None:
+        return None
+    return call_cost(
+        price, prompt_tokens=prompt_tokens or 0, completion_tokens=completion_tokens or 0
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerTotals:
+    """What a conversation's answers used: tokens in and out, and what they cost where
+    their models have prices (None when none has)."""
+
+    tokens: int
+    cost_usd: Decimal | None
+
+
+def answer_totals(conversation_id: int) -> AnswerTotals:
+    """The totals of a conversation's answers, in one query."""
+    sums = Message.objects.filter(
+        conversation_id=conversation_id, role=Message.Role.ASSISTANT
+    ).aggregate(
+        prompt=Coalesce(Sum("prompt_tokens"), 0),
+        completion=Coalesce(Sum("completion_tokens"), 0),
+        cost=Sum("cost_usd"),
+    )
+    return AnswerTotals(sums["prompt"] + sums["completion"], sums["cost"])
+
+
+def usd_short(value: Decimal) -> str:
+    """Dollars for a reader under an answer: "free" for $0, cents for a dollar or more, and
+    two significant digits under it ("$0.00042"), so a small amount never reads "$0.0000".
+    static/js/money.js writes the same."""
+    if value <= 0:
+        return "free"
+    if value >= 1:
+        return f"${value:,.2f}"
+    decimals = max(2, 1 - value.adjusted())
+    return f"${value:.{decimals}f}"
 
 
 def cost_estimate(model: str, prompt_tokens: int) -> Decimal | None:

@@ -4,14 +4,16 @@ in one place, so a reload and a live frame show the same thing. No queries: what
 needs is read with its row (selectors.with_images, message_submit).
 """
 
+from decimal import Decimal
 from typing import Any
 
 from django.urls import reverse
 
-from conversations.answers import Outcome
+from conversations.answers import Outcome, Stored
 from conversations.live.protocol import AttachmentData, DocumentRef, MessageData
 from conversations.models import Attachment, Conversation, Document, Message
 from conversations.modelservers import model_ids
+from conversations.usage import AnswerTotals, usd_short
 
 
 def message_data(message: Message, *, seq: int = 0) -> MessageData:
@@ -33,6 +35,7 @@ def message_data(message: Message, *, seq: int = 0) -> MessageData:
         "prompt_tokens": message.prompt_tokens,
         "completion_tokens": message.completion_tokens,
         "usage_estimated": message.usage_estimated,
+        "cost_usd": _decimal(message.cost_usd),
         "time_to_first_token_ms": message.time_to_first_token_ms,
         "duration_ms": message.duration_ms,
         "notice": message.notice,
@@ -42,7 +45,7 @@ def message_data(message: Message, *, seq: int = 0) -> MessageData:
 
 
 def ended_message_data(
-    *, message_id: int, conversation_id: int, seq: int, outcome: Outcome
+    *, message_id: int, conversation_id: int, seq: int, outcome: Outcome, stored: Stored
 ) -> MessageData:
     """A finished answer as the browser sees it, from what was just stored."""
     return {
@@ -62,10 +65,31 @@ def ended_message_data(
         "prompt_tokens": outcome.prompt_tokens,
         "completion_tokens": outcome.completion_tokens,
         "usage_estimated": outcome.usage_estimated,
+        "cost_usd": _decimal(stored.cost_usd),
         "time_to_first_token_ms": outcome.time_to_first_token_ms,
         "duration_ms": outcome.duration_ms,
         "notice": outcome.notice,
     }
+
+
+def totals_data(totals: AnswerTotals) -> dict[str, Any]:
+    """A conversation's answers' totals, as the header shows them and the ending frame of
+    each answer carries them."""
+    return {"tokens": totals.tokens, "cost_usd": _decimal(totals.cost_usd)}
+
+
+def totals_text(totals: AnswerTotals) -> str:
+    """The header's line: "12,345 tokens · $0.013"; "" before the first answer.
+    static/js/money.js's totalsText writes the same from a frame."""
+    if not totals.tokens:
+        return ""
+    cost = "" if totals.cost_usd is None else f" · {usd_short(totals.cost_usd)}"
+    return f"{totals.tokens:,} tokens{cost}"
+
+
+def _decimal(value: Decimal | None) -> str | None:
+    """Dollars as a string: JSON numbers would round them."""
+    return None if value is None else str(value.normalize())
 
 
 def _attachments_of(message: Message) -> dict[str, list[AttachmentData]]:
@@ -142,6 +166,8 @@ def answer_meta(message: Message) -> str:
             f"{about}{message.prompt_tokens:,} in · {about}{message.completion_tokens:,} out tokens"
             + (" (estimated)" if about else "")
         )
+    if message.cost_usd is not None:
+        parts.append(usd_short(message.cost_usd))
     if message.time_to_first_token_ms is not None:
         ms = message.time_to_first_token_ms
         first = f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"

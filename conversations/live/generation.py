@@ -31,6 +31,7 @@ from conversations.answers import (
     RESTARTED_TEXT,
     Ending,
     Outcome,
+    Stored,
     answer_endings_store,
     message_progress_save,
 )
@@ -39,7 +40,7 @@ from conversations.errors import ChatError
 from conversations.live import broadcast
 from conversations.live.answer_text import AnswerText
 from conversations.live.context_window import count_prompt
-from conversations.live.frames import ended_message_data, message_data
+from conversations.live.frames import ended_message_data, message_data, totals_data
 from conversations.live.protocol import MessageData, QueuedFrame
 from conversations.live.request_plan import request_plan
 from conversations.live.titles import title_after_first_answer
@@ -381,19 +382,21 @@ async def _finish(gen: Generation, outcome: Outcome) -> None:
     finally:
         if _running.get(gen.conversation_id) is gen:
             del _running[gen.conversation_id]
-    if stored:
+    if stored is not None:
         frame = ended_message_data(
             message_id=gen.message_id,
             conversation_id=gen.conversation_id,
             seq=gen.seq,
             outcome=outcome,
+            stored=stored,
         )
         await broadcast.conversation_publish(
-            gen.conversation_id, {"type": "message", "message": frame}
+            gen.conversation_id,
+            {"type": "message", "message": frame, "totals": totals_data(stored.totals)},
         )
 
 
-async def _stored(ending: Ending) -> bool:
+async def _stored(ending: Ending) -> Stored | None:
     """Store an ending, trying again with growing pauses while the database is down or
     restarting (DATABASE_ERRORS), for up to CHAT_SAVE_RETRY_SECONDS. After that the answer
     is given up here, logged, and left to the other processes' sweep (recovery.py), which
@@ -410,7 +413,7 @@ async def _stored(ending: Ending) -> bool:
                     ending.message_id,
                     err,
                 )
-                return False
+                return None
             logger.warning(
                 "Storing the ending of answer %s failed (%r); trying again in %.2g s",
                 ending.message_id,

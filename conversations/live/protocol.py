@@ -104,6 +104,7 @@ class MessageData(TypedDict):
     prompt_tokens: int | None
     completion_tokens: int | None
     usage_estimated: bool  # the tokens are our count: the server reported none
+    cost_usd: str | None  # what the answer's call cost (a decimal string); None: no price
     time_to_first_token_ms: int | None
     duration_ms: int | None
     notice: NotRequired[str]  # an answer's note for the reader: which model answered, and why

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from conversations.ids import parse_id
 from conversations.live import broadcast
-from conversations.live.frames import answer_meta, conversation_data
+from conversations.live.frames import answer_meta, conversation_data, totals_text
 from conversations.models import Conversation, Message
 from conversations.modelservers import model_ids, providers
 from conversations.rendering import render_markdown
@@ -37,6 +37,7 @@ from conversations.services import (
     conversation_update_settings,
     report_create,
 )
+from conversations.usage import answer_totals
 from conversations.web.forms import ConversationSettingsForm, RenameForm
 from conversations.web.responses import conversation_or_404, wants_json
 
@@ -192,6 +193,7 @@ def _chat_page(request: HttpRequest, *, conversation: Conversation | None) -> Ht
         # Mistral's safety prompt: other servers ignore the option, so it is not offered.
         "offers_safe_prompt": model_ids.parse(model).provider == model_ids.MISTRAL,
         "settings_form": ConversationSettingsForm(initial=initial),
+        "totals": totals_text(answer_totals(conversation.pk)) if conversation else "",
     }
     return render(request, "conversations/chat.html", context)
 

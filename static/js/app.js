@@ -11,6 +11,7 @@ import { fetchModels, ModelPicker } from "./models.js";
 import { ReportDialog } from "./report.js";
 import { wireShortcuts } from "./shortcuts.js";
 import { Sidebar } from "./sidebar.js";
+import { totalsText } from "./money.js";
 import { ChatSocket } from "./socket.js";
 import { answerText, Thread } from "./thread.js";
 
@@ -146,6 +147,7 @@ function handleFrame(frame) {
         adopt(m.conversation);
       }
       thread.applyMessage(m, { follow: m.role === "user" });
+      if (frame.totals) showTotals(frame.totals);
       if (m.role === "assistant") state.sending = false;
       if (m.role === "user" && m.documents?.length) documents.refreshPreview();
       if (m.role === "user") sidebar.touch(m.conversation);
@@ -401,6 +403,13 @@ fetchModels(config.modelsUrl).then(({ models, problems }) => {
 function showTitle(title) {
   $("#conv-title").textContent = title || "New chat";
   document.title = `${title || "New chat"} · Mistral Chat`;
+}
+
+// The conversation's answers in all, under its title; each answer's ending brings them.
+function showTotals(totals) {
+  const el = $("#conv-totals");
+  el.textContent = totalsText(totals);
+  el.hidden = !el.textContent;
 }
 
 function notice(text) {

@@ -9,6 +9,7 @@
 
 import { uploadFile, urlFor } from "./http.js";
 import { icon } from "./icons.js";
+import { usdShort } from "./money.js";
 import { removeButton, UploadTray } from "./tray.js";
 
 const POLL_MS = 400;
@@ -156,7 +157,7 @@ export function previewText(p) {
   const how = p.mode === "full"
     ? `Full text of ${docs}`
     : `${docs} too long to send whole: the ${p.passages} most relevant passages`;
-  const cost = p.cost_usd === null ? "" : ` · ~$${Number(p.cost_usd).toFixed(4)}`;
+  const cost = p.cost_usd === null ? "" : ` · ~${usdShort(p.cost_usd)}`;
   return `${how} · ~${p.tokens.toLocaleString("en-US")} tokens with the conversation${cost}`;
 }
 

@@ -7,6 +7,7 @@
 import { imageList } from "./attachments.js";
 import { documentList } from "./documents.js";
 import { icon } from "./icons.js";
+import { usdShort } from "./money.js";
 
 const ACTIVE = new Set(["pending", "streaming"]);
 const NOTICE_LABELS = { failed: "Couldn’t answer", stopped: "Stopped", interrupted: "Interrupted" };
@@ -165,6 +166,7 @@ export function answerMeta(m) {
         (about ? " (estimated)" : ""),
     );
   }
+  if (m.cost_usd != null) parts.push(usdShort(m.cost_usd));
   const ms = m.time_to_first_token_ms;
   if (ms != null) parts.push(`first token ${ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`}`);
   return parts.join(" · ");

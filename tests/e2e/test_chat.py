@@ -40,9 +40,10 @@ def test_answer_grows_while_streaming_then_completes(page: Page, fake, gate):
     expect(answer.locator(".msg-body")).to_have_text("Bonjour et bienvenue.")
     expect(answer).to_have_attribute("data-status", "complete")
     expect(answer.locator(".msg-meta")).to_contain_text(
-        "mistral-small-latest · 12 in · 3 out tokens"
+        "mistral-small-latest · 12 in · 3 out tokens · $0.0000042 · first token"
     )
-    expect(answer.locator(".msg-meta")).to_contain_text("first token")
+    # The conversation's answers in all, under its title.
+    expect(page.locator("#conv-totals")).to_have_text("15 tokens · $0.0000042")
     expect(page.get_by_role("button", name="Send")).to_be_visible()
     expect(page.locator("#conv-title")).to_have_text("Greetings")
     expect(page).to_have_title("Greetings · Mistral Chat")

@@ -90,7 +90,8 @@ def test_with_no_key_and_no_model_server_an_answer_streams(offline_page: Page):
     expect(answer).to_have_attribute("data-status", "complete", timeout=60_000)
     expect(answer.locator(".msg-author-name")).to_have_text("Small local model")
     expect(answer.locator(".msg-meta")).to_contain_text("local/smollm2-135m · ")
-    expect(answer.locator(".msg-meta")).to_contain_text(" out tokens")
+    expect(answer.locator(".msg-meta")).to_contain_text(" out tokens · free · first token")
+    expect(page.locator("#conv-totals")).to_contain_text(" tokens · free")
     assert answer.locator(".msg-body").inner_text().strip()
     seen = page.evaluate("({statuses: window.seen.statuses, lengths: window.seen.lengths.size})")
     assert "streaming" in seen["statuses"]
