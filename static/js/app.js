@@ -1,5 +1,7 @@
 // The chat page: wires the socket, the thread, the sidebar, the composer and the dialogs.
 // Server data reaches us through data-* attributes on <body> (no inline script: see the CSP).
+// Over 400 lines: it is where every part of the page meets (frames to the thread, the
+// composer's sends, the dialogs, the shortcuts); each part's own logic is in its module.
 
 import { AttachmentTray, wireImageViewer } from "./attachments.js";
 import { Composer } from "./composer.js";
