@@ -12,7 +12,7 @@ import pypdfium2 as pdfium
 from PIL import Image
 
 from conversations.parsers.errors import DocumentRejected
-from conversations.parsers.text import clean_text
+from conversations.parsers.text import clean_text, too_much_text
 
 # A page with fewer letters and digits than this in its text layer is a scan or a photo.
 MIN_TEXT_LAYER_CHARS = 20
@@ -51,11 +51,7 @@ def texts(name: str, data: bytes, first: int, last: int, characters: int) -> lis
             text = _page_text(name, pdf, number)
             characters -= len(text)
             if characters < 0:
-                raise DocumentRejected(
-                    "too_much_text",
-                    f"{name}: the document has more text than the limit allows (it is "
-                    f"reached on page {number}).",
-                )
+                raise too_much_text(name, number)
             usable = len(re.findall(r"\w", text)) >= MIN_TEXT_LAYER_CHARS
             found.append(text if usable else None)
         return found

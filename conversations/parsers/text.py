@@ -28,6 +28,14 @@ def unsupported(name: str) -> DocumentRejected:
     )
 
 
+def too_much_text(name: str, page: int) -> DocumentRejected:
+    """Past CHAT_DOCUMENT_MAX_CHARACTERS, on `page`."""
+    return DocumentRejected(
+        "too_much_text",
+        f"{name}: the document has more text than the limit allows (it is reached on page {page}).",
+    )
+
+
 def decode_text(name: str, data: bytes) -> str:
     """UTF-8 (with or without BOM), else Windows-1252; anything with NUL or many control
     bytes is binary, not text."""
@@ -77,11 +85,7 @@ class Pager:
     def line(self, text: str) -> None:
         self.characters_left -= len(text)
         if self.characters_left < 0:
-            raise DocumentRejected(
-                "too_much_text",
-                f"{self.name}: the document has more text than the limit allows (it is "
-                f"reached on page {len(self.pages) + 1}).",
-            )
+            raise too_much_text(self.name, len(self.pages) + 1)
         if self.size + len(text) > PAGE_CHARS and self.current:
             self.page_break()
         while len(text) > PAGE_CHARS:  # one enormous line
