@@ -13,10 +13,10 @@ from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 
 from conversations.live.frames import answer_meta
-from conversations.models import Conversation, Message
+from conversations.models import ApiCall, Conversation, Message
 from conversations.usage import answer_cost, usd_short
 from tests.fake_mistral import Reply
-from tests.helpers import frames_until, is_final
+from tests.helpers import frames_until, is_final, until
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("review_seed")]  # seeded prices
 
@@ -42,6 +42,8 @@ async def test_each_answer_carries_its_cost_and_the_conversation_its_totals(
     assert first["message"]["cost_usd"] == "0.00042"
     assert first["totals"] == {"tokens": 1500, "cost_usd": "0.00042"}
 
+    # The title is asked for after the first answer: let it take its reply first.
+    await until(lambda: ApiCall.objects.filter(kind="title").exists())
     fake_mistral.enqueue(Reply.tokens(["Again"], usage=(2000, 100)))
     conversation = first["message"]["conversation"]
     second = await final_frame(socket, "Once more", conversation)
