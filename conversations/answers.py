@@ -168,6 +168,8 @@ def answer_endings_store(endings: list[Ending]) -> list[Stored | None]:
                 latency_ms=outcome.duration_ms,
                 error_code=outcome.error_code,
                 request=request_summary(ending.request),
+                # Priced once: a model with no price is recorded at $0, as everywhere.
+                cost_usd=cost or Decimal(0),
             )
         results.append(Stored(cost, answer_totals(ending.conversation_id)) if stored else None)
     return results

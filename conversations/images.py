@@ -20,9 +20,8 @@ from django.core.files.uploadedfile import UploadedFile
 from conversations import parsing
 from conversations.models import Attachment
 from conversations.parsers.errors import ImageRejected
-from conversations.parsers.images import MAX_PIXELS
 
-__all__ = ["MAX_PIXELS", "ImageRejected"]
+__all__ = ["ImageRejected"]
 
 # Mistral's documented limits (docs: studio/conversations/vision); the known-limitations page
 # says 20 MB, and we build to the stricter figure.

@@ -160,6 +160,7 @@ def api_call_record(
     latency_ms: int | None = None,
     error_code: str = "",
     request: dict[str, Any] | None = None,
+    cost_usd: Decimal | None = None,
 ) -> ApiCall:
     """Record one call to a model server, priced now. Call it once per call, from sync code
     or through `database_sync_to_async`, whether the call succeeded or not (a failed call
@@ -168,8 +169,13 @@ def api_call_record(
     `kind` is an `ApiCall.Kind`: "chat", "title", "embeddings" (prompt_tokens from the
     response's `usage`, completion_tokens 0) or "ocr" (`pages` from its
     `usage_info.pages_processed`). `request`, when given, is a summary from
-    `request_summary()`: never a body with base64 in it."""
+    `request_summary()`: never a body with base64 in it. `cost_usd`, when the caller has
+    priced the call already (an answer's ending), saves looking the price up again."""
     prompt, completion = prompt_tokens or 0, completion_tokens or 0
+    if cost_usd is None:
+        cost_usd = call_cost(
+            price_for(model), prompt_tokens=prompt, completion_tokens=completion, pages=pages
+        )
     return plain_sql.insert(  # once per answer: plain SQL, see conversations/plain_sql.py
         ApiCall(
             kind=kind,
@@ -182,9 +188,7 @@ def api_call_record(
             completion_tokens=completion,
             usage_estimated=usage_estimated,
             pages=pages,
-            cost_usd=call_cost(
-                price_for(model), prompt_tokens=prompt, completion_tokens=completion, pages=pages
-            ),
+            cost_usd=cost_usd,
             latency_ms=latency_ms,
             status=status,
             error_code=error_code,
