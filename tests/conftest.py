@@ -96,6 +96,10 @@ async def _process_state():
     if control._control is not None:
         tasks.append(control._control[2])
     await _cancel_until_done(tasks)
+    # A cancelled task's database call goes on in the database thread (an answer's ending
+    # in its transaction): wait for that thread to be idle, or a transactional test's flush
+    # meets it half-way (a deadlock on PostgreSQL).
+    await sync_to_async(lambda: None, thread_sensitive=True)()
     generation._running.clear()
     await aclose_clients()
     # And whatever else the test left on its loop (a refused socket still waits on its channel).
