@@ -4,7 +4,7 @@ moment in one transaction, and answers orphaned by a process that died marked in
 Like services.py, each is a sync function; the generation awaits them through
 `database_sync_to_async` and broadcasts only after they return (committed)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -122,6 +122,17 @@ def message_finish(*, message_id: int, outcome: Outcome, cost_usd: Decimal | Non
 
 
 @dataclass(frozen=True, slots=True)
+class Earlier:
+    """What a continued answer had already used and cost before this call: its row then
+    shows the sums (each call keeps its own ApiCall row)."""
+
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    usage_estimated: bool
+    cost_usd: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
 class Ending:
     """An answer's ending as the generation hands it over to be stored."""
 
@@ -130,14 +141,17 @@ class Ending:
     owner_id: int
     outcome: Outcome
     request: dict[str, Any] | None  # the body sent upstream, when one was sent
+    earlier: Earlier | None = None  # a continued answer's earlier calls
 
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    """An ending as stored: the answer's cost, and its conversation's totals after it."""
+    """An ending as stored: the answer's cost, its conversation's totals after it, and the
+    outcome as its row shows it (a continued answer's tokens summed)."""
 
     cost_usd: Decimal | None
     totals: AnswerTotals
+    outcome: Outcome
 
 
 @transaction.atomic
@@ -152,7 +166,10 @@ def answer_endings_store(endings: list[Ending]) -> list[Stored | None]:
         cost = None
         if ending.request is not None:
             cost = answer_cost(outcome.model, outcome.prompt_tokens, outcome.completion_tokens)
-        stored = message_finish(message_id=ending.message_id, outcome=outcome, cost_usd=cost)
+        shown, shown_cost = outcome, cost
+        if ending.earlier is not None:
+            shown, shown_cost = _with_earlier(outcome, cost, ending.earlier)
+        stored = message_finish(message_id=ending.message_id, outcome=shown, cost_usd=shown_cost)
         if ending.request is not None:
             api_call_record(
                 kind="chat",
@@ -171,8 +188,28 @@ def answer_endings_store(endings: list[Ending]) -> list[Stored | None]:
                 # Priced once: a model with no price is recorded at $0, as everywhere.
                 cost_usd=cost or Decimal(0),
             )
-        results.append(Stored(cost, answer_totals(ending.conversation_id)) if stored else None)
+        totals = answer_totals(ending.conversation_id)
+        results.append(Stored(shown_cost, totals, shown) if stored else None)
     return results
+
+
+def _with_earlier(
+    outcome: Outcome, cost: Decimal | None, earlier: Earlier
+) -> tuple[Outcome, Decimal | None]:
+    """A continued answer's ending as its row shows it: the tokens and cost of all its
+    calls summed (unknown when any part is)."""
+
+    def total(a: int | None, b: int | None) -> int | None:
+        return None if a is None or b is None else a + b
+
+    summed = replace(
+        outcome,
+        prompt_tokens=total(earlier.prompt_tokens, outcome.prompt_tokens),
+        completion_tokens=total(earlier.completion_tokens, outcome.completion_tokens),
+        usage_estimated=earlier.usage_estimated or outcome.usage_estimated,
+    )
+    both = None if cost is None or earlier.cost_usd is None else cost + earlier.cost_usd
+    return summed, both
 
 
 # What a reader is told about an answer whose process stopped before it ended.

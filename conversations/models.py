@@ -27,6 +27,11 @@ class Conversation(models.Model):
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
     random_seed = models.PositiveIntegerField(null=True, blank=True)
     safe_prompt = models.BooleanField(default=False)
+    # The last message of the branch the user chose to see (conversations/tree.py); None:
+    # the branch of the newest message, which a question, regenerate or edit makes.
+    shown_leaf = models.ForeignKey(
+        "Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -92,6 +97,12 @@ class Message(models.Model):
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    # The message this one follows: a conversation is a tree (conversations/tree.py). A
+    # regenerated answer or an edited question is a sibling of the one it replaces; None
+    # on the first question (and on a first question edited).
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children"
     )
     role = models.CharField(max_length=16, choices=Role.choices)
     text = models.TextField(blank=True)

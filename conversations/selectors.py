@@ -1,6 +1,7 @@
 """Reads. `access_*` functions fetch through the requesting user and raise not-found for
 anyone else: they are the only road from a view, upload or frame to a conversation."""
 
+import bisect
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,7 @@ from conversations.models import (
     Message,
     Report,
 )
+from conversations.tree import Tree, shown_leaf
 
 
 class ConversationNotFound(Exception):
@@ -46,33 +48,44 @@ def access_conversation(*, user, conversation_id: int) -> Conversation:
         raise ConversationNotFound(conversation_id) from None
 
 
-def access_conversation_for_question(*, user, conversation_id: int) -> tuple[Conversation, bool]:
-    """The user's conversation, row-locked where the database can, and whether an answer
-    is pending or streaming in it: the check before a question is stored."""
+def access_conversation_for_question(
+    *, user, conversation_id: int
+) -> tuple[Conversation, bool, int | None]:
+    """The user's conversation, row-locked where the database can, whether an answer is
+    pending or streaming in it, and the message a new question follows: the check before a
+    question is stored."""
     found = conversations_for_questions([conversation_id]).get(conversation_id)
     if found is None or found[0].owner_id != user.pk:
         raise ConversationNotFound(conversation_id)
     return found
 
 
-def conversations_for_questions(conversation_ids: list) -> dict[int, tuple[Conversation, bool]]:
+def conversations_for_questions(
+    conversation_ids: list,
+) -> dict[int, tuple[Conversation, bool, int | None]]:
     """The conversations with these ids, row-locked where the database can, each with
-    whether an answer is pending or streaming in it; ids that are not valid keys are left
-    out, and the caller checks the owner. One plain SQL query (conversations/plain_sql.py)
-    because it runs for every question sent."""
+    whether an answer is pending or streaming in it and the message a new question follows
+    (the end of the branch shown: the one chosen, else the newest message); ids that are
+    not valid keys are left out, and the caller checks the owner. One plain SQL query
+    (conversations/plain_sql.py) because it runs for every question sent."""
     valid = sorted({i for i in conversation_ids if isinstance(i, int) and 0 < i < 1 << 63})
     if not valid:
         return {}
     active = ", ".join(["%s"] * len(Message.ACTIVE_STATUSES))
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    table = plain_sql.quote(Message._meta.db_table)
     found = plain_sql.read_models(
         Conversation,
-        extra=f"EXISTS (SELECT 1 FROM {plain_sql.quote(Message._meta.db_table)} m"  # noqa: S608
-        f" WHERE m.conversation_id = t.id AND m.status IN ({active}))",
+        extra=f"EXISTS (SELECT 1 FROM {table} m"  # noqa: S608
+        f" WHERE m.conversation_id = t.id AND m.status IN ({active})),"
+        f" (SELECT MAX(n.id) FROM {table} n WHERE n.conversation_id = t.id)",
         where=f"t.id IN ({', '.join(['%s'] * len(valid))}) ORDER BY t.id{lock}",
         params=[*Message.ACTIVE_STATUSES, *valid],
     )
-    return {row.pk: (row, bool(answering)) for row, (answering,) in found}
+    return {
+        row.pk: (row, bool(answering), row.shown_leaf_id or newest)
+        for row, (answering, newest) in found
+    }
 
 
 def access_message(*, user, message_id: int) -> Message:
@@ -113,16 +126,17 @@ def message_history(*, conversation_id: int, before_id: int | None = None) -> li
 
 
 def message_window(
-    *, conversation_id: int, before_id: int | None = None, limit: int
+    *, path: "ShownPath", before_id: int | None = None, limit: int
 ) -> tuple[list[Message], bool]:
-    """The newest `limit` messages (before `before_id`, when given), in order, and whether
-    earlier ones exist: a long conversation's page shows its end, and the rest on demand."""
-    messages = Message.objects.filter(conversation_id=conversation_id)
+    """The newest `limit` messages of the shown branch (before `before_id`, when given), in
+    order, each with its siblings, and whether earlier ones exist: a long conversation's
+    page shows its end, and the rest on demand."""
+    ids = path.ids
     if before_id is not None:
-        messages = messages.filter(id__lt=before_id)
-    newest = list(messages.order_by("-id")[: limit + 1])
-    earlier = len(newest) > limit
-    return with_images(newest[:limit][::-1]), earlier
+        ids = ids[: bisect.bisect_left(ids, before_id)]
+    window = ids[-limit:] if limit else []
+    messages = list(Message.objects.filter(pk__in=window).order_by("id")) if window else []
+    return with_siblings(with_images(messages), path.tree), len(ids) > len(window)
 
 
 @dataclass(slots=True)
@@ -138,48 +152,54 @@ class PromptMessage:
     images: list[Attachment] | None = None
 
 
-def prompt_history(*, conversation_id: int, before_id: int) -> list[PromptMessage]:
-    """The messages before an answer, for its model request, with their images: one query,
-    and a second only when a question has images.
+def prompt_history(*, conversation_id: int, leaf_id: int) -> list[PromptMessage]:
+    """The path of messages from the conversation's first question down to `leaf_id` (the
+    question being answered, or an answer being continued), for a model request, with
+    their images: one query, and a second only when a question has images. Nothing from
+    other branches.
 
     Plain SQL: this runs for every question sent, in the database thread the relay shares
     the GIL with, and building model instances and querysets for a 30-message conversation
     cost 1.3 ms against 0.1 ms for the same rows read plainly (docs/performance.md)."""
-    return prompt_histories({conversation_id: before_id})[conversation_id]
+    return prompt_histories({conversation_id: leaf_id})[conversation_id]
 
 
-def prompt_histories(before: dict[int, int]) -> dict[int, list[PromptMessage]]:
-    """prompt_history for several answers at once, by conversation id (one answer each,
-    `before` maps a conversation to its answer's id): the same two queries for all."""
+def prompt_histories(leaves: dict[int, int]) -> dict[int, list[PromptMessage]]:
+    """prompt_history for several answers at once, by conversation id (`leaves` maps a
+    conversation to the last message of its path): the same two queries for all."""
     quote = plain_sql.quote
     parts_field = Message._meta.get_field("parts")
-    ids = ", ".join(["%s"] * len(before))
+    ids = ", ".join(["%s"] * len(leaves))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT m.id, m.conversation_id, m.role, m.text, m.parts, EXISTS (SELECT 1 FROM "  # noqa: S608
-            f"{quote(Attachment._meta.db_table)} a WHERE a.message_id = m.id) "
+            f"SELECT m.id, m.parent_id, m.conversation_id, m.role, m.text, m.parts, EXISTS ("  # noqa: S608
+            f"SELECT 1 FROM {quote(Attachment._meta.db_table)} a WHERE a.message_id = m.id) "
             f"FROM {quote(Message._meta.db_table)} m "
-            f"WHERE m.conversation_id IN ({ids}) AND m.id < %s ORDER BY m.id",
-            [*before, max(before.values())],
+            f"WHERE m.conversation_id IN ({ids}) AND m.id <= %s ORDER BY m.id",
+            [*leaves, max(leaves.values())],
         )
-        rows = cursor.fetchall()
-    histories: dict[int, list[PromptMessage]] = {conversation_id: [] for conversation_id in before}
+        rows = {row[0]: row for row in cursor.fetchall()}
+    histories: dict[int, list[PromptMessage]] = {}
     with_images = []
-    for pk, conversation_id, role, text, parts, has_images in rows:
-        if pk >= before[conversation_id]:
-            continue
-        message = PromptMessage(
-            pk,
-            conversation_id,
-            role,
-            text,
-            parts_field.from_db_value(parts, None, connection) if parts != "[]" else [],
-        )
-        if role == Message.Role.USER:
-            message.images = []
-            if has_images:
-                with_images.append(message)
-        histories[conversation_id].append(message)
+    for conversation_id, leaf in leaves.items():
+        path = []
+        node = leaf if leaf in rows and rows[leaf][2] == conversation_id else None
+        while node is not None:
+            pk, parent, _, role, text, parts, has_images = rows[node]
+            message = PromptMessage(
+                pk,
+                conversation_id,
+                role,
+                text,
+                parts_field.from_db_value(parts, None, connection) if parts != "[]" else [],
+            )
+            if role == Message.Role.USER:
+                message.images = []
+                if has_images:
+                    with_images.append(message)
+            path.append(message)
+            node = parent
+        histories[conversation_id] = path[::-1]
     if with_images:
         by_id = {message.pk: message for message in with_images}
         attachments = Attachment.objects.filter(message_id__in=by_id).order_by(
@@ -190,10 +210,57 @@ def prompt_histories(before: dict[int, int]) -> dict[int, list[PromptMessage]]:
     return histories
 
 
-def messages_since(*, conversation_id: int, since_id: int) -> list[Message]:
-    """Messages from `since_id` on (inclusive), for a tab catching up after a reconnect."""
-    messages = Message.objects.filter(conversation_id=conversation_id, id__gte=since_id)
-    return with_images(list(messages.order_by("id")))
+def conversation_tree(*, conversation_id: int) -> Tree:
+    """The conversation's shape: every message's id and parent, in one query of two
+    integer columns."""
+    pairs = Message.objects.filter(conversation_id=conversation_id).order_by("id")
+    return Tree.of(list(pairs.values_list("id", "parent_id")))
+
+
+@dataclass(frozen=True, slots=True)
+class ShownPath:
+    """The branch a conversation shows: its tree, the ids from the first question to the
+    leaf, and that leaf."""
+
+    tree: Tree
+    ids: list[int]
+
+    @property
+    def leaf(self) -> int | None:
+        return self.ids[-1] if self.ids else None
+
+
+def shown_path(conversation: Conversation) -> ShownPath:
+    """The branch the conversation shows (the one last chosen, else the newest message's)."""
+    tree = conversation_tree(conversation_id=conversation.pk)
+    leaf = shown_leaf(tree, conversation.shown_leaf_id)
+    return ShownPath(tree, tree.path_to(leaf) if leaf is not None else [])
+
+
+def with_siblings(messages: list[Message], tree: Tree) -> list[Message]:
+    """Give each message its siblings' ids (`message.siblings`, itself included, oldest
+    first): what the thread's "‹ 2/3 ›" shows and switches between."""
+    for message in messages:
+        message.siblings = list(tree.siblings(message.pk)) if message.pk in tree else [message.pk]
+    return messages
+
+
+@dataclass(frozen=True, slots=True)
+class Since:
+    messages: list[Message]
+    reload: bool  # `since` is not on the branch shown: the tab must show the whole branch
+
+
+def messages_since(*, conversation: Conversation, since_id: int) -> Since:
+    """The shown branch's messages from `since_id` on (inclusive), for a tab catching up
+    after a reconnect; when the tab's newest message is not on that branch any more (it
+    was switched meanwhile), the tab reloads the thread instead."""
+    path = shown_path(conversation)
+    if since_id not in path.ids:
+        return Since([], reload=True)
+    ids = path.ids[path.ids.index(since_id) :]
+    messages = list(Message.objects.filter(pk__in=ids).order_by("id"))
+    return Since(with_siblings(with_images(messages), path.tree), reload=False)
 
 
 def active_answers(*, conversation_id: int) -> list[Message]:

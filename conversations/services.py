@@ -25,10 +25,6 @@ class AnswerInProgress(Exception):
     """The conversation already has an answer streaming; one at a time."""
 
 
-class NotRetryable(Exception):
-    """Only the last answer of a conversation, once it has ended, can be generated again."""
-
-
 class AttachmentsRejected(Exception):
     """Images or documents a message cannot be sent with; `code` is stable, `message` for
     people."""
@@ -98,36 +94,56 @@ def message_submit(
     if conversation_id is None:
         conversation = Conversation.objects.create(owner=user, model=model)
     else:
-        conversation, answering = access_conversation_for_question(
+        conversation, answering, parent_id = access_conversation_for_question(
             user=user, conversation_id=conversation_id
         )
         if answering:
             raise AnswerInProgress(conversation.pk)
-    question, answer = _question_rows(conversation, text, worker)
-    plain_sql.insert_many([question, answer])  # plain SQL: this runs for every question sent
+    parent_id = None if conversation_id is None else parent_id
+    question, answer = _question_rows(conversation, text, worker, parent_id)
+    _pairs_insert([(question, answer)])
     if attachment_ids:
-        _attachments_link(question, owner=user, attachment_ids=attachment_ids)
+        link_attachments(question, owner=user, attachment_ids=attachment_ids)
     if document_ids:
-        _documents_link(question, owner=user, document_ids=document_ids)
+        link_documents(question, owner=user, document_ids=document_ids)
     if conversation_id is not None:
         conversation.updated_at = question.created_at
-        plain_sql.update(Conversation, conversation.pk, updated_at=question.created_at)
-    history = prompt_history(conversation_id=conversation.pk, before_id=answer.pk)
+        conversation.shown_leaf_id = None
+        plain_sql.update(
+            Conversation, conversation.pk, updated_at=question.created_at, shown_leaf=None
+        )
+    history = prompt_history(conversation_id=conversation.pk, leaf_id=question.pk)
     return Submitted(conversation, conversation_id is None, question, answer, history)
 
 
-def _question_rows(conversation: Conversation, text: str, worker: str) -> list[Message]:
-    """A question and its empty answer, not yet stored."""
-    return [
-        Message(conversation=conversation, role=Message.Role.USER, text=text),
-        Message(
-            conversation=conversation,
-            role=Message.Role.ASSISTANT,
-            status=Message.Status.PENDING,
-            model=conversation.model,
-            worker=worker,
-        ),
-    ]
+def _question_rows(
+    conversation: Conversation, text: str, worker: str, parent_id: int | None
+) -> tuple[Message, Message]:
+    """A question after `parent_id` and its empty answer, not yet stored."""
+    question = Message(
+        conversation=conversation, role=Message.Role.USER, text=text, parent_id=parent_id
+    )
+    return question, new_answer_row(conversation, conversation.model, worker)
+
+
+def new_answer_row(conversation: Conversation, model: str, worker: str) -> Message:
+    """An empty answer, not yet stored; its parent is set once its question has a key."""
+    return Message(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.PENDING,
+        model=model,
+        worker=worker,
+    )
+
+
+def _pairs_insert(pairs: list[tuple[Message, Message]]) -> None:
+    """INSERT questions, then their answers under them: two statements for any number of
+    pairs, in plain SQL as this runs for every question sent."""
+    plain_sql.insert_many([question for question, _ in pairs])
+    for question, answer in pairs:
+        answer.parent_id = question.pk
+    plain_sql.insert_many([answer for _, answer in pairs])
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,28 +203,28 @@ def questions_submit(questions: list[Question]) -> list[Submitted | Exception]:
                 results[position] = err
     found = conversations_for_questions([q.conversation_id for q in questions if q.plain])
     asked: dict[int, int] = {}  # conversation id → position of the question storing into it
-    rows: list[Message] = []
+    rows: list[tuple[Message, Message]] = []
     for position, question in enumerate(questions):
         if not question.plain or results[position] is not None:
             continue
-        conversation, answering = found.get(question.conversation_id, (None, False))
+        conversation, answering, parent_id = found.get(question.conversation_id, (None, 0, 0))
         if conversation is None or conversation.owner_id != question.user.pk:
             results[position] = ConversationNotFound(question.conversation_id)
         elif answering or conversation.pk in asked:
             results[position] = AnswerInProgress(conversation.pk)
         else:
             asked[conversation.pk] = position
-            rows += _question_rows(conversation, question.text, question.worker)
+            rows.append(_question_rows(conversation, question.text, question.worker, parent_id))
     if rows:
-        plain_sql.insert_many(rows)  # plain SQL: this runs for every question sent
-        pairs = dict(zip(asked, zip(rows[::2], rows[1::2], strict=True), strict=True))
-        now = rows[-2].created_at
-        plain_sql.update_many(Conversation, list(asked), updated_at=now)
-        histories = prompt_histories({pk: answer.pk for pk, (_, answer) in pairs.items()})
+        _pairs_insert(rows)
+        pairs = dict(zip(asked, rows, strict=True))
+        now = rows[-1][1].created_at
+        plain_sql.update_many(Conversation, list(asked), updated_at=now, shown_leaf=None)
+        histories = prompt_histories({pk: question.pk for pk, (question, _) in pairs.items()})
         for pk, position in asked.items():
             question_row, answer = pairs[pk]
             conversation = question_row.conversation
-            conversation.updated_at = now
+            conversation.updated_at, conversation.shown_leaf_id = now, None
             results[position] = Submitted(conversation, False, question_row, answer, histories[pk])
     for position, question in enumerate(questions):
         if results[position] is None:
@@ -219,28 +235,31 @@ def questions_submit(questions: list[Question]) -> list[Submitted | Exception]:
     return results
 
 
-def _attachments_link(question: Message, *, owner, attachment_ids: list[int]) -> None:
-    """Give the question its images, inside message_submit's transaction: AttachmentsRejected
-    rolls back the question (and a conversation it started) with it."""
+def link_attachments(
+    question: Message, *, owner, attachment_ids: list[int], first: int = 0
+) -> None:
+    """Give the question its images (placed from position `first`), inside its caller's
+    transaction: AttachmentsRejected rolls back the question (and a conversation it
+    started) with it."""
     attachments = check_attachments(owner=owner, attachment_ids=attachment_ids)
     # Only rows still unsent are taken: a second tab sending the same ids gets none.
     taken = sum(
         Attachment.objects.filter(pk=a.pk, message__isnull=True).update(
             message=question, position=position
         )
-        for position, a in enumerate(attachments)
+        for position, a in enumerate(attachments, first)
     )
     if taken != len(attachments):
         raise AttachmentsRejected(
             "invalid_attachment", "An attached image was already sent; attach it again."
         )
-    for position, attachment in enumerate(attachments):
+    for position, attachment in enumerate(attachments, first):
         attachment.message, attachment.position = question, position
     question.images = attachments
 
 
-def _documents_link(question: Message, *, owner, document_ids: list[int]) -> None:
-    """Give the question its documents, inside message_submit's transaction (a refusal
+def link_documents(question: Message, *, owner, document_ids: list[int]) -> None:
+    """Give the question its documents, inside its caller's transaction (a refusal
     rolls the question back), and note them in its parts by reference: the thread shows
     them and later requests find them without another query."""
     if len(document_ids) > MAX_DOCUMENTS_PER_MESSAGE:
@@ -283,34 +302,6 @@ def _documents_link(question: Message, *, owner, document_ids: list[int]) -> Non
         for d in documents
     ]
     question.save(update_fields=["parts"])
-
-
-@transaction.atomic
-def message_retry(*, answer: Message, worker: str = "") -> tuple[Message, list[PromptMessage]]:
-    """Empty an ended answer so it can be generated again; only the conversation's last
-    message qualifies, so history never changes under later messages. Returns it with the
-    conversation before it. LimitReached when its owner has no room for another answer."""
-    conversation = Conversation.objects.select_for_update().get(pk=answer.conversation_id)
-    last = conversation.messages.order_by("-id").first()
-    if (
-        last is None
-        or last.pk != answer.pk
-        or answer.role != Message.Role.ASSISTANT
-        or conversation.messages.filter(status__in=Message.ACTIVE_STATUSES).exists()
-    ):
-        raise NotRetryable(answer.pk)
-    limits.check_retry(user_id=conversation.owner_id)
-    answer.text = answer.notice = ""
-    answer.status = Message.Status.PENDING
-    answer.model = conversation.model
-    answer.worker = worker
-    answer.stop_requested = False
-    answer.error_code = answer.error_text = answer.finish_reason = ""
-    answer.prompt_tokens = answer.completion_tokens = None
-    answer.time_to_first_token_ms = answer.duration_ms = None
-    answer.save()
-    conversation.save(update_fields=["updated_at"])
-    return answer, prompt_history(conversation_id=conversation.pk, before_id=answer.pk)
 
 
 def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:

@@ -4,6 +4,7 @@ password, deactivation. Each case calls `broadcast.user_sessions_end_sync` after
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
+from django.db.models import Q
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
@@ -49,15 +50,28 @@ def sessions_end_on_change(sender, instance, created, **kwargs) -> None:
 @receiver(post_delete, sender=Attachment, dispatch_uid="conversations.attachment_files_delete")
 def attachment_files_delete(sender, instance, **kwargs) -> None:
     """An attachment's files go with its row, however it was deleted (with its conversation,
-    its user, or taken out of the composer), once the deletion is committed."""
+    its user, or taken out of the composer), once the deletion is committed, unless another
+    row still names them (an edited question or a fork shares its images' files)."""
     names = [f.name for f in (instance.original, instance.sent) if f.name]
     storage = instance.original.storage
-    transaction.on_commit(lambda: [storage.delete(name) for name in names])
+
+    def delete() -> None:
+        for name in names:
+            if not Attachment.objects.filter(Q(original=name) | Q(sent=name)).exists():
+                storage.delete(name)
+
+    transaction.on_commit(delete)
 
 
 @receiver(post_delete, sender=Document, dispatch_uid="conversations.document_file_delete")
 def document_file_delete(sender, instance, **kwargs) -> None:
-    """A document's file goes with its row, however it was deleted, once committed."""
+    """A document's file goes with its row, however it was deleted, once committed, unless
+    another row still names it (a fork's copy shares the file)."""
     if instance.file.name:
         name, storage = instance.file.name, instance.file.storage
-        transaction.on_commit(lambda: storage.delete(name))
+
+        def delete() -> None:
+            if not Document.objects.filter(file=name).exists():
+                storage.delete(name)
+
+        transaction.on_commit(delete)

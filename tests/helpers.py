@@ -72,3 +72,29 @@ async def frames_during(communicator, seconds: float) -> list[dict]:
         except TimeoutError:
             break
     return frames
+
+
+def message_create(**fields):
+    """A message row made as the app makes them: after the conversation's newest message
+    (its parent), unless `parent` is given. Tests build conversations row by row."""
+    from conversations.models import Message
+
+    if "parent" not in fields and "parent_id" not in fields:
+        conversation = fields["conversation"]
+        fields["parent"] = Message.objects.filter(conversation=conversation).order_by("id").last()
+    return Message.objects.create(**fields)
+
+
+def link_in_order(conversation_id: int) -> None:
+    """Give rows made with bulk_create their parents: each follows the one before it."""
+    from conversations.models import Message
+
+    previous = None
+    for message in Message.objects.filter(conversation_id=conversation_id).order_by("id"):
+        Message.objects.filter(pk=message.pk).update(parent=previous)
+        previous = message
+
+
+async def amessage_create(**fields):
+    """message_create, awaited."""
+    return await database_sync_to_async(message_create)(**fields)

@@ -25,6 +25,7 @@ from conversations.models import (
 from conversations.review.admin import ConversationAdmin
 from conversations.uploads import attachment_create
 from tests import imagefiles
+from tests.helpers import message_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("review_seed")]
 
@@ -63,11 +64,9 @@ def exchange(owner, *, title="Chat", question="Hello", answer="Hi **there**", **
     conversation = Conversation.objects.create(owner=owner, model="mistral-small-latest")
     Conversation.objects.filter(pk=conversation.pk).update(title=title)
     conversation.refresh_from_db()
-    Message.objects.create(conversation=conversation, role="user", text=question)
+    message_create(conversation=conversation, role="user", text=question)
     fields = {"status": "complete", "model": "mistral-small-latest", **answer_fields}
-    reply = Message.objects.create(
-        conversation=conversation, role="assistant", text=answer, **fields
-    )
+    reply = message_create(conversation=conversation, role="assistant", text=answer, **fields)
     return conversation, reply
 
 

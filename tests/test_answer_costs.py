@@ -16,7 +16,7 @@ from conversations.live.frames import answer_meta
 from conversations.models import ApiCall, Conversation, Message
 from conversations.usage import answer_cost, usd_short
 from tests.fake_mistral import Reply
-from tests.helpers import frames_until, is_final, until
+from tests.helpers import frames_until, is_final, message_create, until
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("review_seed")]  # seeded prices
 
@@ -58,8 +58,8 @@ async def test_each_answer_carries_its_cost_and_the_conversation_its_totals(
 def test_the_page_shows_each_answers_cost_and_the_totals_under_the_title(client, user):
     conversation = Conversation.objects.create(owner=user, model="mistral-small-latest")
     for prompt, completion, cost in ((1200, 300, "0.00042"), (2000, 100, "0.00046")):
-        Message.objects.create(conversation=conversation, role="user", text="Hi")
-        Message.objects.create(
+        message_create(conversation=conversation, role="user", text="Hi")
+        message_create(
             conversation=conversation,
             role="assistant",
             text="Hello",

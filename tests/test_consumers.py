@@ -10,7 +10,7 @@ from channels.testing import WebsocketCommunicator
 
 from chatsite.asgi import application
 from conversations.models import Conversation, Message
-from tests.helpers import frames_until, is_final, require_fast_path
+from tests.helpers import amessage_create, frames_until, is_final, require_fast_path
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -131,7 +131,7 @@ async def test_send_to_someone_elses_conversation_is_not_found(user, other_user,
 )
 async def test_other_users_ids_are_not_found_for_every_frame(frame, user, other_user, open_socket):
     theirs = await Conversation.objects.acreate(owner=other_user, model="m")
-    message = await Message.objects.acreate(
+    message = await amessage_create(
         conversation=theirs, role="assistant", text="secret", status="failed"
     )
     frame = {

@@ -16,6 +16,7 @@ from conversations.models import ApiCall, Document, DocumentPage
 from conversations.uploads import document_create
 from tests import documentfiles
 from tests.fake_mistral import Reply
+from tests.helpers import message_create
 
 pytestmark = pytest.mark.django_db
 
@@ -277,7 +278,7 @@ def test_reviewer_reads_pages_only_of_documents_sent_in_a_conversation(
 ):
     from django.contrib.auth.models import Group
 
-    from conversations.models import Conversation, Message
+    from conversations.models import Conversation
 
     reviewer = django_user_model.objects.create_user(username="rev", password="x", is_staff=True)
     reviewer.groups.add(Group.objects.get(name="Reviewer"))
@@ -285,6 +286,6 @@ def test_reviewer_reads_pages_only_of_documents_sent_in_a_conversation(
     url = f"/documents/{document.pk}/pages/1/"
     assert signed_in(reviewer).get(url).status_code == 404  # still in its owner's composer
     conversation = Conversation.objects.create(owner=user, model="m")
-    document.message = Message.objects.create(conversation=conversation, role="user", text="")
+    document.message = message_create(conversation=conversation, role="user", text="")
     document.save()
     assert signed_in(reviewer).get(url).status_code == 200

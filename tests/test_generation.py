@@ -12,7 +12,14 @@ from conversations import answers
 from conversations.live import broadcast, generation, request_plan
 from conversations.models import ApiCall, Conversation, Message
 from tests.fake_mistral import Reply
-from tests.helpers import frames_during, frames_until, is_final, streamed_text, until
+from tests.helpers import (
+    amessage_create,
+    frames_during,
+    frames_until,
+    is_final,
+    streamed_text,
+    until,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -73,11 +80,9 @@ async def test_request_carries_history_system_prompt_and_settings(user, open_soc
         random_seed=7,
         safe_prompt=True,
     )
-    await Message.objects.acreate(conversation=conversation, role="user", text="Hi")
-    await Message.objects.acreate(conversation=conversation, role="assistant", text="Salut")
-    await Message.objects.acreate(
-        conversation=conversation, role="assistant", text="", status="failed"
-    )
+    await amessage_create(conversation=conversation, role="user", text="Hi")
+    await amessage_create(conversation=conversation, role="assistant", text="Salut")
+    await amessage_create(conversation=conversation, role="assistant", text="", status="failed")
     socket = await open_socket(user)
     await ask(socket, "Ça va ?", conversation.pk)
 
@@ -246,7 +251,7 @@ async def test_saved_progress_holds_the_text_so_far(user, open_socket, fake_mist
 
 async def test_answers_left_running_by_a_dead_process_are_interrupted(user, open_socket):
     conversation = await Conversation.objects.acreate(owner=user, model="m")
-    orphan = await Message.objects.acreate(
+    orphan = await amessage_create(
         conversation=conversation, role="assistant", text="half an ans", status="streaming"
     )
     await Message.objects.filter(pk=orphan.pk).aupdate(
@@ -265,7 +270,7 @@ async def test_with_several_processes_a_live_answer_elsewhere_is_left_alone(
 ):
     monkeypatch.setattr(broadcast, "other_processes_listen", lambda: True)
     conversation = await Conversation.objects.acreate(owner=user, model="m")
-    live = await Message.objects.acreate(
+    live = await amessage_create(
         conversation=conversation, role="assistant", text="still going", status="streaming"
     )
     await open_socket(user)  # connected once this process has looked for orphans
@@ -307,7 +312,7 @@ async def test_title_falls_back_to_the_question_when_the_model_server_fails(
     assert titled[-1]["conversation"]["title"] == "How are you today?"
 
 
-async def test_retry_generates_a_failed_answer_again(user, open_socket, fake_mistral):
+async def test_retry_writes_a_new_answer_beside_the_failed_one(user, open_socket, fake_mistral):
     fake_mistral.enqueue(Reply.server_error(status=400))
     socket = await open_socket(user)
     failed = answer_of(await ask(socket, "retry me"))
@@ -318,20 +323,14 @@ async def test_retry_generates_a_failed_answer_again(user, open_socket, fake_mis
         text_data=orjson.dumps({"type": "retry", "message": failed["id"]}).decode()
     )
     retried = answer_of(await frames_until(socket, is_final))
-    assert retried["id"] == failed["id"]
+    assert retried["id"] != failed["id"]
     assert (retried["status"], retried["text"]) == ("complete", "second time")
     assert retried["error_code"] == ""
-
-
-async def test_retry_of_an_older_answer_is_refused(user, open_socket, fake_mistral):
-    socket = await open_socket(user)
-    first = answer_of(await ask(socket, "one"))
-    await ask(socket, "two", first["conversation"])
-    await socket.send_to(text_data=orjson.dumps({"type": "retry", "message": first["id"]}).decode())
-    error = (await frames_until(socket, lambda f: f["type"] == "error"))[-1]
-    assert error["code"] == "not_retryable"
-    row = await Message.objects.aget(pk=first["id"])
-    assert row.status == "complete"
+    # Never overwritten: the failure stays, as the first of the two answers.
+    old = await Message.objects.aget(pk=failed["id"])
+    new = await Message.objects.aget(pk=retried["id"])
+    assert (old.status, old.error_code) == ("failed", failed["error_code"])
+    assert new.parent_id == old.parent_id
 
 
 async def test_resync_returns_the_live_text_and_seq(user, open_socket, fake_mistral):

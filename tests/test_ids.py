@@ -7,7 +7,7 @@ from django.urls import URLPattern
 
 from conversations.models import Conversation, Message
 from conversations.web.urls import urlpatterns
-from tests.helpers import frames_until
+from tests.helpers import frames_until, message_create
 
 BAD_IDS = [str(2**63), str(2**64), str(10**30), str(2**63 - 1), "-1", "0", "abc", "1e3", ""]
 
@@ -32,7 +32,7 @@ def signed_in(client, user):
 @pytest.fixture
 def mine(user):
     conversation = Conversation.objects.create(owner=user, model="mistral-small-latest")
-    Message.objects.create(conversation=conversation, role="user", text="hi")
+    message_create(conversation=conversation, role="user", text="hi")
     return conversation
 
 

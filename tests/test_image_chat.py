@@ -14,7 +14,7 @@ from conversations.models import Attachment, Conversation, Message
 from conversations.uploads import attachment_create
 from tests import imagefiles
 from tests.fake_mistral import Reply, _card
-from tests.helpers import frames_until, is_final
+from tests.helpers import amessage_create, frames_until, is_final
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -217,7 +217,7 @@ async def test_history_keeps_the_newest_eight_images_and_the_older_text(
     conversation = await Conversation.objects.acreate(owner=user, model="mistral-small-latest")
     older = []
     for turn in range(3):
-        question = await Message.objects.acreate(
+        question = await amessage_create(
             conversation=conversation, role="user", text=f"turn {turn}"
         )
         for i in range(4):
@@ -225,7 +225,7 @@ async def test_history_keeps_the_newest_eight_images_and_the_older_text(
             attachment.message = question
             await attachment.asave()
             older.append(attachment.pk)
-        await Message.objects.acreate(conversation=conversation, role="assistant", text="ok")
+        await amessage_create(conversation=conversation, role="assistant", text="ok")
     socket = await open_socket(user)
     newest = await upload(user, "now.png", imagefiles.png((50, 50)))
     final = answer_of(await ask(socket, "and this one?", [newest.pk], conversation.pk))

@@ -17,7 +17,7 @@ from conversations.models import Attachment, Conversation, Document, Message, Up
 from conversations.services import Question, questions_submit
 from tests import imagefiles
 from tests.fake_mistral import Reply
-from tests.helpers import frames_until, is_final
+from tests.helpers import amessage_create, frames_until, is_final
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -100,7 +100,7 @@ async def test_answers_running_in_other_processes_count_against_answers_at_once(
     for _ in range(limit):  # rows as another process keeps them while it streams
         conversation = await conversation_with_questions(user, 1, age=timedelta(minutes=5))
         running.append(
-            await Message.objects.acreate(
+            await amessage_create(
                 conversation=conversation,
                 role=Message.Role.ASSISTANT,
                 status=Message.Status.STREAMING,
@@ -129,12 +129,12 @@ async def test_retry_needs_room_among_running_answers(
 ):
     socket = await open_socket(user)  # after this process's start-up sweep of orphans
     conversation = await conversation_with_questions(user, 1, age=timedelta(minutes=5))
-    failed = await Message.objects.acreate(
+    failed = await amessage_create(
         conversation=conversation, role=Message.Role.ASSISTANT, status=Message.Status.FAILED
     )
     for _ in range(default_limits.CHAT_ANSWERS_AT_ONCE):
         other = await conversation_with_questions(user, 1, age=timedelta(minutes=5))
-        await Message.objects.acreate(
+        await amessage_create(
             conversation=other, role=Message.Role.ASSISTANT, status=Message.Status.PENDING
         )
 

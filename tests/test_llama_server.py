@@ -14,12 +14,13 @@ from pathlib import Path
 
 import orjson
 import pytest
+from channels.db import database_sync_to_async
 from django.urls import reverse
 
 from conversations.models import ApiCall, Conversation, Message
 from conversations.modelservers import providers
 from conversations.modelservers.local_model import find_model_file
-from tests.helpers import frames_until, is_final, streamed_text, until
+from tests.helpers import frames_until, is_final, link_in_order, streamed_text, until
 from tests.llama_server import CHATML, CONTEXT_TOKENS, OWN_TEMPLATE, LlamaServer, model_in_hf_cache
 from tests.test_document_chat import answer_of, ingested
 
@@ -294,6 +295,7 @@ async def test_conversation_longer_than_the_window_leaves_out_earlier_messages(
             ),
         ]
     await Message.objects.abulk_create(turns)
+    await database_sync_to_async(link_in_order)(conversation.pk)
     socket = await open_socket(user)
     frames = await ask(socket, "Which island did I ask about first?", conversation=conversation.pk)
 

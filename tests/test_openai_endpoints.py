@@ -9,14 +9,14 @@ from django.urls import reverse
 
 from conversations import checks
 from conversations.images import prepare_image
-from conversations.models import ApiCall, Conversation, Message
+from conversations.models import ApiCall, Conversation
 from conversations.modelservers import ollama as ollama_api
 from conversations.modelservers import providers
 from conversations.modelservers.openai_compat import build_openai_chat_body
 from conversations.uploads import attachment_create
 from tests import imagefiles
 from tests.fake_mistral import Reply, ollama_show
-from tests.helpers import frames_until, is_final
+from tests.helpers import amessage_create, frames_until, is_final
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -69,10 +69,8 @@ async def test_a_conversation_longer_than_the_window_sends_its_newest_turns_and_
     windowed(settings, lab, 2048)
     conversation = await Conversation.objects.acreate(owner=user, model=MODEL)
     for n in range(10):
-        await Message.objects.acreate(conversation=conversation, role="user", text=f"q{n} " * 120)
-        await Message.objects.acreate(
-            conversation=conversation, role="assistant", text=f"a{n} " * 120
-        )
+        await amessage_create(conversation=conversation, role="user", text=f"q{n} " * 120)
+        await amessage_create(conversation=conversation, role="assistant", text=f"a{n} " * 120)
     socket = await open_socket(user)
     final = await ask(socket, conversation, "And now?")
 
@@ -146,13 +144,13 @@ async def test_earlier_images_are_left_out_for_a_model_without_eyes(
     that cannot: its next questions go without the photo, and say so."""
     settings.MEDIA_ROOT = tmp_path
     conversation = await Conversation.objects.acreate(owner=user, model=MODEL)
-    question = await Message.objects.acreate(conversation=conversation, role="user", text="")
+    question = await amessage_create(conversation=conversation, role="user", text="")
     photo = await sync_to_async(attachment_create)(
         owner=user, image=prepare_image(name="p.jpg", data=imagefiles.jpeg(), max_side=1540)
     )
     photo.message = question
     await photo.asave()
-    await Message.objects.acreate(conversation=conversation, role="assistant", text="A cat.")
+    await amessage_create(conversation=conversation, role="assistant", text="A cat.")
     socket = await open_socket(user)
     final = await ask(socket, conversation, "Write a poem about it.")
 
@@ -221,10 +219,8 @@ async def test_a_conversation_longer_than_ollamas_served_window_is_cut_to_it(
 ):
     conversation = await Conversation.objects.acreate(owner=user, model=MODEL)
     for n in range(10):
-        await Message.objects.acreate(conversation=conversation, role="user", text=f"q{n} " * 120)
-        await Message.objects.acreate(
-            conversation=conversation, role="assistant", text=f"a{n} " * 120
-        )
+        await amessage_create(conversation=conversation, role="user", text=f"q{n} " * 120)
+        await amessage_create(conversation=conversation, role="assistant", text=f"a{n} " * 120)
     socket = await open_socket(user)
     final = await ask(socket, conversation, "And now?")
 

@@ -20,7 +20,7 @@ from conversations.live import broadcast, control, draining, generation, recover
 from conversations.live.consumers import CLOSE_RESTARTING
 from conversations.models import Conversation, Message
 from tests.fake_mistral import Reply
-from tests.helpers import frames_until, is_final, until
+from tests.helpers import amessage_create, frames_until, is_final, until
 from tests.test_generation import answer_of, ask, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -53,9 +53,9 @@ async def test_an_answer_whose_process_died_is_taken_over_and_its_tabs_told(
 ):
     socket = await open_socket(user)  # this process's sweep runs from here on
     conversation = await Conversation.objects.acreate(owner=user, model="mistral-small-latest")
-    await Message.objects.acreate(conversation=conversation, role="user", text="hello?")
+    await amessage_create(conversation=conversation, role="user", text="hello?")
     # Written by another process that then died: its heartbeats stop now.
-    orphan = await Message.objects.acreate(
+    orphan = await amessage_create(
         conversation=conversation,
         role="assistant",
         text="Half **an** ans",

@@ -6,6 +6,7 @@ from django.test import Client
 from django.urls import reverse
 
 from conversations.models import Conversation, Message, Report
+from tests.helpers import message_create
 
 pytestmark = pytest.mark.django_db
 
@@ -13,10 +14,8 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def answer(user):
     conversation = Conversation.objects.create(owner=user, model="mistral-small-latest")
-    Message.objects.create(conversation=conversation, role="user", text="2+2?")
-    return Message.objects.create(
-        conversation=conversation, role="assistant", text="5", status="complete"
-    )
+    message_create(conversation=conversation, role="user", text="2+2?")
+    return message_create(conversation=conversation, role="assistant", text="5", status="complete")
 
 
 def report(client, message, reason: str = ""):

@@ -19,13 +19,14 @@ from conversations.services import (
     questions_submit,
 )
 from conversations.trips import Trips
+from tests.helpers import message_create
 
 
 def conversation_with_history(owner, *texts: str) -> Conversation:
     conversation = Conversation.objects.create(owner=owner, model="mistral-small-latest")
     for i, text in enumerate(texts):
         role = Message.Role.USER if i % 2 == 0 else Message.Role.ASSISTANT
-        Message.objects.create(conversation=conversation, role=role, text=text)
+        message_create(conversation=conversation, role=role, text=text)
     return conversation
 
 
@@ -52,7 +53,9 @@ def test_a_batch_stores_each_question_with_its_own_history(user, other_user):
         ("user", "Second question", "complete"),
         ("assistant", "", "pending"),
     ]
-    assert ours.question.pk < ours.answer.pk < theirs.question.pk < theirs.answer.pk
+    # The questions first, in one statement, then their answers under them.
+    assert ours.question.pk < theirs.question.pk < ours.answer.pk < theirs.answer.pk
+    assert (ours.answer.parent_id, theirs.answer.parent_id) == (ours.question.pk, theirs.question.pk)
     first.refresh_from_db()
     assert first.updated_at == ours.conversation.updated_at
     assert not ours.created
@@ -75,7 +78,7 @@ def test_two_questions_for_one_conversation_in_a_batch_store_only_the_first(user
 @pytest.mark.django_db
 def test_a_conversation_already_answering_is_busy_in_a_batch(user):
     conversation = conversation_with_history(user, "Hi")
-    Message.objects.create(
+    message_create(
         conversation=conversation, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING
     )
     (result,) = questions_submit([Question(user, conversation.pk, "m", "Again?")])
@@ -222,7 +225,7 @@ async def test_answers_ending_together_are_stored_in_one_trip_each_with_its_usag
 
     def answering(text: str) -> tuple[Conversation, Message]:
         conversation = conversation_with_history(user, text)
-        answer = Message.objects.create(
+        answer = message_create(
             conversation=conversation,
             role=Message.Role.ASSISTANT,
             status=Message.Status.STREAMING,

@@ -13,9 +13,10 @@ from django.utils import timezone
 
 from chatsite.body_limit import RequestBodyLimit
 from conversations.images import prepare_image
-from conversations.models import Attachment, Conversation, Message
+from conversations.models import Attachment, Conversation
 from conversations.uploads import attachment_create
 from tests import imagefiles
+from tests.helpers import message_create
 
 pytestmark = pytest.mark.django_db
 
@@ -250,7 +251,7 @@ def reviewer(django_user_model, review_seed):
 
 def sent(attachment: Attachment) -> Attachment:
     conversation = Conversation.objects.create(owner=attachment.owner, model="m")
-    attachment.message = Message.objects.create(conversation=conversation, role="user", text="")
+    attachment.message = message_create(conversation=conversation, role="user", text="")
     attachment.save()
     return attachment
 
@@ -319,7 +320,7 @@ def test_removing_someone_elses_image_is_not_found(user, other_user):
 def test_a_sent_image_stays_with_its_message(user):
     attachment = stored(user)
     conversation = Conversation.objects.create(owner=user, model="m")
-    attachment.message = Message.objects.create(conversation=conversation, role="user", text="?")
+    attachment.message = message_create(conversation=conversation, role="user", text="?")
     attachment.save()
     response = signed_in(user).post(reverse("attachment_remove", args=[attachment.pk]))
     assert response.status_code == 400
@@ -329,7 +330,7 @@ def test_a_sent_image_stays_with_its_message(user):
 def test_deleting_a_conversation_deletes_its_images_files(user, django_capture_on_commit_callbacks):
     attachment = stored(user)
     conversation = Conversation.objects.create(owner=user, model="m")
-    attachment.message = Message.objects.create(conversation=conversation, role="user", text="?")
+    attachment.message = message_create(conversation=conversation, role="user", text="?")
     attachment.save()
     with django_capture_on_commit_callbacks(execute=True):
         response = signed_in(user).post(reverse("conversation_delete", args=[conversation.pk]))

@@ -11,6 +11,7 @@ from django.urls import reverse
 from conversations.live import broadcast
 from conversations.models import Conversation, Message
 from conversations.web.pages import SIDEBAR_PAGE_SIZE
+from tests.helpers import link_in_order, message_create
 
 pytestmark = pytest.mark.django_db
 
@@ -73,6 +74,7 @@ def _add_messages(conversation, count):
         )
         for i in range(count)
     )
+    link_in_order(conversation.pk)
 
 
 # Access
@@ -218,8 +220,8 @@ def test_chat_page_renders_the_empty_state(signed_in):
 
 
 def test_conversation_page_shows_messages_escaped_and_rendered(signed_in, conversation):
-    Message.objects.create(conversation=conversation, role="user", text="<b>hi</b> & bye")
-    Message.objects.create(
+    message_create(conversation=conversation, role="user", text="<b>hi</b> & bye")
+    message_create(
         conversation=conversation,
         role="assistant",
         text="**yes**",
@@ -246,8 +248,8 @@ def test_conversation_page_shows_messages_escaped_and_rendered(signed_in, conver
 )
 def test_answers_and_the_composer_name_whoever_answers(signed_in, user, model, author):
     conversation = Conversation.objects.create(owner=user, model=model)
-    Message.objects.create(conversation=conversation, role="user", text="Hi")
-    Message.objects.create(
+    message_create(conversation=conversation, role="user", text="Hi")
+    message_create(
         conversation=conversation, role="assistant", text="Hello", html="<p>Hello</p>", model=model
     )
     content = signed_in.get(reverse("conversation", kwargs={"pk": conversation.pk})).content
@@ -256,9 +258,7 @@ def test_answers_and_the_composer_name_whoever_answers(signed_in, user, model, a
 
 
 def test_interrupted_answer_without_html_is_rendered_from_its_text(signed_in, conversation):
-    Message.objects.create(
-        conversation=conversation, role="assistant", text="*cut*", status="interrupted"
-    )
+    message_create(conversation=conversation, role="assistant", text="*cut*", status="interrupted")
     content = signed_in.get(reverse("conversation", kwargs={"pk": conversation.pk})).content
     assert b"<em>cut</em>" in content
     assert b"Interrupted" in content
@@ -274,6 +274,15 @@ def test_conversation_page_queries_do_not_grow_with_messages(signed_in, conversa
         response = signed_in.get(url)
     assert response.content.count(b'class="msg msg--') == settings.CHAT_PAGE_MESSAGES
     assert len(many) == len(few)
+    # Branches: every answer regenerated once changes nothing either.
+    answers = Message.objects.filter(conversation=conversation, role="assistant")
+    Message.objects.bulk_create(
+        Message(conversation=conversation, role="assistant", text="again", parent_id=a.parent_id)
+        for a in answers
+    )
+    with CaptureQueriesContext(connection) as branched:
+        assert signed_in.get(url).status_code == 200
+    assert len(branched) == len(few)
 
 
 def test_a_long_conversation_shows_its_end_and_loads_the_rest_on_demand(
@@ -325,8 +334,9 @@ def test_conversation_page_with_a_thousand_messages_uses_few_queries(
     signed_in, conversation, django_assert_max_num_queries
 ):
     _add_messages(conversation, 1000)
-    # 7th: the answers the user reported; 8th: the answers' totals under the title
-    with django_assert_max_num_queries(8):
+    # 7th: the answers the user reported; 8th: the answers' totals under the title; 9th:
+    # the tree's (id, parent) pairs, to find the branch shown
+    with django_assert_max_num_queries(9):
         signed_in.get(reverse("conversation", kwargs={"pk": conversation.pk}))
 
 

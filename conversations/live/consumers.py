@@ -15,6 +15,13 @@ from django.conf import settings
 from chatsite import fast_path
 from chatsite.fast_path import daphne_frames
 from chatsite.fast_path.consumer_dispatch import DirectDispatch
+from conversations.branches import (
+    Branched,
+    NotBranchable,
+    answer_continue,
+    answer_regenerate,
+    question_edit,
+)
 from conversations.limits import LimitReached
 from conversations.live import broadcast, draining, recovery
 from conversations.live.control import remote_request, stop_elsewhere, worker_channel
@@ -38,9 +45,7 @@ from conversations.selectors import (
 from conversations.services import (
     AnswerInProgress,
     AttachmentsRejected,
-    NotRetryable,
     Question,
-    message_retry,
     questions_submit,
 )
 from conversations.trips import Trips
@@ -105,20 +110,23 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
         )
         await self._watch(conversation.pk)
         if "since" in frame:
-            messages = await database_sync_to_async(messages_since)(
-                conversation_id=conversation.pk, since_id=frame["since"]
+            since = await database_sync_to_async(messages_since)(
+                conversation=conversation, since_id=frame["since"]
             )
+            messages, reload = since.messages, since.reload
         else:
             messages = await database_sync_to_async(active_answers)(conversation_id=conversation.pk)
+            reload = False
         # Live state is read and sent with no await in between, so the next delta
         # this tab receives is exactly the one after the `seq` it is given here.
-        await self.send_json(
-            {
-                "type": "subscribed",
-                "conversation": conversation.pk,
-                "messages": [live_message_data(m) for m in messages],
-            }
-        )
+        subscribed = {
+            "type": "subscribed",
+            "conversation": conversation.pk,
+            "messages": [live_message_data(m) for m in messages],
+        }
+        if reload:  # the branch shown changed while this tab was away: it reloads the thread
+            subscribed["reload"] = True
+        await self.send_json(subscribed)
         await self._ask_for_remote_state(messages)
 
     async def on_send(self, frame: dict[str, Any]) -> None:
@@ -127,11 +135,7 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
             return
         model = frame.get("model")
         if frame["conversation"] is None and model and not await providers.model_offered(model):
-            await self.send_error(
-                "unknown_model",
-                f"No model server of this site offers {model[:100]!r}. Choose a model from "
-                "the list.",
-            )
+            await self._unknown_model(model)
             return
         try:
             submitted = await _questions_stored(
@@ -177,6 +181,44 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
                 await stop_elsewhere(answer)
 
     async def on_retry(self, frame: dict[str, Any]) -> None:
+        """An answer that failed or was cut, tried again: a new answer beside it."""
+        await self.on_regenerate(frame)
+
+    async def on_regenerate(self, frame: dict[str, Any]) -> None:
+        model = frame.get("model")
+        if model and not await providers.model_offered(model):
+            await self._unknown_model(model)
+            return
+        await self._branch(
+            frame,
+            lambda message, worker: answer_regenerate(answer=message, model=model, worker=worker),
+        )
+
+    async def on_edit(self, frame: dict[str, Any]) -> None:
+        await self._branch(
+            frame,
+            lambda message, worker: question_edit(
+                question=message,
+                text=frame["text"],
+                attachment_ids=frame.get("attachments", []),
+                document_ids=frame.get("documents", []),
+                worker=worker,
+            ),
+        )
+
+    async def on_continue(self, frame: dict[str, Any]) -> None:
+        earlier = None
+
+        def reopened(message: Message, worker: str) -> Branched:
+            nonlocal earlier
+            branched, earlier = answer_continue(answer=message, worker=worker)
+            return branched
+
+        await self._branch(frame, reopened, earlier=lambda: earlier)
+
+    async def _branch(self, frame: dict[str, Any], write, earlier=lambda: None) -> None:
+        """Regenerate, edit or continue: the write, then its messages to every tab and the
+        answer started. The refusals are error frames; nothing is stored by a refused one."""
         message = await database_sync_to_async(access_message)(
             user=self.user, message_id=frame["message"]
         )
@@ -187,22 +229,48 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
             await self.send_busy(message.conversation_id)
             return
         try:
-            answer, history = await database_sync_to_async(message_retry)(
-                answer=message, worker=await worker_channel()
-            )
-        except NotRetryable:
-            await self.send_error(
-                "not_retryable", "Only the last answer, once it has ended, can be retried."
-            )
+            branched = await database_sync_to_async(write)(message, await worker_channel())
+        except AnswerInProgress:
+            await self.send_busy(message.conversation_id)
             return
-        except LimitReached as err:
+        except NotBranchable as err:
+            await self.send_error("not_branchable", err.message)
+            return
+        except (AttachmentsRejected, LimitReached) as err:
             await self.send_error(err.code, err.message)
             return
+        answer = branched.answer
         await self._watch(answer.conversation_id)
-        await broadcast.conversation_publish(
-            answer.conversation_id, {"type": "message", "message": message_data(answer)}
+        generation_start(
+            conversation=branched.conversation,
+            answer=answer,
+            history=branched.history,
+            model=answer.model,
+            earlier=earlier(),
         )
-        generation_start(conversation=answer.conversation, answer=answer, history=history)
+        # After the start, read with no await between: a continued answer's frame is its
+        # live state (its text so far, `seq` 0), which its first delta follows.
+        # The first message of a new branch cuts the thread after its parent in every tab;
+        # a continued answer stays where it is.
+        shown = [branched.question, answer] if branched.question else [answer]
+        new_branch = earlier() is None
+        await broadcast.conversation_publish(
+            answer.conversation_id,
+            *(
+                {
+                    "type": "message",
+                    "message": live_message_data(m),
+                    "branch": new_branch and m is shown[0],
+                }
+                for m in shown
+            ),
+        )
+
+    async def _unknown_model(self, model: str) -> None:
+        await self.send_error(
+            "unknown_model",
+            f"No model server of this site offers {model[:100]!r}. Choose a model from the list.",
+        )
 
     async def on_resync(self, frame: dict[str, Any]) -> None:
         message = await database_sync_to_async(access_message)(

@@ -18,9 +18,10 @@ from conversations.usage import AnswerTotals, usd_short
 
 def message_data(message: Message, *, seq: int = 0) -> MessageData:
     """A message as the browser sees it, from its row."""
-    return {
+    data: MessageData = {
         "id": message.pk,
         "conversation": message.conversation_id,
+        "parent": message.parent_id,
         "role": message.role,
         "text": message.text,
         "html": message.html,
@@ -42,6 +43,10 @@ def message_data(message: Message, *, seq: int = 0) -> MessageData:
         **_attachments_of(message),
         **_documents_of(message),
     }
+    siblings = getattr(message, "siblings", None)
+    if siblings is not None:
+        data["siblings"] = siblings
+    return data
 
 
 def ended_message_data(

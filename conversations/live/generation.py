@@ -17,6 +17,7 @@ pieces that could stand alone already do (request_plan, answer_text, frames, bro
 
 import asyncio
 import contextlib
+import copy
 import dataclasses
 import logging
 import time
@@ -29,6 +30,7 @@ from django.db import InterfaceError, OperationalError
 
 from conversations.answers import (
     RESTARTED_TEXT,
+    Earlier,
     Ending,
     Outcome,
     Stored,
@@ -99,6 +101,8 @@ class Generation:
     usage: Usage | None = None
     prompt_counted: int | None = None
     image_tokens: int = 0
+    # A continued answer: what its earlier calls cost, added to this one's at the end.
+    earlier: Earlier | None = None
 
     @property
     def text(self) -> str:
@@ -183,19 +187,32 @@ def live_message_data(message: Message) -> MessageData:
 
 
 def generation_start(
-    *, conversation: Conversation, answer: Message, history: list[PromptMessage]
+    *,
+    conversation: Conversation,
+    answer: Message,
+    history: list[PromptMessage],
+    model: str | None = None,
+    earlier: Earlier | None = None,
 ) -> Generation:
-    """Start streaming an answer whose row exists (pending), after `history`. Returns at
-    once."""
+    """Start streaming an answer whose row exists (pending), after `history`, by `model`
+    (a regenerated answer's choice) or the conversation's. A history ending with the
+    answer itself continues it (`earlier`: what it had cost). Returns at once."""
+    model = model or conversation.model
     gen = Generation(
         conversation_id=conversation.pk,
         message_id=answer.pk,
         owner_id=conversation.owner_id,
-        model=conversation.model,
+        model=model,
+        earlier=earlier,
     )
+    if history and history[-1].pk == answer.pk:
+        gen.answer.add(history[-1].text, time.monotonic(), 0)  # written on from its end
     questions = [m.text for m in history if m.role == Message.Role.USER]
-    if not conversation.title and len(questions) == 1:
+    if not conversation.title and len(questions) == 1 and earlier is None:
         gen.title_question = questions[0]
+    if model != conversation.model:  # the request is planned for the chosen model
+        conversation = copy.copy(conversation)
+        conversation.model = model
     _running[conversation.pk] = gen
     gen.task = asyncio.create_task(_generate(gen, conversation, history))
     _ensure_flusher()
@@ -376,7 +393,9 @@ async def _finish(gen: Generation, outcome: Outcome) -> None:
     """Store the ending, take the answer out of the registry, then tell every tab: by the
     time a tab sees the ending, the conversation takes a new question. While the database
     cannot be reached the ending waits in memory and is tried again (see _stored)."""
-    ending = Ending(gen.message_id, gen.conversation_id, gen.owner_id, outcome, gen.request)
+    ending = Ending(
+        gen.message_id, gen.conversation_id, gen.owner_id, outcome, gen.request, gen.earlier
+    )
     try:
         stored = await _stored(ending)
     finally:
@@ -387,7 +406,7 @@ async def _finish(gen: Generation, outcome: Outcome) -> None:
             message_id=gen.message_id,
             conversation_id=gen.conversation_id,
             seq=gen.seq,
-            outcome=outcome,
+            outcome=stored.outcome,
             stored=stored,
         )
         await broadcast.conversation_publish(

@@ -60,7 +60,41 @@ class ResyncFrame(TypedDict):
     message: int
 
 
-ClientFrame = SubscribeFrame | SendFrame | StopFrame | RetryFrame | ResyncFrame
+class RegenerateFrame(TypedDict):
+    """A new answer beside `message` (an answer), by `model` or the conversation's."""
+
+    type: Literal["regenerate"]
+    message: int
+    model: NotRequired[str]
+
+
+class EditFrame(TypedDict):
+    """A new question beside `message` (a question): its text and files, kept or new."""
+
+    type: Literal["edit"]
+    message: int
+    text: str
+    attachments: NotRequired[list[int]]  # the edited question's own images kept, or uploads
+    documents: NotRequired[list[int]]  # its own documents kept, or uploads read and ready
+
+
+class ContinueFrame(TypedDict):
+    """Write on from the last word of `message`, an answer cut short."""
+
+    type: Literal["continue"]
+    message: int
+
+
+ClientFrame = (
+    SubscribeFrame
+    | SendFrame
+    | StopFrame
+    | RetryFrame
+    | ResyncFrame
+    | RegenerateFrame
+    | EditFrame
+    | ContinueFrame
+)
 
 
 # Server → browser
@@ -90,6 +124,10 @@ class DocumentRef(TypedDict):
 class MessageData(TypedDict):
     id: int
     conversation: int
+    parent: NotRequired[int | None]  # the message it follows (conversations/tree.py)
+    # Its own id and its siblings', oldest first, where the thread shows "‹ 2/3 ›"; absent
+    # on frames that do not change them.
+    siblings: NotRequired[list[int]]
     role: str
     text: str
     html: str  # settled blocks while streaming, the whole answer once ended
@@ -164,6 +202,15 @@ def _ids(frame: dict[str, Any], key: str, what: str) -> list[int]:
     return ids
 
 
+def _model(frame: dict[str, Any]) -> dict[str, str]:
+    model = frame.get("model")
+    if model is None:
+        return {}
+    if not isinstance(model, str) or not 0 < len(model) <= _MAX_MODEL_ID_CHARS:
+        raise ProtocolError("invalid", "'model' must be a model id.")
+    return {"model": model}
+
+
 def parse_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame:
     """Parse and validate one frame from a browser, or raise ProtocolError."""
     if len(raw) > MAX_FRAME_BYTES:
@@ -183,7 +230,7 @@ def parse_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame:
         if since is not None:
             parsed["since"] = since
         return parsed  # type: ignore[return-value]
-    if kind == "send":
+    if kind in ("send", "edit"):
         text = frame.get("text")
         if not isinstance(text, str):
             raise ProtocolError("invalid", "'text' must be a string.")
@@ -196,13 +243,12 @@ def parse_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame:
                 "too_long",
                 f"The message is {len(text):,} characters; the limit is {max_text_chars:,}.",
             )
-        parsed = {"type": kind, "conversation": _int(frame, "conversation", optional=True)}
+        if kind == "send":
+            parsed = {"type": kind, "conversation": _int(frame, "conversation", optional=True)}
+            parsed.update(_model(frame))
+        else:
+            parsed = {"type": kind, "message": _int(frame, "message")}
         parsed["text"] = text
-        model = frame.get("model")
-        if model is not None:
-            if not isinstance(model, str) or not 0 < len(model) <= _MAX_MODEL_ID_CHARS:
-                raise ProtocolError("invalid", "'model' must be a model id.")
-            parsed["model"] = model
         if attachments:
             parsed["attachments"] = attachments
         if documents:
@@ -210,8 +256,10 @@ def parse_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame:
         return parsed  # type: ignore[return-value]
     if kind == "stop":
         return {"type": kind, "conversation": _int(frame, "conversation")}  # type: ignore[typeddict-item]
-    if kind in ("retry", "resync"):
+    if kind in ("retry", "resync", "continue"):
         return {"type": kind, "message": _int(frame, "message")}  # type: ignore[return-value]
+    if kind == "regenerate":
+        return {"type": kind, "message": _int(frame, "message"), **_model(frame)}  # type: ignore[return-value]
     raise ProtocolError("unknown_type", f"Unknown frame type: {str(kind)[:40]!r}.")
 
 

@@ -46,7 +46,11 @@ async def request_plan(
 ) -> RequestPlan:
     """The request for the answer after `history`; raises ChatError when there can be none
     (no model server offers the model, images and nothing can see them, a question longer
-    than the model's window)."""
+    than the model's window). A history that ends with an answer asks for that answer to
+    be continued (continuation_messages)."""
+    continued = None
+    if history and history[-1].role == Message.Role.ASSISTANT:
+        continued, history = history[-1], history[:-1]
     documents = None
     if any(m.parts for m in history if m.role == Message.Role.USER):
         documents = await retrieval.plan_for_request(
@@ -98,6 +102,8 @@ async def request_plan(
         )
     notes.append(fitted.note)
     provider = providers.provider_for(model)
+    if continued is not None:
+        messages += continuation_messages(provider, continued.text)
     body = provider.build_body(
         model=provider.upstream(model),
         messages=messages,
@@ -157,6 +163,23 @@ def sendable(history: list[PromptMessage]) -> list[PromptMessage]:
             continue
         kept.append(message)
     return kept
+
+
+# The plain follow-up that continues a cut answer on a server without Mistral's `prefix`.
+CONTINUE_PROMPT = (
+    "Your answer above was cut off. Continue it from exactly where it stopped, without "
+    "repeating anything or adding a preamble."
+)
+
+
+def continuation_messages(provider: providers.Provider, text: str) -> list[dict[str, Any]]:
+    """The end of a request that continues an answer cut short: on Mistral, the answer as
+    an assistant message with `prefix: true`, which the model writes on from (the API
+    wants it last, and the reply is only the new text); elsewhere, the answer and a plain
+    follow-up asking for the rest."""
+    if provider.kind == "mistral":
+        return [{"role": "assistant", "content": text, "prefix": True}]
+    return [{"role": "assistant", "content": text}, {"role": "user", "content": CONTINUE_PROMPT}]
 
 
 def _empty_answer(message: PromptMessage) -> bool:

@@ -15,8 +15,10 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from conversations.branches import NotBranchable, branch_switch, conversation_fork
 from conversations.ids import parse_id
 from conversations.live import broadcast
 from conversations.live.frames import answer_meta, conversation_data, totals_text
@@ -25,9 +27,11 @@ from conversations.modelservers import model_ids, providers
 from conversations.rendering import render_markdown
 from conversations.selectors import (
     ConversationNotFound,
+    ShownPath,
     conversation_page,
     message_window,
     reported_message_ids,
+    shown_path,
 )
 from conversations.services import (
     REPORT_REASON_MAX_CHARS,
@@ -71,11 +75,63 @@ def thread_earlier(request: HttpRequest, pk: int) -> HttpResponse:
     except (KeyError, ValueError):
         return HttpResponseBadRequest("A 'before' message id is required.")
     messages, earlier = message_window(
-        conversation_id=conversation.pk, before_id=before, limit=settings.CHAT_PAGE_MESSAGES
+        path=shown_path(conversation), before_id=before, limit=settings.CHAT_PAGE_MESSAGES
     )
     _for_the_thread(request, conversation, messages)
     html = render_to_string("conversations/_messages.html", {"messages": messages}, request=request)
     return JsonResponse({"html": html, "earlier": earlier})
+
+
+@login_required
+@require_GET
+def thread(request: HttpRequest, pk: int) -> JsonResponse:
+    """The end of the branch the conversation shows, rendered as on the page: what a tab
+    puts in its thread when another tab switched branches."""
+    conversation = conversation_or_404(request, pk)
+    return JsonResponse(_thread_json(request, conversation, shown_path(conversation)))
+
+
+@login_required
+@require_POST
+def branch(request: HttpRequest, pk: int) -> JsonResponse:
+    """Show the branch through the posted `message` (a sibling picked with ‹ ›) in every
+    tab: this tab gets the thread in the response, the others a `branch` frame."""
+    conversation = conversation_or_404(request, pk)
+    try:
+        message_id = parse_id(request.POST["message"])
+        path = branch_switch(conversation=conversation, message_id=message_id)
+    except (KeyError, ValueError, NotBranchable):
+        return JsonResponse({"errors": {"message": ["No such message here."]}}, status=400)
+    _publish_on_commit(
+        request.user.pk, {"type": "branch", "conversation": conversation.pk, "leaf": path.leaf}
+    )
+    return JsonResponse(_thread_json(request, conversation, path))
+
+
+@login_required
+@require_POST
+def fork(request: HttpRequest, pk: int) -> JsonResponse:
+    """A new conversation from the posted `message` up (services in branches.py); the
+    response names it and where to go, with the draft a question forked from leaves."""
+    conversation = conversation_or_404(request, pk)
+    try:
+        message_id = parse_id(request.POST["message"])
+        forked = conversation_fork(conversation=conversation, message_id=message_id)
+    except (KeyError, ValueError):
+        return JsonResponse({"errors": {"message": ["No such message here."]}}, status=400)
+    except NotBranchable as err:
+        return JsonResponse({"errors": {"message": [err.message]}}, status=400)
+    data = conversation_data(forked.conversation)
+    _publish_on_commit(request.user.pk, {"type": "conversation", "conversation": data})
+    url = reverse("conversation", args=[forked.conversation.pk])
+    return JsonResponse({"conversation": data, "url": url, "draft": forked.draft}, status=201)
+
+
+def _thread_json(request: HttpRequest, conversation: Conversation, path: ShownPath) -> dict:
+    messages, earlier = message_window(path=path, limit=settings.CHAT_PAGE_MESSAGES)
+    _for_the_thread(request, conversation, messages)
+    html = render_to_string("conversations/_messages.html", {"messages": messages}, request=request)
+    return {"html": html, "earlier": earlier, "leaf": path.leaf}
 
 
 @login_required
@@ -174,16 +230,16 @@ def message_report(request: HttpRequest, pk: int) -> JsonResponse:
 
 def _chat_page(request: HttpRequest, *, conversation: Conversation | None) -> HttpResponse:
     conversations, cursor = _sidebar_page(request.user, before=None)
+    path = shown_path(conversation) if conversation else None
     messages, earlier = (
-        message_window(conversation_id=conversation.pk, limit=settings.CHAT_PAGE_MESSAGES)
-        if conversation
-        else ([], False)
+        message_window(path=path, limit=settings.CHAT_PAGE_MESSAGES) if path else ([], False)
     )
     _for_the_thread(request, conversation, messages)
     model = conversation.model if conversation else providers.default_model()
     initial = _settings_initial(conversation) if conversation else {"model": model}
     context = {
         "conversation": conversation,
+        "leaf": path.leaf if path else None,
         "messages": messages,
         "earlier": earlier,
         "conversations": conversations,

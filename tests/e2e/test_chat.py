@@ -481,6 +481,10 @@ def test_a_long_conversation_loads_earlier_messages_on_demand(page: Page, site_s
         "            status='complete')\n"
         "    for i in range(250)\n"
         ")\n"
+        "rows = list(c.messages.order_by('id'))\n"
+        "for before, row in zip(rows, rows[1:]):\n"
+        "    row.parent = before\n"
+        "Message.objects.bulk_update(rows, ['parent'])\n"
     )
     page.reload()
     page.locator("#conv-list .conv").filter(has_text="Long").get_by_role("link").click()

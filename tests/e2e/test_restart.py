@@ -30,9 +30,12 @@ SETUP = (
     + """
 from conversations.models import Conversation, Message
 conversation = Conversation.objects.create(owner=user, model="mistral-small-latest")
-Message.objects.create(conversation=conversation, role="user", text="Tell me everything")
+question = Message.objects.create(
+    conversation=conversation, role="user", text="Tell me everything"
+)
 answer = Message.objects.create(
-    conversation=conversation, role="assistant", text="Half of **every**", status="streaming"
+    conversation=conversation, role="assistant", text="Half of **every**", status="streaming",
+    parent=question,
 )
 print(conversation.pk, answer.pk, session.session_key)
 """
