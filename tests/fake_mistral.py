@@ -373,6 +373,35 @@ def chat_request_errors(body: Any) -> list[dict]:
     return details
 
 
+def message_order_error(messages: list) -> dict | None:
+    """The 400 for a conversation mistral-common's validator refuses (mistral-wire.md §3):
+    it must start with a user or system message, and end with a user or tool message, or
+    an assistant message with `prefix: true` (which the model then continues)."""
+    roles = [m.get("role") for m in messages if isinstance(m, dict)]
+    problem = None
+    if not roles or roles[0] not in ("user", "system"):
+        problem = f"Expected first role User or System but got {roles[0] if roles else None}"
+    last = messages[-1] if messages else {}
+    if roles and not (
+        roles[-1] in ("user", "tool") or (roles[-1] == "assistant" and last.get("prefix") is True)
+    ):
+        problem = (
+            f"Expected last role User or Tool (or Assistant with prefix True) for serving but "
+            f"got {roles[-1]}"
+        )
+    if any(m.get("prefix") is True for m in messages[:-1] if isinstance(m, dict)):
+        problem = "Only the last message can have prefix True"
+    if problem is None:
+        return None
+    return {
+        "object": "error",
+        "message": problem,
+        "type": "invalid_request_message_order",
+        "param": None,
+        "code": "3230",
+    }
+
+
 def _details(error: ValidationError, tags: tuple) -> list[dict]:
     """Report the errors that say what is actually wrong, with the union tags on their way:
     pydantic puts a discriminated union's tag in `loc` (["body", "messages", 0, "user", "name"])."""
@@ -808,6 +837,10 @@ class FakeMistral:
             await _send_json(writer, 422, {"detail": errors})
             return
         body = request.json
+        order = message_order_error(body["messages"]) if self.strict else None
+        if order is not None:
+            await _send_json(writer, 400, order)
+            return
         if self._queue:
             reply = self._queue.popleft()
         else:
