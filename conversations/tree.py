@@ -37,9 +37,8 @@ class Tree:
         return max(self.parents, default=None)
 
     def leaf_under(self, pk: int) -> int:
-        """The end of the branch through `pk`: down through each message's newest child,
-        which is where the reader was last on that side (a question, regenerate or edit
-        there made it newest)."""
+        """The end of the branch through `pk`: down through each message's newest child
+        (where a question, a regenerate or an edit there last went on)."""
         while self.children.get(pk):
             pk = self.children[pk][-1]
         return pk

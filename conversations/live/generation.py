@@ -101,7 +101,9 @@ class Generation:
     usage: Usage | None = None
     prompt_counted: int | None = None
     image_tokens: int = 0
-    # A continued answer: what its earlier calls cost, added to this one's at the end.
+    # A continued answer: its text before (the request's prefix), and what its earlier
+    # calls cost, added to this one's at the end.
+    continued: str = ""
     earlier: Earlier | None = None
 
     @property
@@ -205,8 +207,9 @@ def generation_start(
         model=model,
         earlier=earlier,
     )
-    if history and history[-1].pk == answer.pk:
-        gen.answer.add(history[-1].text, time.monotonic(), 0)  # written on from its end
+    if history and history[-1].pk == answer.pk:  # continued: written on from its end
+        gen.continued = history[-1].text
+        gen.answer.add(gen.continued, time.monotonic(), 0)
     questions = [m.text for m in history if m.role == Message.Role.USER]
     if not conversation.title and len(questions) == 1 and earlier is None:
         gen.title_question = questions[0]
@@ -258,7 +261,14 @@ async def _generate(
         gen.model, gen.notice = plan.model, plan.notice
         gen.prompt_counted, gen.image_tokens = plan.prompt_tokens, plan.image_tokens
         if plan.citations is not None:
-            gen.answer.cite(plan.citations)
+            if gen.continued:
+                # Its text again, now with its citations linked: the same blocks, so the
+                # deltas that follow fit what tabs were sent; the ending has the links.
+                gen.answer = AnswerText()
+                gen.answer.cite(plan.citations)
+                gen.answer.add(gen.continued, time.monotonic(), 0)
+            else:
+                gen.answer.cite(plan.citations)
         gen.request = plan.body
         outcome = await _stream(gen, plan.provider, plan.body)
     except asyncio.CancelledError:
