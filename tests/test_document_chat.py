@@ -362,3 +362,25 @@ def test_fake_server_holds_ocr_and_embeddings_bodies_to_the_spec():
     assert request_errors("embeddings", {"model": "mistral-embed", "input": ["a", "b"]}) == []
     [missing] = request_errors("embeddings", {"model": "mistral-embed"})
     assert (missing["type"], missing["loc"]) == ("missing", ["body", "input"])
+
+
+async def test_a_continued_answer_keeps_its_citations_linked(user, open_socket, fake_mistral):
+    document = await ingested(user, "report.pdf", documentfiles.pdf(PAGES))
+    fake_mistral.enqueue(
+        Reply.tokens(split_tokens("It opened in March [report.pdf, p. 2]."), finish_reason="length")
+    )
+    socket = await open_socket(user)
+    cut = answer_of(await ask(socket, "When did Lyon open?", [document.pk]))
+    fake_mistral.enqueue(Reply.tokens(split_tokens(" It closed in May [report.pdf, p. 3].")))
+    await socket.send_to(
+        text_data=orjson.dumps({"type": "continue", "message": cut["id"]}).decode()
+    )
+    done = answer_of(await frames_until(socket, is_final))
+
+    assert done["text"].startswith("It opened in March [report.pdf, p. 2].")
+    for page in (2, 3):
+        assert f'href="/documents/{document.pk}/pages/{page}/"' in done["html"]
+    # The request carried the document again, and ended with the answer as its prefix.
+    body = chat_bodies(fake_mistral)[-1]
+    assert body["messages"][-1]["prefix"] is True
+    assert "report.pdf" in str(body["messages"][-2]["content"])
