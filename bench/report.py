@@ -547,7 +547,7 @@ def figures_for(scenario: str, phases: dict[str, dict]) -> list[dict]:
         tree = page.get("tree") or {}
         shape = f"{page.get('messages', 1000)} messages"
         if tree:
-            shape += f" shown (of {tree['all_messages']}, {tree['off_shown_branch']} on branches)"
+            shape += f" (+{tree['off_shown_branch']} on branches)"
         figures = [
             _figure(
                 f"GET /c/<id>/ with {shape}, p50",
@@ -566,13 +566,13 @@ def figures_for(scenario: str, phases: dict[str, dict]) -> list[dict]:
             thread, switch = phases["thread"], phases["branch"]
             figures += [
                 _figure(
-                    "GET /c/<id>/thread/ (the shown branch's end, JSON), p50",
+                    "GET /c/<id>/thread/ (JSON), p50",
                     "ms",
                     None,
                     thread["time_ms"]["p50"],
                 ),
                 _figure(
-                    "POST /c/<id>/branch/ (a switch, with the thread it shows), p50",
+                    "POST /c/<id>/branch/ (a switch), p50",
                     "ms",
                     None,
                     switch["time_ms"]["p50"],
