@@ -5,7 +5,8 @@ environment (same DATA_DIR or DATABASE_URL), through the app's models.
     python -m bench.dbtool writes > writes.json
 
 `prepare` creates users (unusable passwords: nothing is hashed), one signed-in session
-each, conversations, optionally a conversation with many messages for the page timing,
+each, conversations, optionally a conversation with many messages and branches for the page
+timing,
 and the triggers that log every INSERT/UPDATE of a message or conversation row into
 `bench_write_log`, so a run can count database writes per answer without touching the
 app. `writes` reads that log, grouped by row.
@@ -86,12 +87,11 @@ def prepare(
     from django.contrib.sessions.backends.db import SessionStore
     from django.contrib.sessions.models import Session
     from django.db import transaction
+    from django.middleware.csrf import CSRF_ALLOWED_CHARS
     from django.utils import timezone
     from django.utils.crypto import get_random_string
 
-    from bench.fake_upstream import answer_text
-    from conversations.models import Conversation, Message
-    from conversations.rendering import render_markdown
+    from conversations.models import Conversation
 
     user_model = get_user_model()
     backend = settings.AUTHENTICATION_BACKENDS[-1]  # the model backend (axes comes first)
@@ -140,44 +140,92 @@ def prepare(
         page = None
         if page_messages:
             owner, session = people[-1], sessions[-1]
-            conversation = Conversation.objects.create(
-                owner=owner, model="mistral-small-latest", title="A long conversation"
-            )
-            text = answer_text(page_tokens)
-            html = render_markdown(text)
-            rows = []
-            for n in range(page_messages):
-                if n % 2 == 0:
-                    rows.append(
-                        Message(
-                            conversation=conversation,
-                            role=Message.Role.USER,
-                            text=f"Question {n // 2}: how does the relay keep up?",
-                        )
-                    )
-                else:
-                    rows.append(
-                        Message(
-                            conversation=conversation,
-                            role=Message.Role.ASSISTANT,
-                            text=text,
-                            html=html,
-                            model="mistral-small-latest",
-                            finish_reason="stop",
-                            prompt_tokens=20,
-                            completion_tokens=page_tokens,
-                            time_to_first_token_ms=300,
-                            duration_ms=4000,
-                        )
-                    )
-            Message.objects.bulk_create(rows, batch_size=500)
-            page = {
-                "cookie": f"{cookie_name}={session.session_key}",
-                "conversation": conversation.pk,
-                "messages": page_messages,
-            }
+            page = _page_conversation(owner, page_messages, page_tokens)
+            page["cookie"] = f"{cookie_name}={session.session_key}"
+            page["csrf"] = get_random_string(32, CSRF_ALLOWED_CHARS)
+            page["csrf_cookie"] = settings.CSRF_COOKIE_NAME
     install_triggers()
     return {"clients": clients, "page": page}
+
+
+# The page's conversation is a tree (conversations/tree.py): every REGENERATED-th answer of
+# the shown branch was regenerated twice (the shown answer is the third version), and every
+# EDITED-th question was edited after its first version had a few exchanges of its own.
+REGENERATED = 10
+EDITED = 100
+EDITED_CONTINUATION = 6
+
+
+def _page_conversation(owner, shown: int, tokens: int) -> dict:
+    """A conversation whose shown branch has `shown` messages, with branches off it, made
+    in the order the app would make them (ids grow with time, a parent before its child),
+    so the shown branch is the newest message's. Returns its id, its shape and the two
+    versions of a late answer a branch switch alternates between."""
+    from bench.fake_upstream import answer_text
+    from conversations.models import Conversation, Message
+    from conversations.rendering import render_markdown
+
+    conversation = Conversation.objects.create(
+        owner=owner, model="mistral-small-latest", title="A long conversation"
+    )
+    text = answer_text(tokens)
+    html = render_markdown(text)
+
+    def question(n: int, suffix: str = "") -> Message:
+        text = f"Question {n}{suffix}: how does the relay keep up?"
+        return Message(conversation=conversation, role=Message.Role.USER, text=text)
+
+    def answer() -> Message:
+        return Message(
+            conversation=conversation,
+            role=Message.Role.ASSISTANT,
+            text=text,
+            html=html,
+            model="mistral-small-latest",
+            finish_reason="stop",
+            prompt_tokens=20,
+            completion_tokens=tokens,
+            time_to_first_token_ms=300,
+            duration_ms=4000,
+        )
+
+    rows: list[Message] = []
+    parents: list[int | None] = []  # each row's parent, as an index into rows
+
+    def add(message: Message, parent: int | None) -> int:
+        rows.append(message)
+        parents.append(parent)
+        return len(rows) - 1
+
+    last: int | None = None  # the shown branch's end so far
+    switch: tuple[int, int] | None = None  # the last regenerated answer's first and shown
+    for n in range(shown):
+        pair = n // 2
+        if n % 2 == 0:
+            if pair % EDITED == EDITED - 1:  # its first version, with exchanges after it
+                below = add(question(pair, " (first version)"), last)
+                for k in range(1, EDITED_CONTINUATION):
+                    below = add(question(pair, f" (then {k})") if k % 2 == 0 else answer(), below)
+            last = add(question(pair), last)
+        elif pair % REGENERATED == REGENERATED - 1:  # two versions before the one shown
+            asked = last
+            first = add(answer(), asked)
+            add(answer(), asked)
+            last = add(answer(), asked)
+            switch = (first, last)
+        else:
+            last = add(answer(), last)
+    Message.objects.bulk_create(rows, batch_size=500)
+    for message, parent in zip(rows, parents, strict=True):
+        message.parent_id = rows[parent].pk if parent is not None else None
+    Message.objects.bulk_update(rows, ["parent"], batch_size=500)
+    return {
+        "conversation": conversation.pk,
+        "messages": shown,
+        "all_messages": len(rows),
+        "off_shown_branch": len(rows) - shown,
+        "switch": [rows[i].pk for i in switch] if switch else [],
+    }
 
 
 def writes() -> dict:

@@ -16,7 +16,8 @@ The spec (written by bench/run.py) lists phases, run in order:
   carrying content, gaps are between such reads.
 - `idle`: opens many signed-in sockets (each subscribed, as an open tab is) and reports the
   server's memory before and after.
-- `page`: repeated GETs of a page with a session cookie.
+- `page`: repeated GETs of a page with a session cookie (or POSTs of given form bodies in
+  turn, with a CSRF cookie and header).
 
 For every phase, the window from the first request to the last answer's end is timed,
 and the CPU seconds of the server, the fake upstream, this process and any other process
@@ -786,13 +787,19 @@ async def idle_phase(spec: dict, phase: dict) -> dict[str, Any]:
     }
 
 
-def _page_requests(host: str, port: int, path: str, cookie: str, count: int) -> tuple:
+def _page_requests(
+    host: str, port: int, path: str, headers: dict, count: int, bodies: list[str]
+) -> tuple:
+    """`count` GETs of `path`, or POSTs of `bodies` in turn (form-encoded) when given."""
     conn = http.client.HTTPConnection(host, port, timeout=60)
     times, sizes, statuses = [], [], []
     try:
-        for _ in range(count):
+        for n in range(count):
             started = time.perf_counter()
-            conn.request("GET", path, headers={"Cookie": cookie})
+            if bodies:
+                conn.request("POST", path, body=bodies[n % len(bodies)], headers=headers)
+            else:
+                conn.request("GET", path, headers=headers)
             response = conn.getresponse()
             body = response.read()
             times.append(time.perf_counter() - started)
@@ -805,16 +812,21 @@ def _page_requests(host: str, port: int, path: str, cookie: str, count: int) -> 
 
 async def page_phase(spec: dict, phase: dict) -> dict[str, Any]:
     resources = Resources(spec)
-    args = (spec["host"], spec["port"], phase["path"], phase["cookie"])
-    await asyncio.to_thread(_page_requests, *args, phase.get("warmup", 3))
+    headers = {"Cookie": phase["cookie"], **phase.get("headers", {})}
+    args = (spec["host"], spec["port"], phase["path"], headers)
+    bodies = phase.get("bodies", [])
+    await asyncio.to_thread(_page_requests, *args, phase.get("warmup", 3), bodies)
     cpu_before = resources.read()
     started = time.perf_counter()
-    times, sizes, statuses = await asyncio.to_thread(_page_requests, *args, phase["requests"])
+    times, sizes, statuses = await asyncio.to_thread(
+        _page_requests, *args, phase["requests"], bodies
+    )
     window = time.perf_counter() - started
     cpu_after = resources.read()
     return {
         "name": phase.get("name", "page"),
         "kind": "page",
+        "method": "POST" if bodies else "GET",
         "path": phase["path"],
         "requests": len(times),
         "times_s": times,

@@ -26,6 +26,7 @@ TARGET_BURST_TTFT_P50_MS = 25.0
 TARGET_ADDED_GAP_P99_MS = 3.0
 TARGET_IDLE_KB = 50.0
 TARGET_PAGE_MS = 100.0
+TARGET_SWITCH_MS = 50.0  # a branch switch's server time (issue #21)
 
 # Phases of streaming answers: the limit, the baseline relays of (a), and the app.
 STREAMING_KINDS = ("direct", *BASELINES, "app")
@@ -543,9 +544,13 @@ def figures_for(scenario: str, phases: dict[str, dict]) -> list[dict]:
     if scenario == "g":
         page = phases["page"]
         ok = page["statuses"] == [200]
-        return [
+        tree = page.get("tree") or {}
+        shape = f"{page.get('messages', 1000)} messages"
+        if tree:
+            shape += f" (+{tree['off_shown_branch']} on branches)"
+        figures = [
             _figure(
-                f"GET /c/<id>/ with {page.get('messages', 1000)} messages, p50",
+                f"GET /c/<id>/ with {shape}, p50",
                 "ms",
                 None,
                 page["time_ms"]["p50"],
@@ -557,6 +562,34 @@ def figures_for(scenario: str, phases: dict[str, dict]) -> list[dict]:
             _figure("page size", "KB", None, page["bytes"] / 1024),
             _figure("HTTP statuses", "", None, ",".join(map(str, page["statuses"]))),
         ]
+        if "thread" in phases:  # runs from before branches had only the page
+            thread, switch = phases["thread"], phases["branch"]
+            figures += [
+                _figure(
+                    "GET /c/<id>/thread/ (JSON), p50",
+                    "ms",
+                    None,
+                    thread["time_ms"]["p50"],
+                ),
+                _figure(
+                    "POST /c/<id>/branch/ (a switch), p50",
+                    "ms",
+                    None,
+                    switch["time_ms"]["p50"],
+                    target=f"≤ {TARGET_SWITCH_MS:g}",
+                    passed=_at_most(switch["time_ms"]["p50"], TARGET_SWITCH_MS)
+                    and switch["statuses"] == [200],
+                ),
+                _figure("the switch, p90", "ms", None, switch["time_ms"]["p90"]),
+                _figure("server CPU per switch", "ms", None, switch["server_cpu_ms_per_request"]),
+                _figure(
+                    "HTTP statuses (thread, switch)",
+                    "",
+                    None,
+                    " / ".join(",".join(map(str, p["statuses"])) for p in (thread, switch)),
+                ),
+            ]
+        return figures
     return []
 
 
@@ -682,6 +715,7 @@ def evaluate(
         phases[name] = summarize(merged, writes)
     if scenario == "g":
         phases["page"]["messages"] = config.get("messages")
+        phases["page"]["tree"] = config.get("tree")
     figures = figures_for(scenario, phases)
     return {
         "baselines": baseline_comparison(phases),
@@ -978,7 +1012,8 @@ def markdown(results: list[dict], profile: dict | None, plot: bool) -> str:
         else:
             t = p["time_ms"]
             out.append(
-                f"- ({r['scenario']}) `GET {p['path']}`: {p['requests']} requests, "
+                f"- ({r['scenario']}) `{p.get('method', 'GET')} {p['path']}`: "
+                f"{p['requests']} requests, "
                 f"min/p50/p90/max {t['min']:.1f}/{t['p50']:.1f}/{t['p90']:.1f}/{t['max']:.1f} "
                 f"ms, {p['bytes'] / 1024:.0f} KB, statuses {p['statuses']}."
             )
@@ -1217,7 +1252,11 @@ Scenarios:
   `conversations_message` per answer against 2 + 1 × answer seconds.
 - **(f)** (a) with `DATABASE_URL` on a fresh PostgreSQL database and `REDIS_URL` on an empty
   Redis database (the channel layer carries every delta to other processes too).
-- **(g)** `GET /c/<id>/` of a conversation with 1,000 messages, with the session cookie.
+- **(g)** `GET /c/<id>/` of a conversation with 1,000 messages on the branch shown and
+  branches off it (every tenth answer regenerated twice, every hundredth question edited after
+  a few exchanges of its own), with the session cookie; then `GET /c/<id>/thread/` (the
+  shown branch's end as JSON, what a tab reloads) and `POST /c/<id>/branch/` switching
+  between two versions of a late answer, back and forth.
 """
 
 _METHOD = """## How it is measured

@@ -248,10 +248,15 @@ def plan_for(scenario: str, args: argparse.Namespace) -> Plan:
         requests = 10 if quick else 40
         return Plan(
             "g",
-            f"the conversation page with {args.page_messages} messages",
+            f"the conversation page with {args.page_messages} messages on the branch shown, "
+            "and branches",
             users=1,
             models=[WARMUP_MODEL],
-            phases=[{"kind": "page", "name": "page", "requests": requests, "warmup": 3}],
+            phases=[
+                # The page, the thread a tab reloads, and a branch switch back and forth.
+                {"kind": "page", "name": name, "requests": requests, "warmup": 4}
+                for name in ("page", "thread", "branch")
+            ],
             page_messages=args.page_messages,
             config={"messages": args.page_messages, "requests": requests},
         )
@@ -563,6 +568,9 @@ def execute(plan: Plan, workdir: Path, template: Path | None, name: str) -> dict
             "--page-messages",
             str(plan.page_messages),
         )
+        if prepared.get("page"):  # the shape of the page's tree, for the report
+            shape = ("all_messages", "off_shown_branch")
+            plan.config["tree"] = {key: prepared["page"][key] for key in shape}
         site.wait_ready()
         for relay in relays:
             relay.wait_ready()
@@ -622,7 +630,19 @@ def _resolve(phase: dict, prepared: dict) -> dict:
     phase = dict(phase)
     if phase["kind"] == "page":
         page = prepared["page"]
-        phase.update(path=f"/c/{page['conversation']}/", cookie=page["cookie"])
+        path = f"/c/{page['conversation']}/"
+        phase.update(path=path, cookie=page["cookie"])
+        if phase["name"] == "thread":
+            phase["path"] = path + "thread/"
+        elif phase["name"] == "branch":  # two versions of an answer in turn, from the shown one
+            csrf = page["csrf"]
+            phase["path"] = path + "branch/"
+            phase["cookie"] += f"; {page['csrf_cookie']}={csrf}"
+            phase["headers"] = {
+                "X-CSRFToken": csrf,
+                "Content-Type": "application/x-www-form-urlencoded",
+            }
+            phase["bodies"] = [f"message={pk}" for pk in page["switch"]]
         return phase
     count = phase.pop("use")
     people = prepared["clients"][:count]

@@ -412,10 +412,39 @@ def reported_message_ids(*, user, conversation_id: int) -> set[int]:
     )
 
 
-def review_transcript(*, conversation_id: int) -> list[Message]:
-    """A conversation's messages for a reviewer: each with its images, its documents
-    (`review_documents`), its reports (`review_reports`) and the API calls that produced it
-    (`review_calls`), in five queries whatever its length."""
+@dataclass(frozen=True, slots=True)
+class ReviewBranch:
+    """One line of a transcript for reviewers: the branch shown to the user (`number` 1), or
+    another, from its first message on; `fork` is the message it follows (None: it starts
+    the conversation), on a line before it."""
+
+    number: int
+    messages: list[Message]
+    fork: int | None
+
+    @property
+    def shown(self) -> bool:
+        return self.number == 1
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewTranscript:
+    branches: list[ReviewBranch]  # the shown branch first: every message, each once
+
+    @property
+    def messages(self) -> list[Message]:
+        return [message for branch in self.branches for message in branch.messages]
+
+
+def review_transcript(*, conversation: Conversation) -> ReviewTranscript:
+    """A conversation's messages for a reviewer, every branch of its tree: the one the user
+    was shown last, then the others (Tree.branches). Each message has its images, its
+    documents (`review_documents`), its reports (`review_reports`), the API calls that
+    produced it (`review_calls`), whether it is on the shown branch (`review_shown`) and,
+    when it has alternatives, which version it is (`review_version`, `review_versions`) and
+    where the others are (`review_others`: (version, branch number, id)). Five queries
+    whatever its length or number of branches: the tree comes from the messages read."""
+    conversation_id = conversation.pk
     messages = message_history(conversation_id=conversation_id)
     reports: defaultdict[int, list[Report]] = defaultdict(list)
     for report in Report.objects.filter(message__conversation_id=conversation_id).select_related(
@@ -430,8 +459,26 @@ def review_transcript(*, conversation_id: int) -> list[Message]:
         "message_id", "position", "id"
     ):
         documents[document.message_id].append(document)
+    by_id = {message.pk: message for message in messages}
+    tree = Tree.of([(message.pk, message.parent_id) for message in messages])
+    lines = tree.branches(shown_leaf(tree, conversation.shown_leaf_id))
+    branch_of = {pk: number for number, line in enumerate(lines, 1) for pk in line}
     for message in messages:
+        siblings = tree.siblings(message.pk)
         message.review_documents = documents.get(message.pk, [])
         message.review_reports = reports.get(message.pk, [])
         message.review_calls = calls.get(message.pk, [])
-    return messages
+        message.review_shown = branch_of[message.pk] == 1
+        message.review_versions = len(siblings)
+        message.review_version = siblings.index(message.pk) + 1
+        message.review_others = [
+            (version, branch_of[pk], pk)
+            for version, pk in enumerate(siblings, 1)
+            if pk != message.pk
+        ]
+    return ReviewTranscript(
+        [
+            ReviewBranch(number, [by_id[pk] for pk in line], tree.parents[line[0]])
+            for number, line in enumerate(lines, 1)
+        ]
+    )

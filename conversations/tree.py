@@ -56,6 +56,37 @@ class Tree:
         """`pk` and the other messages with its parent, oldest first."""
         return self.children[self.parents[pk]]
 
+    def branches(self, leaf: int | None) -> list[list[int]]:
+        """Every message once, in lines a reader can follow: the path down to `leaf` first,
+        then each message off it starting a line of its own, down through the newest child
+        (as leaf_under). A line comes after the one it forks from, in the order of its fork,
+        and before the next line forking from that one (depth first)."""
+        if leaf is None:
+            return []
+        lines: list[list[int]] = []
+        pending = [self.path_to(leaf)]
+        while pending:
+            line = pending.pop()
+            steps = list(zip(line, [*line[1:], None], strict=True))
+            if not lines:  # the other first questions fork from the start
+                steps.insert(0, (None, line[0]))
+            lines.append(line)
+            forks = [
+                self._down_from(child)
+                for pk, following in steps
+                for child in self.children.get(pk, [])
+                if child != following
+            ]
+            pending.extend(reversed(forks))
+        return lines
+
+    def _down_from(self, pk: int) -> list[int]:
+        line = [pk]
+        while self.children.get(pk):
+            pk = self.children[pk][-1]
+            line.append(pk)
+        return line
+
 
 def shown_leaf(tree: Tree, chosen: int | None) -> int | None:
     """The end of the branch a conversation shows: the one chosen last, when it is still a

@@ -296,6 +296,91 @@ def test_transcript_names_documents_with_their_pages(client, user, reviewer):
     assert "thesis.pdf: 42 pages, application/pdf, 1.9\xa0MB, ~30000 tokens" in page
 
 
+def branched(owner):
+    """A conversation with a regenerated answer and an edited follow-up, each with its own
+    continuation, whose user switched back to the first follow-up."""
+    conversation, first_answer = exchange(owner, question="Hello", answer="First answer")
+    question = first_answer.parent
+    second = message_create(
+        conversation=conversation, role="assistant", text="Second answer", parent=question
+    )
+    follow_up = message_create(conversation=conversation, role="user", text="Follow-up")
+    kept = message_create(conversation=conversation, role="assistant", text="Kept answer")
+    edited = message_create(
+        conversation=conversation, role="user", text="Edited follow-up", parent=second
+    )
+    message_create(conversation=conversation, role="assistant", text="Answer to the edit")
+    Conversation.objects.filter(pk=conversation.pk).update(shown_leaf=kept)
+    return conversation, {
+        "question": question,
+        "first": first_answer,
+        "second": second,
+        "follow_up": follow_up,
+        "kept": kept,
+        "edited": edited,
+    }
+
+
+def test_transcript_shows_every_branch_and_marks_the_one_shown(client, user, reviewer):
+    conversation, m = branched(user)
+    as_user(client, reviewer)
+    page = client.get(change_url(conversation)).content.decode()
+    # The shown branch in order, then the other branches, each from where it forks.
+    order = [
+        "Hello",
+        "Second answer",
+        "Follow-up",
+        "Kept answer",
+        "First answer",
+        "Edited follow-up",
+        "Answer to the edit",
+    ]
+    places = [page.index(f">{text}<") for text in order]
+    assert places == sorted(places)
+    assert "Shown to the user" in page
+    assert page.count("Version 2 of 2 · shown to the user") == 1  # the regenerated answer
+    assert page.count("Version 1 of 2 · shown to the user") == 1  # the first follow-up
+    assert page.count("shown to the user</span>") == 2
+    assert f'forks after <a href="#review-message-{m["question"].pk}">' in page
+    assert "version 1 of 2 of the answer" in page
+    assert f'forks after <a href="#review-message-{m["second"].pk}">' in page
+    assert "version 2 of 2 of the question" in page
+    # Each version links to the others.
+    assert f'<a href="#review-message-{m["first"].pk}">1 of 2 (branch 2)</a>' in page
+    assert f'<a href="#review-message-{m["second"].pk}">2 of 2 (shown)</a>' in page
+    assert f'<a href="#review-message-{m["edited"].pk}">2 of 2 (branch 3)</a>' in page
+
+
+def test_transcript_without_branches_has_no_branch_labels(client, user, reviewer):
+    conversation, _ = exchange(user)
+    as_user(client, reviewer)
+    page = client.get(change_url(conversation)).content.decode()
+    assert "Version " not in page and "Shown to the user" not in page
+
+
+def test_transcript_costs_the_same_queries_however_many_branches(client, user, reviewer):
+    conversation, m = branched(user)
+    as_user(client, reviewer)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(change_url(conversation)).status_code == 200
+        return len(captured)
+
+    few = queries()
+    for n in range(5):  # more versions of both answers, the first's with a follow-up
+        answer = message_create(
+            conversation=conversation, role="assistant", text=f"A{n}", parent=m["question"]
+        )
+        message_create(conversation=conversation, role="user", text=f"Q{n}", parent=answer)
+        message_create(
+            conversation=conversation, role="assistant", text=f"B{n}", parent=m["follow_up"]
+        )
+    page = client.get(change_url(conversation)).content.decode()
+    assert "Branch 13" in page and "Version 7 of 7" in page
+    assert queries() == few
+
+
 # The list
 
 
@@ -430,6 +515,32 @@ def test_json_export_holds_exactly_the_selected_conversations(client, user, revi
     first = data["conversations"][0]
     assert [m["role"] for m in first["messages"]] == ["user", "assistant"]
     assert first["messages"][1]["reports"][0]["reason"] == "odd"
+    question, answer = first["messages"]
+    assert (question["parent"], answer["parent"]) == (None, question["id"])
+    assert question["on_shown_branch"] and answer["on_shown_branch"]
+
+
+def test_exports_give_each_message_its_parent_and_whether_it_was_shown(client, user, reviewer):
+    conversation, m = branched(user)
+    as_user(client, reviewer)
+    selected = {"_selected_action": [conversation.pk]}
+    data = json.loads(client.post(LIST, {"action": "export_json", **selected}).content)
+    (exported,) = data["conversations"]
+    assert exported["shown_leaf"] == m["kept"].pk
+    messages = {row["id"]: row for row in exported["messages"]}
+    assert len(messages) == 7
+    assert {pk: row["parent"] for pk, row in messages.items()} == dict(
+        conversation.messages.values_list("id", "parent_id")
+    )
+    shown = {pk for pk, row in messages.items() if row["on_shown_branch"]}
+    assert shown == {m[k].pk for k in ("question", "second", "follow_up", "kept")}
+
+    response = client.post(LIST, {"action": "export_csv", **selected})
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert {int(r["message_id"]): r["parent_id"] for r in rows} == {
+        pk: "" if row["parent"] is None else str(row["parent"]) for pk, row in messages.items()
+    }
+    assert {int(r["message_id"]) for r in rows if r["on_shown_branch"] == "True"} == shown
 
 
 def test_csv_export_holds_exactly_the_selected_conversations(client, user, reviewer):

@@ -285,6 +285,35 @@ def test_conversation_page_queries_do_not_grow_with_messages(signed_in, conversa
     assert len(branched) == len(few)
 
 
+def test_branch_switch_and_thread_queries_do_not_grow_with_messages(signed_in, conversation):
+    switch = reverse("conversation_branch", kwargs={"pk": conversation.pk})
+    thread = reverse("thread", kwargs={"pk": conversation.pk})
+
+    def queries(last_answer) -> tuple[int, int]:
+        again = Message.objects.create(
+            conversation=conversation, role="assistant", text="again", parent=last_answer.parent
+        )
+        counts = []
+        for url, data in ((switch, {"message": last_answer.pk}), (thread, None)):
+            with CaptureQueriesContext(connection) as captured:
+                response = signed_in.post(url, data) if data else signed_in.get(url)
+            assert response.status_code == 200
+            assert response.json()["leaf"] == last_answer.pk
+            counts.append(len(captured))
+        Message.objects.filter(pk=again.pk).delete()
+        return tuple(counts)
+
+    _add_messages(conversation, 4)
+    few = queries(conversation.messages.order_by("id").last())
+    _add_messages(conversation, 996)
+    answers = Message.objects.filter(conversation=conversation, role="assistant")
+    Message.objects.bulk_create(  # every answer regenerated once
+        Message(conversation=conversation, role="assistant", text="again", parent_id=a.parent_id)
+        for a in answers
+    )
+    assert queries(answers.order_by("id").last()) == few
+
+
 def test_a_long_conversation_shows_its_end_and_loads_the_rest_on_demand(
     signed_in, conversation, settings
 ):

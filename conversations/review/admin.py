@@ -261,10 +261,11 @@ class ConversationAdmin(admin.ModelAdmin):
 
     @admin.display(description="")
     def transcript(self, obj: Conversation) -> SafeString:
-        """The whole conversation as its user saw it: answers as their stored sanitized
-        HTML (rendered now, the same way, if a restart cut them before it was stored)."""
-        rows = review_transcript(conversation_id=obj.pk)
-        for message in rows:
+        """The whole conversation as its user saw it, every branch of it: answers as their
+        stored sanitized HTML (rendered now, the same way, if a restart cut them before it
+        was stored)."""
+        transcript = review_transcript(conversation=obj)
+        for message in transcript.messages:
             if message.role == Message.Role.ASSISTANT and message.text and not message.html:
                 message.html = render_markdown(message.text)
             message.review_cost = sum((c.cost_usd for c in message.review_calls), Decimal(0))
@@ -273,7 +274,11 @@ class ConversationAdmin(admin.ModelAdmin):
                 for part in message.parts or []
                 if not (isinstance(part, dict) and part.get("type") == "document")
             ]
-        return render_to_string("admin/conversations/transcript.html", {"messages": rows})
+        branches = transcript.branches
+        return render_to_string(
+            "admin/conversations/transcript.html",
+            {"branches": branches, "several": len(branches) > 1},
+        )
 
     def change_view(
         self,
@@ -342,6 +347,8 @@ class ConversationAdmin(admin.ModelAdmin):
                 "review_status",
                 "review_notes",
                 "message_id",
+                "parent_id",
+                "on_shown_branch",
                 "role",
                 "status",
                 "model",
@@ -364,6 +371,8 @@ class ConversationAdmin(admin.ModelAdmin):
                             conversation["review_status"],
                             conversation["review_notes"],
                             m["id"],
+                            m["parent"],
+                            m["on_shown_branch"],
                             m["role"],
                             m["status"],
                             m["model"],

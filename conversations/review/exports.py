@@ -1,6 +1,7 @@
 """Conversations written out for reviewers, as JSON or CSV from the admin's actions: each
-with its messages, images, documents and reports, in a few queries whatever the selection,
-with spreadsheet formulas defused and no long strings (data URLs) copied."""
+with its messages (every branch of its tree, each message with its parent and whether it is
+on the branch shown to the user), images, documents and reports, in a few queries whatever
+the selection, with spreadsheet formulas defused and no long strings (data URLs) copied."""
 
 from decimal import Decimal
 from typing import Any
@@ -8,6 +9,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from conversations.models import Attachment, Conversation, Document, Message, Report
+from conversations.tree import Tree, shown_leaf
 
 # A spreadsheet runs a cell starting with one of these as a formula; model output and user
 # text are untrusted, so such cells are exported with a leading apostrophe.
@@ -32,11 +34,22 @@ def conversations_export(queryset: QuerySet[Conversation]) -> list[dict[str, Any
         documents.setdefault(document.message_id, []).append(
             {"name": document.name, "pages": document.page_count, "mime": document.mime}
         )
+    pairs: dict[int, list[tuple[int, int | None]]] = {pk: [] for pk in ids}
+    for m in messages:
+        pairs[m.conversation_id].append((m.pk, m.parent_id))
+    shown: dict[int, int | None] = {}  # each conversation's shown leaf
+    on_shown_branch: set[int] = set()
+    for c in conversations:
+        tree = Tree.of(pairs[c.pk])
+        shown[c.pk] = leaf = shown_leaf(tree, c.shown_leaf_id)
+        on_shown_branch.update(tree.path_to(leaf) if leaf is not None else [])
     by_conversation: dict[int, list[dict[str, Any]]] = {pk: [] for pk in ids}
     for m in messages:
         by_conversation[m.conversation_id].append(
             {
                 "id": m.pk,
+                "parent": m.parent_id,
+                "on_shown_branch": m.pk in on_shown_branch,
                 "role": m.role,
                 "status": m.status,
                 "model": m.model,
@@ -66,6 +79,7 @@ def conversations_export(queryset: QuerySet[Conversation]) -> list[dict[str, Any
             "review_notes": c.review_notes,
             "tokens": c.tokens,
             "cost_usd": str(c.cost),
+            "shown_leaf": shown[c.pk],
             "messages": by_conversation[c.pk],
         }
         for c in conversations

@@ -1,8 +1,10 @@
 """The review journey: a user reports an answer from the chat, a reviewer finds it first in
 the admin's queue, reads the transcript as the user saw it and marks it reviewed; an admin
-reads the usage charts. Every admin page runs under the site's Content-Security-Policy: a
-violation is a console error, which fails the test. With UPDATE_SCREENSHOTS=1 the reviewed
-transcript is kept as docs/screenshot-admin-review.png."""
+reads the usage charts; a transcript with branches shows each version where it forks, in
+every look and clean under axe. Every admin page runs under the site's
+Content-Security-Policy: a violation is a console error, which fails the test. With
+UPDATE_SCREENSHOTS=1 the reviewed transcript is kept as docs/screenshot-admin-review.png and
+the branches as docs/screenshot-admin-branches-{light,dark,phone}.png."""
 
 import os
 import uuid
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.e2e.axe import LOOKS, violations
 from tests.e2e.conftest import PASSWORD, ROOT, last_answer, send, sign_up
 from tests.fake_mistral import Reply, split_tokens
 
@@ -110,3 +113,77 @@ def test_usage_page_draws_its_charts(page: Page, fake, site_shell):
             "img => img.complete && img.naturalWidth > 0", arg=chart.element_handle()
         )
     expect(page.locator(".usage-table").first).to_contain_text("mistral-small-latest")
+
+
+# A conversation with a regenerated answer (its first version reported) and an edited
+# follow-up, each with its own continuation; the user went back to the first follow-up.
+BRANCHED = """
+from decimal import Decimal
+from django.contrib.auth.models import User
+from conversations.models import ApiCall, Conversation, Message, Report
+from conversations.rendering import render_markdown
+owner = User.objects.create_user(OWNER, password=None)
+c = Conversation.objects.create(owner=owner, model="mistral-small-latest")
+Conversation.objects.filter(pk=c.pk).update(title="Rivers of Lyon")
+def say(text, parent):
+    return Message.objects.create(conversation=c, role="user", text=text, parent=parent)
+def answer(text, parent, tokens):
+    m = Message.objects.create(
+        conversation=c, role="assistant", text=text, html=render_markdown(text), parent=parent,
+        model="mistral-small-latest", prompt_tokens=tokens, completion_tokens=tokens // 2,
+        duration_ms=900 + tokens, time_to_first_token_ms=180, finish_reason="stop",
+    )
+    ApiCall.objects.create(
+        kind="chat", model=m.model, status="complete", user=owner, conversation=c, message=m,
+        prompt_tokens=tokens, completion_tokens=tokens // 2, cost_usd=Decimal(tokens) / 10**6,
+    )
+    return m
+q = say("Which river runs through Lyon?", None)
+first = answer("The **Seine** runs through Lyon.", q, 12)
+Report.objects.create(message=first, user=owner, reason="It is the Rhône and the Saône.")
+second = answer("Two: the **Rhône** and the **Saône**, which meet at the Confluence.", q, 14)
+follow = say("Where exactly do they meet?", second)
+kept = answer("At the southern tip of the *Presqu'île*, by the Musée des Confluences.", follow, 40)
+edited = say("Which of the two is longer?", second)
+answer("The Rhône: about 813 km, against 473 km for the Saône.", edited, 38)
+Conversation.objects.filter(pk=c.pk).update(shown_leaf=kept)
+"""
+
+
+def test_transcript_with_branches_shows_every_version_in_every_look(
+    page: Page, site_shell, tmp_path
+):
+    owner = f"rivers{uuid.uuid4().hex[:8]}"
+    site_shell(f"OWNER = {owner!r}\n" + BRANCHED)
+    _admin_login(page, _staff(site_shell, superuser=False))
+    page.goto(f"/admin/conversations/conversation/?q={owner}")
+    page.get_by_role("link", name="Rivers of Lyon").click()
+    url = page.url
+    out = ROOT / "docs" if os.environ.get("UPDATE_SCREENSHOTS") else Path(tmp_path)
+    found: list[str] = []
+    for look, viewport, scheme in LOOKS:
+        page.set_viewport_size(viewport)
+        page.emulate_media(color_scheme=scheme, reduced_motion="reduce")
+        page.goto(url)
+        transcript = page.locator(".review-transcript")
+        shown = transcript.get_by_role("region", name="Shown to the user")
+        expect(shown.locator(".review-msg")).to_have_count(4)
+        expect(shown.locator(".review-version--shown")).to_have_text(
+            ["Version 2 of 2 · shown to the user", "Version 1 of 2 · shown to the user"]
+        )
+        expect(transcript.locator(".review-branch")).to_have_count(3)
+        second = transcript.get_by_role("region", name="Branch 2")
+        expect(second).to_contain_text("version 1 of 2 of the answer")
+        expect(second.locator(".review-report")).to_contain_text("It is the Rhône")
+        third = transcript.get_by_role("region", name="Branch 3")
+        expect(third).to_contain_text("version 2 of 2 of the question")
+        expect(third.locator(".review-facts")).to_contain_text("38 in · 19 out")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= viewport["width"], f"{look}: the page scrolls sideways ({width} px)"
+        found += violations(page, f"{look} transcript with branches", read_stylesheets=False)
+        page.screenshot(
+            animations="disabled",
+            path=out / f"screenshot-admin-branches-{look}.png",
+            full_page=True,
+        )
+    assert not found, "\n".join(found)
