@@ -55,7 +55,8 @@ def test_a_batch_stores_each_question_with_its_own_history(user, other_user):
     ]
     # The questions first, in one statement, then their answers under them.
     assert ours.question.pk < theirs.question.pk < ours.answer.pk < theirs.answer.pk
-    assert (ours.answer.parent_id, theirs.answer.parent_id) == (ours.question.pk, theirs.question.pk)
+    parents = (ours.answer.parent_id, theirs.answer.parent_id)
+    assert parents == (ours.question.pk, theirs.question.pk)
     first.refresh_from_db()
     assert first.updated_at == ours.conversation.updated_at
     assert not ours.created
