@@ -121,7 +121,7 @@ export class ModelMenu {
     });
   }
 
-  toggle(button, models, current) {
+  toggle(button, models) {
     if (this.menu && this.button === button) {
       this.close();
       return;
@@ -140,7 +140,6 @@ export class ModelMenu {
       pick.setAttribute("role", "menuitem");
       pick.tabIndex = -1;
       pick.textContent = model.local ? model.name.split(",")[0] : model.id;
-      if (model.id === current) pick.append(" (this answer’s)");
       pick.addEventListener("click", () => {
         this.close();
         this.onPick(button, model.id);
