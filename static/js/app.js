@@ -1,14 +1,16 @@
 // The chat page: wires the socket, the thread, the sidebar, the composer and the dialogs.
 // Server data reaches us through data-* attributes on <body> (no inline script: see the CSP).
 // Over 400 lines: it is where every part of the page meets (frames to the thread, the
-// composer's sends, the dialogs, the shortcuts); each part's own logic is in its module.
+// composer's sends, the messages' actions, the dialogs, the shortcuts); each part's own
+// logic is in its module.
 
+import { ModelMenu, siblingsOf, sourceText } from "./actions.js";
 import { AttachmentTray, wireImageViewer } from "./attachments.js";
 import { Composer } from "./composer.js";
 import { DocumentTray, wireCitations } from "./documents.js";
-import { wireCopyButtons } from "./copy.js";
+import { copyText, wireCopyButtons } from "./copy.js";
 import { DeleteDialog, RenameDialog, SettingsDialog } from "./dialogs.js";
-import { urlFor } from "./http.js";
+import { postForm, urlFor } from "./http.js";
 import { fetchModels, ModelPicker } from "./models.js";
 import { ReportDialog } from "./report.js";
 import { wireShortcuts } from "./shortcuts.js";
@@ -20,6 +22,8 @@ import { answerText, Thread } from "./thread.js";
 const config = document.body.dataset;
 const $ = (selector) => document.querySelector(selector);
 const MODEL_KEY = "mistral-chat.model";
+// A conversation forked from a question opens with that question in its box.
+const DRAFT_KEY = "mistral-chat.draft.";
 const SESSION_END_GRACE_MS = 600;
 
 const state = {
@@ -29,6 +33,10 @@ const state = {
   // Sent, and its message frames not back yet: keeps Send from firing twice.
   sending: false,
   lastSent: "",
+  // What the last frame sent was: "send" or "edit" come back to the box when refused.
+  lastKind: "send",
+  // The chat models, for Regenerate's menu.
+  models: [],
 };
 
 // Thread
@@ -52,8 +60,9 @@ const thread = new Thread({
 
 // A long conversation's page shows its end; earlier messages come in on demand, above,
 // without moving what the reader is looking at.
-const earlierButton = $("#thread-earlier");
-earlierButton?.addEventListener("click", async () => {
+$("#thread-scroll").addEventListener("click", async (event) => {
+  const earlierButton = event.target.closest("#thread-earlier");
+  if (!earlierButton) return;
   earlierButton.disabled = true;
   try {
     const response = await fetch(`${earlierButton.dataset.url}?before=${earlierButton.dataset.before}`, {
@@ -64,7 +73,7 @@ earlierButton?.addEventListener("click", async () => {
     const { html, earlier } = await response.json();
     const scroller = $("#thread-scroll");
     const fromBottom = scroller.scrollHeight - scroller.scrollTop;
-    $("#thread").insertAdjacentHTML("afterbegin", html); // rendered and sanitized by the server
+    thread.prepend(html); // rendered and sanitized by the server
     scroller.scrollTop = scroller.scrollHeight - fromBottom;
     const first = $("#thread .msg");
     if (earlier && first) earlierButton.dataset.before = first.dataset.id;
@@ -77,11 +86,170 @@ earlierButton?.addEventListener("click", async () => {
   }
 });
 
+// The "Show earlier messages" button of a thread just put in: there when the branch has
+// more above what it shows.
+function showEarlierButton(earlier) {
+  let button = $("#thread-earlier");
+  const first = $("#thread .msg");
+  if (!earlier || !first) {
+    button?.remove();
+    return;
+  }
+  if (!button) {
+    button = document.createElement("button");
+    button.type = "button";
+    button.className = "btn btn--small thread-earlier";
+    button.id = "thread-earlier";
+    button.textContent = "Show earlier messages";
+    $("#thread-scroll").prepend(button);
+  }
+  button.dataset.url = urlFor(config.earlierUrl, state.conversation);
+  button.dataset.before = first.dataset.id;
+}
+
+// Another branch's thread ({html, earlier, leaf}), from a switch here or in another tab.
+function showBranch({ html, earlier }) {
+  modelMenu.close(false);
+  thread.replace(html); // rendered and sanitized by the server
+  showEarlierButton(earlier);
+  refresh();
+}
+
+async function reloadThread() {
+  const id = state.conversation;
+  try {
+    const response = await fetch(urlFor(config.threadUrl, id), {
+      headers: { Accept: "application/json" },
+      credentials: "same-origin",
+    });
+    if (!response.ok) throw new Error(`status ${response.status}`);
+    const data = await response.json();
+    if (id === state.conversation) showBranch(data);
+  } catch {
+    notice("Could not load the conversation's new branch. Reload the page.");
+  }
+}
+
 $("#thread").addEventListener("click", (event) => {
   const retry = event.target.closest("[data-retry]");
-  if (!retry) return;
-  if (!socket.send({ type: "retry", message: Number(retry.dataset.retry) })) notConnected();
+  if (retry) {
+    sendAction({ type: "retry", message: Number(retry.dataset.retry) });
+    return;
+  }
+  const button = event.target.closest("[data-action]");
+  const el = button?.closest(".msg");
+  if (!el) return;
+  const id = Number(el.dataset.id);
+  switch (button.dataset.action) {
+    case "copy":
+      copyMessage(el, button);
+      break;
+    case "edit":
+      editQuestion(el);
+      break;
+    case "fork":
+      fork(id);
+      break;
+    case "regenerate":
+      sendAction({ type: "regenerate", message: id });
+      break;
+    case "models":
+      modelMenu.toggle(button, state.models);
+      break;
+    case "continue":
+      sendAction({ type: "continue", message: id });
+      break;
+    case "previous":
+    case "next":
+      switchVersion(el, button.dataset.action);
+      break;
+  }
 });
+
+const modelMenu = new ModelMenu({
+  onPick: (button, model) => {
+    const id = Number(button.closest(".msg").dataset.id);
+    sendAction({ type: "regenerate", message: id, model });
+  },
+});
+
+// Regenerate, continue, retry: frames about an answer, nothing from the box.
+function sendAction(frame) {
+  if (!socket.send(frame)) {
+    notConnected();
+    return;
+  }
+  state.lastKind = "action";
+  notice("");
+}
+
+async function copyMessage(el, button) {
+  const what = el.dataset.role === "user" ? "the question" : "the answer";
+  const ok = await copyText(sourceText(el));
+  announce(ok ? `Copied ${what}.` : `Could not copy ${what}.`);
+  if (!button) return;
+  button.querySelector("use").setAttribute("href", ok ? "#i-check" : "#i-copy");
+  button.classList.toggle("is-copied", ok);
+  clearTimeout(button.copyTimer);
+  button.copyTimer = setTimeout(() => {
+    button.querySelector("use").setAttribute("href", "#i-copy");
+    button.classList.remove("is-copied");
+  }, 2000);
+}
+
+// The question's text and files, into the box to be edited (static/js/composer.js).
+function editQuestion(el) {
+  composer.startEdit({
+    id: Number(el.dataset.id),
+    text: el.querySelector(".bubble").textContent,
+    images: Array.from(el.querySelectorAll(".msg-image-open"), (open) => ({
+      id: Number(open.dataset.attachment),
+      url: open.dataset.imageUrl,
+      name: open.dataset.name,
+    })),
+    documents: Array.from(el.querySelectorAll(".msg-doc"), (doc) => ({
+      id: Number(doc.dataset.document),
+      name: doc.querySelector(".msg-doc-name").textContent,
+      pages: parseInt(doc.querySelector(".msg-doc-pages").textContent, 10) || 0,
+    })),
+  });
+}
+
+async function fork(id) {
+  const body = new FormData();
+  body.append("message", String(id));
+  const result = await postForm(urlFor(config.forkUrl, state.conversation), body);
+  if (!result.ok) {
+    notice(Object.values(result.data.errors ?? {}).flat()[0] ?? "The conversation could not be forked.");
+    return;
+  }
+  if (result.data.draft) sessionStorage.setItem(`${DRAFT_KEY}${result.data.conversation.id}`, result.data.draft);
+  location.assign(result.data.url);
+}
+
+// "‹ 2 / 3 ›": the branch through the message's previous or next sibling, here and in
+// every tab. Focus stays on the arrow pressed (or the other, at the end of the list).
+async function switchVersion(el, direction) {
+  const siblings = siblingsOf(el);
+  const at = siblings.indexOf(Number(el.dataset.id)) + (direction === "next" ? 1 : -1);
+  if (at < 0 || at >= siblings.length) return false;
+  const body = new FormData();
+  body.append("message", String(siblings[at]));
+  const result = await postForm(urlFor(config.branchUrl, state.conversation), body);
+  if (!result.ok) {
+    notice(Object.values(result.data.errors ?? {}).flat()[0] ?? "That version could not be shown.");
+    return true;
+  }
+  const hadFocus = el.contains(document.activeElement);
+  showBranch(result.data);
+  const shown = thread.get(siblings[at]);
+  if (hadFocus && shown) {
+    const same = shown.querySelector(`.msg-versions [data-action="${direction}"]`);
+    (same.disabled ? shown.querySelector(".msg-versions button:not(:disabled)") : same)?.focus();
+  }
+  announce(`Version ${at + 1} of ${siblings.length}.`);
+  return true;
+}
 
 // Socket
 
@@ -139,7 +307,11 @@ function handleFrame(frame) {
   switch (frame.type) {
     case "subscribed":
       if (frame.conversation !== state.conversation) return;
+      if (frame.reload) reloadThread(); // the branch changed while this tab was away
       for (const m of frame.messages) thread.applyMessage(m);
+      break;
+    case "branch":
+      if (frame.conversation === state.conversation && thread.newestId() !== frame.leaf) reloadThread();
       break;
     case "message": {
       const m = frame.message;
@@ -148,7 +320,7 @@ function handleFrame(frame) {
         if (!(state.creating && thread.newestId() === null)) return;
         adopt(m.conversation);
       }
-      thread.applyMessage(m, { follow: m.role === "user" });
+      thread.applyMessage(m, { follow: m.role === "user", branch: frame.branch === true });
       if (frame.totals) showTotals(frame.totals);
       if (m.role === "assistant") state.sending = false;
       if (m.role === "user" && m.documents?.length) documents.refreshPreview();
@@ -190,9 +362,9 @@ function handleError(frame) {
   const refused = [
     "empty_message", "too_long", "invalid", "busy", "too_many_images", "invalid_attachment",
     "too_many_documents", "invalid_document", "document_not_ready", "restarting", "unknown_model",
-    "too_many_questions", "too_many_answers", "too_many_conversations",
+    "too_many_questions", "too_many_answers", "too_many_conversations", "not_branchable",
   ];
-  if (refused.includes(frame.code)) composer.restore(state.lastSent);
+  if (refused.includes(frame.code) && state.lastKind !== "action") composer.restore(state.lastSent);
   if (state.creating && state.conversation === null) state.creating = false;
   if (frame.code === "not_found" && state.conversation !== null && !sidebar.has(state.conversation)) {
     notice("This conversation no longer exists.");
@@ -250,10 +422,26 @@ const composer = new Composer({
   button: $("#send-btn"),
   attachments,
   documents,
+  editBar: $("#edit-bar"),
   onWait: notice,
   onSend: send,
+  onEdit: sendEdit,
   onStop: stop,
 });
+
+function sendEdit(id, text, attachmentIds, documentIds) {
+  const frame = { type: "edit", message: id, text, attachments: attachmentIds, documents: documentIds };
+  if (!socket.send(frame)) {
+    notConnected();
+    return false;
+  }
+  state.sending = true;
+  state.lastSent = text;
+  state.lastKind = "edit";
+  notice("");
+  refresh();
+  return true;
+}
 
 function stop() {
   if (state.conversation !== null) socket.send({ type: "stop", conversation: state.conversation });
@@ -276,6 +464,7 @@ function send(text, attachmentIds = [], documentIds = []) {
   }
   state.sending = true;
   state.lastSent = text;
+  state.lastKind = "send";
   notice("");
   refresh();
   return true;
@@ -386,6 +575,7 @@ const picker = new ModelPicker({
 
 fetchModels(config.modelsUrl).then(({ models, problems }) => {
   picker.showProblems(problems);
+  state.models = models;
   if (!models.length) return;
   if (!models.some((m) => m.vision)) attachments.refuse("No model on this server can see images.");
   const remembered = localStorage.getItem(MODEL_KEY);
@@ -484,18 +674,60 @@ wireShortcuts({
     stop();
     return true;
   },
+  // As its Copy button does: the markdown, once the answer has ended.
   lastAnswer: () => {
-    const answers = document.querySelectorAll("#thread .msg--assistant");
-    return answers.length ? answerText(answers[answers.length - 1]) : "";
+    const answer = lastOf("assistant");
+    if (!answer) return "";
+    return (!["pending", "streaming"].includes(answer.dataset.status) && sourceText(answer)) || answerText(answer);
   },
   lastCode: () => {
     const blocks = document.querySelectorAll("#thread .code-block code");
     return blocks.length ? blocks[blocks.length - 1].textContent : "";
   },
+  regenerateLast: () => {
+    const answer = lastOf("assistant");
+    if (!answer) announce("There is no answer to regenerate.");
+    else if (thread.isBusy()) announce("An answer is still being written.");
+    else sendAction({ type: "regenerate", message: Number(answer.dataset.id) });
+  },
+  editLast: () => {
+    const question = lastOf("user");
+    if (question) editQuestion(question);
+    else announce("There is no question to edit.");
+  },
+  editLastFromBox: (event) => {
+    const question = lastOf("user");
+    if (event.target.id !== "composer-input" || event.target.value || composer.editing !== null || !question) return false;
+    editQuestion(question);
+  },
+  previousVersion: () => versionOfLastAnswer("previous"),
+  nextVersion: () => versionOfLastAnswer("next"),
   announce,
 });
+
+function lastOf(role) {
+  const all = document.querySelectorAll(`#thread > .msg[data-role="${role}"]`);
+  return all.length ? all[all.length - 1] : null;
+}
+
+async function versionOfLastAnswer(direction) {
+  const answer = lastOf("assistant");
+  if (!answer || siblingsOf(answer).length < 2) {
+    announce("The last answer has no other versions.");
+    return;
+  }
+  if (!(await switchVersion(answer, direction))) {
+    announce(direction === "next" ? "This is the newest version." : "This is the first version.");
+  }
+}
 thread.scrollToEnd();
 refresh();
 socket.connect();
 if (state.conversation === null) composer.focus();
 else documents.refreshPreview(); // the conversation's documents, if it has any
+const draft = state.conversation === null ? null : sessionStorage.getItem(`${DRAFT_KEY}${state.conversation}`);
+if (draft !== null) {
+  sessionStorage.removeItem(`${DRAFT_KEY}${state.conversation}`);
+  composer.set(draft);
+  composer.focus();
+}

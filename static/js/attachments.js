@@ -99,6 +99,18 @@ export class AttachmentTray extends UploadTray {
     this.changed();
   }
 
+  // An image the edited question was sent with, kept unless taken out.
+  addSent({ id, url, name }) {
+    const item = { file: { name }, id, xhr: null, sent: true, el: itemElement(name) };
+    item.el.dataset.state = "ready";
+    item.el.dataset.id = String(id);
+    const img = item.el.querySelector("img");
+    img.src = url;
+    img.alt = `Image you sent (${name})`;
+    this.track(item);
+    this.changed();
+  }
+
   ids() {
     return this.items.filter((item) => item.id !== null).map((item) => item.id);
   }
@@ -144,6 +156,8 @@ export function imageList(attachments) {
     const open = document.createElement("button");
     open.type = "button";
     open.className = "msg-image-open";
+    open.dataset.attachment = String(a.id);
+    open.dataset.name = a.name;
     open.dataset.imageUrl = a.url;
     open.dataset.originalUrl = a.original_url;
     open.dataset.caption = sentCaption(a);

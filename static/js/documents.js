@@ -112,6 +112,16 @@ export class DocumentTray extends UploadTray {
     super.drop(item);
   }
 
+  // A document the edited question was sent with, kept unless taken out.
+  addSent({ id, name, pages }) {
+    const item = { file: { name }, id, ready: true, sent: true, xhr: null, timer: null, el: itemElement(name) };
+    item.el.dataset.state = "ready";
+    item.el.dataset.id = String(id);
+    setStatus(item, `${plural(pages, "page")} · sent`);
+    this.track(item);
+    this.changed();
+  }
+
   ids() {
     return this.items.filter((item) => item.ready).map((item) => item.id);
   }
@@ -195,6 +205,7 @@ export function documentList(documents) {
   for (const d of documents) {
     const item = document.createElement("li");
     item.className = "msg-doc";
+    item.dataset.document = String(d.id);
     const name = document.createElement("span");
     name.className = "msg-doc-name";
     name.textContent = d.name;

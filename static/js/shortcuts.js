@@ -16,15 +16,22 @@ export const SHORTCUTS = [
   { group: "Message box", keys: ["Shift+Enter"], label: "New line" },
   { group: "Message box", keys: ["Escape"], label: "Stop the answer", action: "stop", typing: true },
   { group: "Message box", keys: ["Shift+Escape"], label: "Focus the message box", action: "focusComposer", typing: true },
+  { group: "Message box", keys: ["ArrowUp"], label: "Edit the last question, from an empty box", action: "editLastFromBox", typing: true },
   { group: "Conversations", keys: ["Mod+Shift+O"], label: "New chat", action: "newChat" },
   { group: "Answers", keys: ["Mod+Shift+C"], label: "Copy the last answer", action: "copyLastAnswer" },
   { group: "Answers", keys: ["Mod+Shift+;"], label: "Copy the last code block", action: "copyLastCode" },
+  { group: "Answers", keys: ["Mod+Shift+Enter"], label: "Regenerate the last answer", action: "regenerateLast" },
+  { group: "Answers", keys: ["Mod+Shift+E"], label: "Edit the last question", action: "editLast" },
+  { group: "Answers", keys: ["Mod+Shift+,"], label: "Previous version of the last answer", action: "previousVersion" },
+  { group: "Answers", keys: ["Mod+Shift+."], label: "Next version of the last answer", action: "nextVersion" },
   { group: "Help", keys: ["?", "Mod+/"], label: "Show these shortcuts", action: "help" },
 ];
 
 export const IS_MAC = /Mac|iPhone|iPad/.test(navigator.userAgentData?.platform ?? navigator.platform);
 
-const LABELS = { Mod: IS_MAC ? "⌘" : "Ctrl", Shift: "Shift", Alt: IS_MAC ? "⌥" : "Alt", Escape: "Esc" };
+const LABELS = { Mod: IS_MAC ? "⌘" : "Ctrl", Shift: "Shift", Alt: IS_MAC ? "⌥" : "Alt", Escape: "Esc", ArrowUp: "↑" };
+// Punctuation by its place on the keyboard too: Shift turns "," into "<" on many layouts.
+const PUNCTUATION = { Semicolon: ";", Comma: ",", Period: "." };
 
 // What a key press means: "Mod+Shift+O" for Ctrl or ⌘ with Shift and O, in the order the
 // list writes them. Letters by their place on the keyboard (event.code), so Shift or ⌥ do
@@ -35,10 +42,10 @@ export function pressed(event) {
   if (event.altKey) parts.push("Alt");
   let key = event.key;
   if (/^Key[A-Z]$/.test(event.code)) key = event.code.slice(3);
-  else if (event.code === "Semicolon") key = ";";
+  else if (event.code in PUNCTUATION) key = PUNCTUATION[event.code];
   else if (event.code === "Slash" && parts.includes("Mod")) key = "/";
   // "?" is Shift and "/" on most layouts: Shift is part of the character, not a modifier.
-  const shifted = event.shiftKey && (key.length > 1 || /[A-Z;/]/.test(key));
+  const shifted = event.shiftKey && (key.length > 1 || /[A-Z;,./]/.test(key));
   if (shifted) parts.push("Shift");
   parts.push(key);
   return parts.join("+");
@@ -54,7 +61,8 @@ export function keyLabel(keys) {
 }
 
 // actions: {stop() -> bool (false: nothing to stop), focusComposer(), newChat(), lastAnswer()
-// -> text, lastCode() -> text, announce(text)}.
+// -> text, lastCode() -> text, regenerateLast(), editLast(), editLastFromBox(event) -> bool,
+// previousVersion(), nextVersion(), announce(text)}. Each is given the key's event.
 export function wireShortcuts({ help, helpButton, announce, ...actions }) {
   const run = {
     ...actions,
@@ -75,7 +83,7 @@ export function wireShortcuts({ help, helpButton, announce, ...actions }) {
     const shortcut = SHORTCUTS.find((s) => s.action && s.keys.includes(key));
     if (!shortcut) return;
     if (!key.startsWith("Mod+") && !shortcut.typing && isTyping(event.target)) return;
-    if (run[shortcut.action]() === false) return; // nothing to do: the key keeps its meaning
+    if (run[shortcut.action](event) === false) return; // nothing to do: the key keeps its meaning
     event.preventDefault();
   });
 }

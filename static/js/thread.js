@@ -3,8 +3,14 @@
 //
 // Deltas follow docs/protocol.md: apply only seq = last + 1, drop older ones as duplicates,
 // and on a gap ask the server for the whole answer (resync) instead of guessing.
+//
+// The thread shows one branch of the conversation's tree. A message frame marked `branch`
+// starts a new one (a regenerated answer, an edited question): what followed its parent
+// goes. Any other new message belongs here only when it follows the last one shown; else it
+// is on another branch, and it and its deltas are ignored (off the path) rather than resynced.
 
 import { imageList } from "./attachments.js";
+import { decorate } from "./actions.js";
 import { documentList } from "./documents.js";
 import { icon } from "./icons.js";
 import { usdShort } from "./money.js";
@@ -23,6 +29,8 @@ export class Thread {
     this.onResync = onResync;
     this.onAnswerEnd = onAnswerEnd;
     this.resyncSentAt = new Map();
+    this.offPath = new Set();
+    for (const el of this.messages()) decorate(el);
   }
 
   get(id) {
@@ -46,15 +54,29 @@ export class Thread {
     this.scroller.scrollTop = this.scroller.scrollHeight;
   }
 
-  applyMessage(m, { follow = false } = {}) {
-    this.keepingBottom(follow, () => {
-      let el = this.get(m.id);
+  applyMessage(m, { follow = false, branch = false } = {}) {
+    let el = this.get(m.id);
+    if (!el) {
+      if (this.offPath.has(m.id)) return;
+      if (branch) this.cutAfter(m.parent ?? null);
+      else if (!("parent" in m)) {
+        // An answer's ending says no parent: ask where an unknown one belongs.
+        this.resync(m.id);
+        return;
+      } else if (m.parent !== this.newestId()) {
+        this.offPath.add(m.id);
+        return;
+      }
+    }
+    this.keepingBottom(follow || branch, () => {
       if (!el) {
         el = m.role === "user" ? userElement(m.id) : assistantElement(m.id);
         this.insert(el, m.id);
       }
       const wasActive = ACTIVE.has(el.dataset.status);
       el.dataset.status = m.status;
+      if ("parent" in m) el.dataset.parent = m.parent ?? "";
+      if (m.siblings) el.dataset.siblings = m.siblings.join(" ");
       if (m.role === "user") {
         el.querySelector(".bubble").textContent = m.text;
         if (m.attachments?.length && !el.querySelector(".msg-images")) {
@@ -63,6 +85,7 @@ export class Thread {
         if (m.documents?.length && !el.querySelector(".msg-docs")) {
           el.querySelector(".bubble").before(documentList(m.documents));
         }
+        decorate(el);
         return;
       }
       const settled = el.querySelector(".msg-settled");
@@ -87,6 +110,9 @@ export class Thread {
       el.querySelector(".msg-error-text").textContent = m.error_text || "";
       el.querySelector(".msg-meta").textContent = ACTIVE.has(m.status) ? "" : answerMeta(m);
       el.querySelector(".msg-note").textContent = m.notice || "";
+      el.querySelector(".msg-source").content.textContent = m.text ?? "";
+      el.dataset.finish = m.finish_reason ?? "";
+      decorate(el);
       if (wasActive && !ACTIVE.has(m.status)) this.onAnswerEnd?.(m);
     });
   }
@@ -95,6 +121,7 @@ export class Thread {
     const el = this.get(d.message);
     const last = el?.dataset.seq === "" ? NaN : Number(el?.dataset.seq);
     if (el && !ACTIVE.has(el.dataset.status)) return; // the answer has ended: a straggler
+    if (!el && this.offPath.has(d.message)) return; // on another branch
     if (!el || Number.isNaN(last)) {
       // Unknown here, or known only from the page (no seq yet): ask for the whole state.
       if (!el || el.dataset.role === "assistant") this.resync(d.message);
@@ -130,6 +157,33 @@ export class Thread {
     if (now - (this.resyncSentAt.get(id) ?? -Infinity) < RESYNC_INTERVAL_MS) return;
     this.resyncSentAt.set(id, now);
     this.onResync(id);
+  }
+
+  // A new branch from `parent` (null: from the start): the messages after it go. Ids grow
+  // along a branch, so they are the ones with greater ids.
+  cutAfter(parent) {
+    for (const el of this.messages()) {
+      if (parent === null || Number(el.dataset.id) > parent) el.remove();
+    }
+  }
+
+  // Another branch, as the server rendered it (sanitized): the thread's whole content.
+  replace(html) {
+    this.root.innerHTML = html;
+    this.offPath.clear();
+    for (const el of this.messages()) decorate(el);
+    this.empty.hidden = this.messages().length > 0;
+    this.scrollToEnd();
+  }
+
+  // Earlier messages of the branch, rendered by the server, above those shown.
+  prepend(html) {
+    const first = this.root.firstElementChild;
+    this.root.insertAdjacentHTML("afterbegin", html);
+    for (const el of this.messages()) {
+      if (el === first) break;
+      decorate(el);
+    }
   }
 
   // Messages are ordered by id; a new one almost always goes last.
@@ -199,6 +253,8 @@ function assistantElement(id) {
   avatar.append(icon("i-logo"));
   head.prepend(avatar);
 
+  const source = document.createElement("template");
+  source.className = "msg-source";
   const body = div("msg-body prose");
   body.append(div("msg-settled"), div("msg-tail"));
 
@@ -228,7 +284,7 @@ function assistantElement(id) {
   report.setAttribute("aria-label", "Report this answer");
   report.setAttribute("aria-pressed", "false");
   report.append(icon("i-thumbs-down"));
-  el.append(head, body, progress, notice, note, meta, report);
+  el.append(head, source, body, progress, notice, note, meta, report);
   return el;
 }
 

@@ -1,6 +1,7 @@
 // What the image and document trays share: the files being attached to the next message,
 // each with its element in the composer; taking one out (and telling the server), handing
-// them all to a message, and giving them back when the server refuses that message.
+// them all to a message, and giving them back when the server refuses that message. Files
+// of a question being edited are already sent (`sent`): taking one out forgets it here only.
 
 import { csrfToken, urlFor } from "./http.js";
 
@@ -40,7 +41,7 @@ export class UploadTray {
   // left behind is deleted after a day anyway).
   remove(item) {
     if (item.xhr) item.xhr.abort();
-    else if (item.id !== null) {
+    else if (item.id !== null && !item.sent) {
       fetch(urlFor(this.removeUrl, item.id), {
         method: "POST",
         headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },

@@ -81,6 +81,11 @@ def _look(page: Page, viewport: dict, scheme: str) -> None:
 
 def test_chat_pages_and_dialogs_pass_axe_in_every_look(page: Page, fake, tmp_path):
     conversation = _rich_conversation(page, fake)
+    # A second version of the answer: the thread shows "‹ 2 / 2 ›" and every action.
+    fake.enqueue(Reply.tokens(split_tokens(ANSWER), usage=(40, 90)))
+    last_answer(page).get_by_role("button", name="Regenerate answer").click()
+    expect(last_answer(page).locator(".msg-versions-count")).to_have_text("2 / 2")
+    expect(last_answer(page)).to_have_attribute("data-status", "complete")
     document = page.locator(".msg-doc-name")
     expect(document).to_have_text("report.pdf")
     cite = last_answer(page).locator("a.cite")

@@ -420,7 +420,7 @@ def test_copy_button_copies_the_code(page: Page, fake):
     send(page, "code")
     answer = last_answer(page)
     expect(answer).to_have_attribute("data-status", "complete")
-    answer.get_by_role("button", name="Copy").click()
+    answer.get_by_role("button", name="Copy python code").click()
     expect(answer.locator(".copy-code")).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == "print('hi')\n"
 
