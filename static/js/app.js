@@ -4,13 +4,14 @@
 // composer's sends, the messages' actions, the dialogs, the shortcuts); each part's own
 // logic is in its module.
 
-import { ModelMenu, siblingsOf, sourceText } from "./actions.js";
+import { ModelMenu, sourceText } from "./actions.js";
+import { Branches } from "./branches.js";
 import { AttachmentTray, wireImageViewer } from "./attachments.js";
 import { Composer } from "./composer.js";
 import { DocumentTray, wireCitations } from "./documents.js";
 import { copyText, wireCopyButtons } from "./copy.js";
 import { DeleteDialog, RenameDialog, SettingsDialog } from "./dialogs.js";
-import { postForm, urlFor } from "./http.js";
+import { urlFor } from "./http.js";
 import { fetchModels, ModelPicker } from "./models.js";
 import { ReportDialog } from "./report.js";
 import { wireShortcuts } from "./shortcuts.js";
@@ -22,8 +23,6 @@ import { answerText, Thread } from "./thread.js";
 const config = document.body.dataset;
 const $ = (selector) => document.querySelector(selector);
 const MODEL_KEY = "mistral-chat.model";
-// A conversation forked from a question opens with that question in its box.
-const DRAFT_KEY = "mistral-chat.draft.";
 const SESSION_END_GRACE_MS = 600;
 
 const state = {
@@ -58,77 +57,18 @@ const thread = new Thread({
   },
 });
 
-// A long conversation's page shows its end; earlier messages come in on demand, above,
-// without moving what the reader is looking at.
-$("#thread-scroll").addEventListener("click", async (event) => {
-  const earlierButton = event.target.closest("#thread-earlier");
-  if (!earlierButton) return;
-  earlierButton.disabled = true;
-  try {
-    const response = await fetch(`${earlierButton.dataset.url}?before=${earlierButton.dataset.before}`, {
-      headers: { Accept: "application/json" },
-      credentials: "same-origin",
-    });
-    if (!response.ok) throw new Error(`status ${response.status}`);
-    const { html, earlier } = await response.json();
-    const scroller = $("#thread-scroll");
-    const fromBottom = scroller.scrollHeight - scroller.scrollTop;
-    thread.prepend(html); // rendered and sanitized by the server
-    scroller.scrollTop = scroller.scrollHeight - fromBottom;
-    const first = $("#thread .msg");
-    if (earlier && first) earlierButton.dataset.before = first.dataset.id;
-    else earlierButton.remove();
-    earlierButton.textContent = "Show earlier messages";
-  } catch {
-    earlierButton.textContent = "Could not load earlier messages. Try again";
-  } finally {
-    earlierButton.disabled = false;
-  }
+const branches = new Branches({
+  thread,
+  scroller: $("#thread-scroll"),
+  urls: { thread: config.threadUrl, earlier: config.earlierUrl, branch: config.branchUrl, fork: config.forkUrl },
+  conversation: () => state.conversation,
+  onShown: () => {
+    modelMenu.close(false);
+    refresh();
+  },
+  notice,
+  announce,
 });
-
-// The "Show earlier messages" button of a thread just put in: there when the branch has
-// more above what it shows.
-function showEarlierButton(earlier) {
-  let button = $("#thread-earlier");
-  const first = $("#thread .msg");
-  if (!earlier || !first) {
-    button?.remove();
-    return;
-  }
-  if (!button) {
-    button = document.createElement("button");
-    button.type = "button";
-    button.className = "btn btn--small thread-earlier";
-    button.id = "thread-earlier";
-    button.textContent = "Show earlier messages";
-    $("#thread-scroll").prepend(button);
-  }
-  button.dataset.url = urlFor(config.earlierUrl, state.conversation);
-  button.dataset.before = first.dataset.id;
-}
-
-// Another branch's thread ({html, earlier, leaf}), from a switch here or in another tab.
-function showBranch({ html, earlier }) {
-  modelMenu.close(false);
-  thread.replace(html); // rendered and sanitized by the server
-  showEarlierButton(earlier);
-  refresh();
-}
-
-async function reloadThread() {
-  const id = state.conversation;
-  try {
-    const response = await fetch(urlFor(config.threadUrl, id), {
-      headers: { Accept: "application/json" },
-      credentials: "same-origin",
-    });
-    if (!response.ok) throw new Error(`status ${response.status}`);
-    const data = await response.json();
-    if (id === state.conversation) showBranch(data);
-  } catch {
-    notice("Could not load the conversation's new branch. Reload the page.");
-  }
-}
 
 $("#thread").addEventListener("click", (event) => {
   const retry = event.target.closest("[data-retry]");
@@ -148,7 +88,7 @@ $("#thread").addEventListener("click", (event) => {
       editQuestion(el);
       break;
     case "fork":
-      fork(id);
+      branches.fork(id);
       break;
     case "regenerate":
       sendAction({ type: "regenerate", message: id });
@@ -161,7 +101,7 @@ $("#thread").addEventListener("click", (event) => {
       break;
     case "previous":
     case "next":
-      switchVersion(el, button.dataset.action);
+      branches.switchVersion(el, button.dataset.action);
       break;
   }
 });
@@ -213,42 +153,6 @@ function editQuestion(el) {
       pages: parseInt(doc.querySelector(".msg-doc-pages").textContent, 10) || 0,
     })),
   });
-}
-
-async function fork(id) {
-  const body = new FormData();
-  body.append("message", String(id));
-  const result = await postForm(urlFor(config.forkUrl, state.conversation), body);
-  if (!result.ok) {
-    notice(Object.values(result.data.errors ?? {}).flat()[0] ?? "The conversation could not be forked.");
-    return;
-  }
-  if (result.data.draft) sessionStorage.setItem(`${DRAFT_KEY}${result.data.conversation.id}`, result.data.draft);
-  location.assign(result.data.url);
-}
-
-// "‹ 2 / 3 ›": the branch through the message's previous or next sibling, here and in
-// every tab. Focus stays on the arrow pressed (or the other, at the end of the list).
-async function switchVersion(el, direction) {
-  const siblings = siblingsOf(el);
-  const at = siblings.indexOf(Number(el.dataset.id)) + (direction === "next" ? 1 : -1);
-  if (at < 0 || at >= siblings.length) return false;
-  const body = new FormData();
-  body.append("message", String(siblings[at]));
-  const result = await postForm(urlFor(config.branchUrl, state.conversation), body);
-  if (!result.ok) {
-    notice(Object.values(result.data.errors ?? {}).flat()[0] ?? "That version could not be shown.");
-    return true;
-  }
-  const hadFocus = el.contains(document.activeElement);
-  showBranch(result.data);
-  const shown = thread.get(siblings[at]);
-  if (hadFocus && shown) {
-    const same = shown.querySelector(`.msg-versions [data-action="${direction}"]`);
-    (same.disabled ? shown.querySelector(".msg-versions button:not(:disabled)") : same)?.focus();
-  }
-  announce(`Version ${at + 1} of ${siblings.length}.`);
-  return true;
 }
 
 // Socket
@@ -307,11 +211,11 @@ function handleFrame(frame) {
   switch (frame.type) {
     case "subscribed":
       if (frame.conversation !== state.conversation) return;
-      if (frame.reload) reloadThread(); // the branch changed while this tab was away
+      if (frame.reload) branches.reload(); // the branch changed while this tab was away
       for (const m of frame.messages) thread.applyMessage(m);
       break;
     case "branch":
-      if (frame.conversation === state.conversation && thread.newestId() !== frame.leaf) reloadThread();
+      if (frame.conversation === state.conversation && thread.newestId() !== frame.leaf) branches.reload();
       break;
     case "message": {
       const m = frame.message;
@@ -700,8 +604,8 @@ wireShortcuts({
     if (event.target.id !== "composer-input" || event.target.value || composer.editing !== null || !question) return false;
     editQuestion(question);
   },
-  previousVersion: () => versionOfLastAnswer("previous"),
-  nextVersion: () => versionOfLastAnswer("next"),
+  previousVersion: () => branches.switchLastAnswer(lastOf("assistant"), "previous"),
+  nextVersion: () => branches.switchLastAnswer(lastOf("assistant"), "next"),
   announce,
 });
 
@@ -710,24 +614,13 @@ function lastOf(role) {
   return all.length ? all[all.length - 1] : null;
 }
 
-async function versionOfLastAnswer(direction) {
-  const answer = lastOf("assistant");
-  if (!answer || siblingsOf(answer).length < 2) {
-    announce("The last answer has no other versions.");
-    return;
-  }
-  if (!(await switchVersion(answer, direction))) {
-    announce(direction === "next" ? "This is the newest version." : "This is the first version.");
-  }
-}
 thread.scrollToEnd();
 refresh();
 socket.connect();
 if (state.conversation === null) composer.focus();
 else documents.refreshPreview(); // the conversation's documents, if it has any
-const draft = state.conversation === null ? null : sessionStorage.getItem(`${DRAFT_KEY}${state.conversation}`);
+const draft = branches.takeDraft();
 if (draft !== null) {
-  sessionStorage.removeItem(`${DRAFT_KEY}${state.conversation}`);
   composer.set(draft);
   composer.focus();
 }
