@@ -31,6 +31,16 @@ export class Thread {
     this.resyncSentAt = new Map();
     this.offPath = new Set();
     for (const el of this.messages()) decorate(el);
+    // A reader at the end stays there when the window changes size (a phone turned, a
+    // window narrowed: the text wraps taller), as while an answer grows.
+    this.atEnd = true;
+    scroller.addEventListener("scroll", () => { this.atEnd = this.nearEnd(); }, { passive: true });
+    new ResizeObserver(() => { if (this.atEnd) this.scrollToEnd(); }).observe(scroller);
+  }
+
+  nearEnd() {
+    const s = this.scroller;
+    return s.scrollHeight - s.scrollTop - s.clientHeight < STICK_PX;
   }
 
   get(id) {
@@ -198,8 +208,7 @@ export class Thread {
   }
 
   keepingBottom(force, change) {
-    const s = this.scroller;
-    const atBottom = s.scrollHeight - s.scrollTop - s.clientHeight < STICK_PX;
+    const atBottom = this.nearEnd();
     change();
     if (force || atBottom) this.scrollToEnd();
   }

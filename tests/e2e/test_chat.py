@@ -523,3 +523,20 @@ def test_a_frame_too_big_for_the_server_is_closed_with_a_reason_the_page_shows(p
     wait_connected(page)
     expect(page.get_by_label("Message", exact=True)).to_have_value("Hello")
     expect(page.locator(".msg--user")).to_have_count(0)
+
+
+def test_the_end_of_the_thread_stays_in_view_when_the_window_narrows(page: Page, fake):
+    page.set_viewport_size({"width": 1280, "height": 700})
+    sign_up(page)
+    for question in ("one", "two", "three"):
+        fake.enqueue(Reply.tokens([f"A long answer to {question}. " * 30]))
+        send(page, question)
+        expect(last_answer(page)).to_have_attribute("data-status", "complete")
+    page.reload()
+    wait_connected(page)
+    page.set_viewport_size({"width": 375, "height": 700})  # a phone: the text wraps taller
+    actions = last_answer(page).locator(".msg-actions")
+    expect(actions).to_be_in_viewport()
+    composer_top = page.locator("#composer").bounding_box()["y"]
+    box = actions.bounding_box()
+    assert box["y"] + box["height"] <= composer_top  # not under the message box
