@@ -18,7 +18,6 @@ from conversations.selectors import (
     ShownPath,
     conversation_tree,
     prompt_history,
-    shown_path,
 )
 from conversations.services import (
     MAX_IMAGES_PER_MESSAGE,
@@ -144,10 +143,10 @@ def question_edit(
 
 
 def _attachment_copy(attachment: Attachment, message: Message, position: int) -> Attachment:
-    """A row for the same image in another message: its files are shared, and go when the
-    last row naming them does (signals.attachment_files_delete)."""
-    copy = Attachment.objects.get(pk=attachment.pk)
-    copy.pk = None
+    """A row for the same image in another message, not yet stored: its files are shared,
+    and go when the last row naming them does (signals.attachment_files_delete)."""
+    fields = {f.attname: getattr(attachment, f.attname) for f in Attachment._meta.concrete_fields}
+    copy = Attachment(**{**fields, "id": None})
     copy.message, copy.position = message, position
     return copy
 
@@ -165,8 +164,8 @@ def _show_newest(conversation: Conversation) -> None:
 
 @transaction.atomic
 def branch_switch(*, conversation: Conversation, message_id: int) -> ShownPath:
-    """Show the branch through `message_id` (a sibling the reader chose), down to where the
-    reader was last on that side; every tab then shows it. NotBranchable for a message of
+    """Show the branch through `message_id` (a sibling the reader chose), down through each
+    message's newest child; every tab then shows it. NotBranchable for a message of
     another conversation."""
     tree = conversation_tree(conversation_id=conversation.pk)
     if message_id not in tree:
@@ -215,10 +214,10 @@ def conversation_fork(*, conversation: Conversation, message_id: int) -> Forked:
     it, when it is a question, whose text comes back as a draft to ask anew), with the
     same settings, images and documents. The copies share the files; the original can be
     deleted without touching the fork."""
-    path = shown_path(conversation).tree
-    if message_id not in path:
+    tree = conversation_tree(conversation_id=conversation.pk)
+    if message_id not in tree:
         raise NotBranchable("No such message in this conversation.")
-    ids = path.path_to(message_id)
+    ids = tree.path_to(message_id)
     messages = {m.pk: m for m in Message.objects.filter(pk__in=ids)}
     draft = ""
     if messages[message_id].role == Message.Role.USER:
@@ -241,21 +240,20 @@ def conversation_fork(*, conversation: Conversation, message_id: int) -> Forked:
     copies: dict[int, Message] = {}
     documents = _documents_copy(ids, owner=conversation.owner)
     for pk in ids:  # one at a time: each needs its parent's new key
-        original = messages[pk]
-        copy = Message.objects.get(pk=pk)
-        copy.pk = None
+        copy = messages[pk]  # read for this: stored again as a new row
+        copy.parent = copies.get(copy.parent_id)
+        copy.pk, copy._state.adding = None, True
         copy.conversation = fork
-        copy.parent = copies.get(original.parent_id)
         copy.worker, copy.stop_requested = "", False
         copy.parts = [
             {**part, "document": documents[part["document"]]}
             if isinstance(part, dict) and part.get("document") in documents
             else part
-            for part in original.parts
+            for part in copy.parts
         ]
         copy.save()
         copies[pk] = copy
-    images = Attachment.objects.filter(message_id__in=ids).order_by("id")
+    images = Attachment.objects.filter(message_id__in=list(copies)).order_by("id")
     Attachment.objects.bulk_create(
         [_attachment_copy(a, copies[a.message_id], a.position) for a in images]
     )
