@@ -30,6 +30,9 @@ export class Thread {
     this.onAnswerEnd = onAnswerEnd;
     this.resyncSentAt = new Map();
     this.offPath = new Set();
+    // Answers streaming on a branch this tab does not show: the conversation is busy all
+    // the same (one answer at a time), and Stop reaches them.
+    this.streamingElsewhere = new Set();
     for (const el of this.messages()) decorate(el);
     // A reader at the end stays there when the window changes size (a phone turned, a
     // window narrowed: the text wraps taller), as while an answer grows.
@@ -57,7 +60,14 @@ export class Thread {
   }
 
   isBusy() {
-    return this.root.querySelector('.msg[data-status="pending"], .msg[data-status="streaming"]') !== null;
+    return this.streamingElsewhere.size > 0 ||
+      this.root.querySelector('.msg[data-status="pending"], .msg[data-status="streaming"]') !== null;
+  }
+
+  // An answer on another branch was heard of: streaming, or ended.
+  elsewhere(id, status) {
+    if (ACTIVE.has(status)) this.streamingElsewhere.add(id);
+    else this.streamingElsewhere.delete(id);
   }
 
   scrollToEnd() {
@@ -67,7 +77,10 @@ export class Thread {
   applyMessage(m, { follow = false, branch = false } = {}) {
     let el = this.get(m.id);
     if (!el) {
-      if (this.offPath.has(m.id)) return;
+      if (this.offPath.has(m.id)) {
+        this.elsewhere(m.id, m.status);
+        return;
+      }
       if (branch) this.cutAfter(m.parent ?? null);
       else if (!("parent" in m)) {
         // An answer's ending says no parent: ask where an unknown one belongs.
@@ -75,9 +88,11 @@ export class Thread {
         return;
       } else if (m.parent !== this.newestId()) {
         this.offPath.add(m.id);
+        this.elsewhere(m.id, m.status);
         return;
       }
     }
+    this.streamingElsewhere.delete(m.id);
     this.keepingBottom(follow || branch, () => {
       if (!el) {
         el = m.role === "user" ? userElement(m.id) : assistantElement(m.id);
@@ -131,7 +146,10 @@ export class Thread {
     const el = this.get(d.message);
     const last = el?.dataset.seq === "" ? NaN : Number(el?.dataset.seq);
     if (el && !ACTIVE.has(el.dataset.status)) return; // the answer has ended: a straggler
-    if (!el && this.offPath.has(d.message)) return; // on another branch
+    if (!el && this.offPath.has(d.message)) {
+      this.elsewhere(d.message, "streaming"); // on another branch
+      return;
+    }
     if (!el || Number.isNaN(last)) {
       // Unknown here, or known only from the page (no seq yet): ask for the whole state.
       if (!el || el.dataset.role === "assistant") this.resync(d.message);
@@ -179,8 +197,19 @@ export class Thread {
 
   // Another branch, as the server rendered it (sanitized): the thread's whole content.
   replace(html) {
+    // An answer streaming here that the new branch does not show streams on elsewhere.
+    const active = new Set(this.streamingElsewhere);
+    for (const el of this.root.querySelectorAll(".msg")) {
+      if (ACTIVE.has(el.dataset.status)) active.add(Number(el.dataset.id));
+    }
     this.root.innerHTML = html;
     this.offPath.clear();
+    this.streamingElsewhere.clear();
+    for (const id of active) {
+      if (this.get(id)) continue;
+      this.offPath.add(id);
+      this.streamingElsewhere.add(id);
+    }
     for (const el of this.messages()) decorate(el);
     this.empty.hidden = this.messages().length > 0;
     this.scrollToEnd();

@@ -295,3 +295,26 @@ def test_versions_look_right_in_light_dark_and_on_a_phone(page: Page, fake, tmp_
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     expect(last_answer(page).get_by_role("button", name="Fork from this answer")).to_be_visible()
     page.screenshot(animations="disabled", path=out / "screenshot-branches-phone.png")
+
+
+def test_an_answer_streaming_on_a_branch_switched_away_from_can_still_be_stopped(
+    page: Page, fake, gate
+):
+    sign_up(page)
+    ask(page, fake, "Name a colour", "Blue.", title="Colours")
+    fake.enqueue(Reply.tokens(["Gre", "en."], gate=gate))
+    last_answer(page).get_by_role("button", name="Regenerate answer").click()
+    expect(last_answer(page).locator(".msg-body")).to_have_text("Gre")
+
+    # Back to the first answer while the second streams: the conversation is still busy.
+    last_answer(page).get_by_role("button", name="Previous version").click()
+    expect(last_answer(page).locator(".msg-body")).to_have_text("Blue.")
+    stop = page.get_by_role("button", name="Stop the answer")
+    expect(stop).to_be_visible()
+    stop.click()
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+
+    last_answer(page).get_by_role("button", name="Next version").click()
+    expect(last_answer(page)).to_have_attribute("data-status", "stopped")
+    expect(last_answer(page).locator(".msg-body")).to_have_text("Gre")
+    gate.set()
