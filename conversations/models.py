@@ -27,6 +27,19 @@ class Conversation(models.Model):
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
     random_seed = models.PositiveIntegerField(null=True, blank=True)
     safe_prompt = models.BooleanField(default=False)
+
+    class AnswerFormat(models.TextChoices):
+        TEXT = "text", "Text"
+        JSON = "json_object", "JSON"
+        SCHEMA = "json_schema", "JSON matching a schema"
+
+    # What the model is asked to answer in (conversations/live/json_answers.py); the schema
+    # and its name are read only when the format is json_schema.
+    answer_format = models.CharField(
+        max_length=16, choices=AnswerFormat.choices, default=AnswerFormat.TEXT
+    )
+    answer_schema_name = models.CharField(max_length=64, blank=True)
+    answer_schema = models.JSONField(null=True, blank=True)
     # The last message of the branch the user chose to see (conversations/tree.py); None:
     # the branch of the newest message, which a question, regenerate or edit makes.
     shown_leaf = models.ForeignKey(

@@ -320,6 +320,9 @@ def conversation_update_settings(
     max_tokens: int | None,
     random_seed: int | None,
     safe_prompt: bool,
+    answer_format: str,
+    answer_schema_name: str,
+    answer_schema: dict | None,
 ) -> Conversation:
     """Store validated settings; they apply from the next answer on."""
     conversation.model = model
@@ -329,6 +332,9 @@ def conversation_update_settings(
     conversation.max_tokens = max_tokens
     conversation.random_seed = random_seed
     conversation.safe_prompt = safe_prompt
+    conversation.answer_format = answer_format
+    conversation.answer_schema_name = answer_schema_name
+    conversation.answer_schema = answer_schema
     conversation.save()
     return conversation
 

@@ -43,6 +43,7 @@ from conversations.live import broadcast
 from conversations.live.answer_text import AnswerText
 from conversations.live.context_window import count_prompt
 from conversations.live.frames import ended_message_data, message_data, totals_data
+from conversations.live.json_answers import json_outcome
 from conversations.live.protocol import MessageData, QueuedFrame
 from conversations.live.request_plan import request_plan
 from conversations.live.titles import title_after_first_answer
@@ -271,6 +272,8 @@ async def _generate(
                 gen.answer.cite(plan.citations)
         gen.request = plan.body
         outcome = await _stream(gen, plan.provider, plan.body)
+        if plan.answer_format is not None and outcome.status == Message.Status.COMPLETE:
+            outcome = json_outcome(outcome, plan.answer_format)
     except asyncio.CancelledError:
         if not gen.stop_requested:
             raise  # the process is shutting down: the row is recovered as interrupted

@@ -22,6 +22,7 @@ from conversations.documents import retrieval
 from conversations.errors import ChatError, NoVisionModel
 from conversations.images import MAX_IMAGES_PER_REQUEST, image_data_url
 from conversations.live.context_window import SMALL_PROMPT, Fitted, fit_history, prompt_bound
+from conversations.live.json_answers import AnswerFormat, answer_format_of
 from conversations.models import Conversation, Message
 from conversations.modelservers import providers
 from conversations.rendering import Citations
@@ -39,6 +40,7 @@ class RequestPlan:
     citations: Citations | None = None  # the documents the request carried
     prompt_tokens: int | None = None  # counted while fitting the window, when it was
     image_tokens: int = 0  # what the images it carries cost, by Mistral's estimate
+    answer_format: AnswerFormat | None = None  # JSON asked for (json_answers.py); None: text
 
 
 async def request_plan(
@@ -104,6 +106,10 @@ async def request_plan(
     provider = providers.provider_for(model)
     if continued is not None:
         messages += continuation_messages(provider, continued.text)
+    answer_format = answer_format_of(conversation)
+    if answer_format is not None and provider.kind == "local":
+        notes.append("The answer format was not applied: the small local model writes text only.")
+        answer_format = None
     body = provider.build_body(
         model=provider.upstream(model),
         messages=messages,
@@ -113,10 +119,13 @@ async def request_plan(
         max_tokens=conversation.max_tokens,
         random_seed=conversation.random_seed,
         safe_prompt=conversation.safe_prompt,
+        response_format=answer_format.response_format() if answer_format else None,
     )
     notice = " ".join(note.strip() for note in notes if note.strip())
     image_tokens = sum(a.tokens for m in history for a in m.images or () if a.pk in kept)
-    return RequestPlan(provider, model, body, notice, citations, prompt_tokens, image_tokens)
+    return RequestPlan(
+        provider, model, body, notice, citations, prompt_tokens, image_tokens, answer_format
+    )
 
 
 async def _fitted(

@@ -70,6 +70,7 @@ def build_chat_body(
     max_tokens: int | None = None,
     random_seed: int | None = None,
     safe_prompt: bool = False,
+    response_format: dict | None = None,
 ) -> dict:
     """The one place a chat request body is made: from an allow-list, because the API rejects
     every field it does not know (`stream_options`, `max_completion_tokens`, `name`...)."""
@@ -88,6 +89,8 @@ def build_chat_body(
         body["random_seed"] = random_seed
     if safe_prompt:
         body["safe_prompt"] = True
+    if response_format is not None:
+        body["response_format"] = response_format
     return body
 
 

@@ -34,6 +34,7 @@ def build_openai_chat_body(
     max_tokens: int | None = None,
     random_seed: int | None = None,
     safe_prompt: bool = False,
+    response_format: dict | None = None,
 ) -> dict:
     """The chat body for an OpenAI-compatible server, from the same arguments as
     build_chat_body so a caller need not know which server it talks to. `safe_prompt` is
@@ -56,6 +57,8 @@ def build_openai_chat_body(
         body["max_tokens"] = max_tokens
     if random_seed is not None:
         body["seed"] = random_seed
+    if response_format is not None:
+        body["response_format"] = response_format
     return body
 
 

@@ -1,12 +1,16 @@
 """Forms the pages post: signup, rename and a conversation's settings. They only validate;
 the views hand the cleaned values to services."""
 
+import json
+
 from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 
 from conversations.accounts import awaiting_approval
-from conversations.models import MODEL_ID_MAX_LENGTH
+from conversations.models import MODEL_ID_MAX_LENGTH, Conversation
 from conversations.modelservers import providers
 
 # The largest value an integer column holds on every database we support (PostgreSQL).
@@ -82,6 +86,28 @@ class ConversationSettingsForm(forms.Form):
         required=False,
         help_text="Ask Mistral to add its safety instructions before the conversation.",
     )
+    answer_format = forms.ChoiceField(
+        choices=Conversation.AnswerFormat.choices,
+        initial=Conversation.AnswerFormat.TEXT,
+        required=False,  # left out: text, as a form from before the field posts
+        help_text="JSON answers are shown formatted and can be downloaded as a .json file.",
+    )
+    # The name both Mistral and OpenAI-compatible servers accept for a schema.
+    answer_schema_name = forms.RegexField(
+        regex=r"^[A-Za-z0-9_-]{1,64}$",
+        required=False,
+        max_length=64,
+        label="Schema name",
+        error_messages={"invalid": "Letters, digits, _ and - only, at most 64."},
+    )
+    answer_schema = forms.CharField(
+        required=False,
+        strip=True,
+        max_length=32_000,
+        label="JSON schema",
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
+        help_text="For “JSON matching a schema”: paste a JSON Schema (draft 2020-12).",
+    )
 
     def __init__(self, *args, current_model: str = "", **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -93,6 +119,38 @@ class ConversationSettingsForm(forms.Form):
         if model != self.current_model and not async_to_sync(providers.model_offered)(model):
             raise forms.ValidationError("No model server of this site offers this model.")
         return model
+
+    def clean_answer_format(self) -> str:
+        return self.cleaned_data["answer_format"] or Conversation.AnswerFormat.TEXT
+
+    def clean_answer_schema(self) -> dict | None:
+        """A schema that parses and that jsonschema accepts as a schema, else a field error."""
+        text = self.cleaned_data["answer_schema"]
+        if not text:
+            return None
+        try:
+            schema = json.loads(text)
+        except ValueError as exc:
+            raise forms.ValidationError(f"This is not valid JSON: {exc}.") from None
+        if not isinstance(schema, dict):
+            raise forms.ValidationError("A schema is a JSON object: {...}.")
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as exc:
+            where = exc.json_path
+            raise forms.ValidationError(
+                f"This is not a valid JSON schema: {exc.message} (at {where})."
+            ) from None
+        return schema
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("answer_format") == Conversation.AnswerFormat.SCHEMA:
+            if not data.get("answer_schema") and "answer_schema" not in self.errors:
+                self.add_error("answer_schema", "Paste the schema the answers should match.")
+            if not data.get("answer_schema_name") and "answer_schema_name" not in self.errors:
+                self.add_error("answer_schema_name", "Name the schema.")
+        return data
 
     def clean_top_p(self) -> float | None:
         top_p = self.cleaned_data["top_p"]

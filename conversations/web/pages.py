@@ -7,6 +7,7 @@ Forms post the classic way and get a redirect; the chat page's script posts the 
 with `Accept: application/json` and gets JSON (400 with field errors when invalid).
 """
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -304,6 +305,13 @@ def _settings_initial(conversation: Conversation) -> dict:
         "max_tokens": conversation.max_tokens,
         "random_seed": conversation.random_seed,
         "safe_prompt": conversation.safe_prompt,
+        "answer_format": conversation.answer_format,
+        "answer_schema_name": conversation.answer_schema_name,
+        "answer_schema": (
+            ""
+            if conversation.answer_schema is None
+            else json.dumps(conversation.answer_schema, indent=2)
+        ),
     }
 
 

@@ -1,9 +1,16 @@
 // The "Copy" button of rendered code blocks, for every block now and later (delegation);
-// `announce` tells a screen reader it worked (the button's name stays "Copy …").
+// `announce` tells a screen reader it worked (the button's name stays "Copy …"). A JSON
+// answer's block also has "Download .json" (conversations/live/json_answers.py): a Blob
+// saved by the browser, no request to the server.
 
 const RESET_MS = 2000;
 
 export function wireCopyButtons(root, announce) {
+  root.addEventListener("click", (event) => {
+    const button = event.target.closest(".download-json");
+    const code = button?.closest(".code-block")?.querySelector("code");
+    if (code) downloadText(code.textContent, "answer.json", "application/json");
+  });
   root.addEventListener("click", async (event) => {
     const button = event.target.closest(".copy-code");
     if (!button) return;
@@ -37,4 +44,15 @@ export async function copyText(text) {
     area.remove();
     return ok;
   }
+}
+
+function downloadText(text, filename, type) {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = filename;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 0);
 }

@@ -109,6 +109,9 @@ export class SettingsDialog {
       if (el.type === "checkbox") {
         if (el.defaultChecked) data.set(el.name, "on");
         else data.delete(el.name);
+      } else if (el.tagName === "SELECT") {
+        const saved = [...el.options].find((o) => o.defaultSelected) ?? el.options[0];
+        data.set(el.name, saved.value);
       } else {
         data.set(el.name, el.defaultValue);
       }
@@ -135,7 +138,9 @@ export class SettingsDialog {
       const el = this.form.elements[name];
       if (!el) continue;
       if (el.type === "checkbox") el.checked = el.defaultChecked = Boolean(value);
-      else el.value = el.defaultValue = value ?? "";
+      else if (el.tagName === "SELECT") {
+        for (const option of el.options) option.selected = option.defaultSelected = option.value === value;
+      } else el.value = el.defaultValue = value ?? "";
     }
     this.onSaved(conversation);
   }
