@@ -260,7 +260,8 @@ def _endpoint_env(name: str) -> str:
 
 # OpenAI-compatible servers besides Mistral (conversations/modelservers/providers.py):
 # `name=base_url` pairs, comma-separated; each one's key in CHAT_ENDPOINT_<NAME>_API_KEY, its
-# models that can see images in CHAT_ENDPOINT_<NAME>_VISION_MODELS, and the context window it
+# models that can see images in CHAT_ENDPOINT_<NAME>_VISION_MODELS, those that can call tools
+# in CHAT_ENDPOINT_<NAME>_TOOL_MODELS, and the context window it
 # serves in CHAT_ENDPOINT_<NAME>_CONTEXT_LENGTH (tokens; when unset, what the server reports,
 # else 4,096 assumed). Checked by `manage.py check`.
 CHAT_ENDPOINTS = [
@@ -269,6 +270,7 @@ CHAT_ENDPOINTS = [
         "base_url": base_url.strip(),
         "api_key": env.str(f"CHAT_ENDPOINT_{_endpoint_env(name)}_API_KEY", default=""),
         "vision_models": env.list(f"CHAT_ENDPOINT_{_endpoint_env(name)}_VISION_MODELS", default=[]),
+        "tool_models": env.list(f"CHAT_ENDPOINT_{_endpoint_env(name)}_TOOL_MODELS", default=[]),
         "context_length": env.int(f"CHAT_ENDPOINT_{_endpoint_env(name)}_CONTEXT_LENGTH", default=0),
     }
     for name, _, base_url in (
@@ -311,6 +313,71 @@ CHAT_TAIL_RENDERS_PER_SECOND = env.float("CHAT_TAIL_RENDERS_PER_SECOND", default
 # pyproject.toml. Off: the frameworks' own (slower) road everywhere. On, a piece whose
 # internals are not found at start-up stays on that road, with a warning in the log.
 CHAT_FAST_PATH = env.bool("CHAT_FAST_PATH", default=True)
+
+# Tools an answer's model may call (conversations/tools/, live/tool_steps.py). One answer
+# takes at most CHAT_TOOL_MAX_STEPS model calls; each tool call may run CHAT_TOOL_TIMEOUT
+# seconds and its result is cut to CHAT_TOOL_RESULT_CHARS characters; a call that needs the
+# user's approval waits CHAT_TOOL_APPROVAL_SECONDS for it, then counts as refused.
+CHAT_TOOL_MAX_STEPS = env.int("CHAT_TOOL_MAX_STEPS", default=6)
+CHAT_TOOL_TIMEOUT = env.float("CHAT_TOOL_TIMEOUT", default=30.0)
+CHAT_TOOL_RESULT_CHARS = env.int("CHAT_TOOL_RESULT_CHARS", default=16000)
+CHAT_TOOL_APPROVAL_SECONDS = env.float("CHAT_TOOL_APPROVAL_SECONDS", default=600.0)
+# MCP servers, from a JSON file in the format MCP clients share:
+# {"mcpServers": {"<name>": {"command": "...", "args": [...], "env": {...}} or {"url": "..."}}}
+# plus, per server, "approval": true (every tool waits for the user's click) or a list of
+# the tools that do. Their tool lists are kept for CHAT_MCP_LIST_SECONDS.
+CHAT_MCP_CONFIG = env.str("CHAT_MCP_CONFIG", default="")
+CHAT_MCP_LIST_SECONDS = env.float("CHAT_MCP_LIST_SECONDS", default=60.0)
+
+
+def _mcp_servers(path: str) -> list[dict]:
+    """CHAT_MCP_CONFIG's servers, checked: a broken file stops the site at start with the
+    problem named, rather than leaving tools silently missing."""
+    import json
+    import re
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    if not path:
+        return []
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        entries = raw["mcpServers"]
+        if not isinstance(entries, dict):
+            raise TypeError("mcpServers is not an object")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ImproperlyConfigured(
+            f'CHAT_MCP_CONFIG: {path} is not a JSON file with an "mcpServers" object ({err}).'
+        ) from None
+    servers = []
+    for name, entry in entries.items():
+        where = f"CHAT_MCP_CONFIG: server {name!r}"
+        if not re.fullmatch(r"[a-zA-Z0-9_-]{1,32}", name):
+            raise ImproperlyConfigured(f"{where}: a name is 1-32 letters, digits, _ or -.")
+        if not isinstance(entry, dict) or bool(entry.get("command")) == bool(entry.get("url")):
+            raise ImproperlyConfigured(f'{where}: give either "command" or "url".')
+        approval = entry.get("approval", False)
+        if isinstance(approval, list) and all(isinstance(a, str) for a in approval):
+            approval = frozenset(approval)
+        elif not isinstance(approval, bool):
+            raise ImproperlyConfigured(f'{where}: "approval" is true, false or a list of tools.')
+        url = str(entry.get("url") or "")
+        if url and not url.startswith(("http://", "https://")):
+            raise ImproperlyConfigured(f"{where}: the url must start with http:// or https://.")
+        servers.append(
+            {
+                "name": name,
+                "command": str(entry.get("command") or ""),
+                "args": tuple(str(a) for a in entry.get("args") or ()),
+                "env": tuple((str(k), str(v)) for k, v in (entry.get("env") or {}).items()),
+                "url": url,
+                "approval": approval,
+            }
+        )
+    return servers
+
+
+CHAT_MCP_SERVERS = _mcp_servers(CHAT_MCP_CONFIG)
 
 # Images a user attaches (conversations/images.py). Vision models in order of preference: an
 # answer about images goes to the first the model server lists as able to see, when the

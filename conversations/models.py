@@ -40,6 +40,9 @@ class Conversation(models.Model):
     )
     answer_schema_name = models.CharField(max_length=64, blank=True)
     answer_schema = models.JSONField(null=True, blank=True)
+    # The tools this conversation's answers may call, by key ("builtin:datetime",
+    # "mcp:<server>/<tool>"; conversations/tools/catalog.py): the user switches each on.
+    tools = models.JSONField(default=list, blank=True)
     # The last message of the branch the user chose to see (conversations/tree.py); None:
     # the branch of the newest message, which a question, regenerate or edit makes.
     shown_leaf = models.ForeignKey(
@@ -107,6 +110,8 @@ class Message(models.Model):
     # A question's images in the order attached, when read with it (selectors.with_images);
     # None when they were not read.
     images: list["Attachment"] | None = None
+    # An answer's tool calls in order, when read with it (selectors.with_tool_calls).
+    tool_call_list: list["ToolCall"] | None = None
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
@@ -161,6 +166,45 @@ class Message(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE_STATUSES
+
+
+class ToolCall(models.Model):
+    """One call an answer's model asked for, and its result: the assistant message's
+    `tool_calls` entry and the `tool` message that answers it, as one row. An answer that
+    used tools took several model calls ("steps"); its text is every step's text in order,
+    and `text_offset` says where the text of the step that asked for this call ended.
+    Earlier answers go back to the model as their text only."""
+
+    class Status(models.TextChoices):
+        WAITING = "waiting"  # for the user's approval
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"  # the tool answered with an error, or broke
+        TIMED_OUT = "timed_out"
+        REFUSED = "refused"  # the user did not approve it
+        CANCELLED = "cancelled"  # Stop, or the answer ended before it ran
+        UNKNOWN = "unknown"  # the model named a tool it was not given
+
+    ACTIVE_STATUSES = (Status.WAITING, Status.RUNNING)
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="tool_calls")
+    step = models.PositiveSmallIntegerField()  # the model call that asked for it, from 1
+    position = models.PositiveSmallIntegerField(default=0)  # within its step
+    call_id = models.CharField(max_length=64)  # the model's id, sent back with the result
+    name = models.CharField(max_length=64)  # the function name the model was given
+    tool = models.CharField(max_length=200, blank=True)  # its key in the catalogue
+    arguments = models.TextField(blank=True)  # as the model wrote them (JSON)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    result = models.TextField(blank=True)  # what went back to the model, capped
+    text_offset = models.PositiveIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["message", "step", "position"]
+
+    def __str__(self) -> str:
+        return f"{self.name} #{self.pk} ({self.status})"
 
 
 def _attachment_path(instance: "Attachment", filename: str) -> str:

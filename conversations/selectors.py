@@ -33,6 +33,7 @@ from conversations.models import (
     DocumentPage,
     Message,
     Report,
+    ToolCall,
 )
 from conversations.tree import Tree, shown_leaf
 
@@ -97,6 +98,31 @@ def access_message(*, user, message_id: int) -> Message:
     except (Message.DoesNotExist, ValueError, TypeError):
         raise ConversationNotFound(message_id) from None
     return with_images([message])[0]
+
+
+def access_tool_call(*, user, call_id: int) -> ToolCall:
+    """A tool call through its answer's conversation's owner."""
+    try:
+        return ToolCall.objects.select_related("message").get(
+            pk=call_id, message__conversation__owner=user
+        )
+    except (ToolCall.DoesNotExist, ValueError, TypeError):
+        raise ConversationNotFound(call_id) from None
+
+
+def with_tool_calls(messages: list[Message]) -> list[Message]:
+    """The answers among `messages` with their tool calls in order as `tool_call_list`:
+    one query, and none when there is no answer."""
+    answers = {m.pk: m for m in messages if m.role == Message.Role.ASSISTANT}
+    if not answers:
+        return messages
+    for message in answers.values():
+        message.tool_call_list = []
+    for call in ToolCall.objects.filter(message_id__in=list(answers)).order_by(
+        "message_id", "step", "position"
+    ):
+        answers[call.message_id].tool_call_list.append(call)
+    return messages
 
 
 def conversation_list(*, user) -> QuerySet[Conversation]:

@@ -9,7 +9,15 @@ from django.utils import timezone
 
 from conversations import limits, plain_sql
 from conversations.limits import LimitReached
-from conversations.models import Attachment, Conversation, Document, Message, Report, ReviewAudit
+from conversations.models import (
+    Attachment,
+    Conversation,
+    Document,
+    Message,
+    Report,
+    ReviewAudit,
+    ToolCall,
+)
 from conversations.selectors import (
     ConversationNotFound,
     PromptMessage,
@@ -337,6 +345,29 @@ def conversation_update_settings(
     conversation.answer_schema = answer_schema
     conversation.save()
     return conversation
+
+
+def conversation_tools_set(*, conversation: Conversation, keys: list[str]) -> Conversation:
+    """The tools switched on for the conversation's next answers (keys the catalogue
+    offered; the view checks them)."""
+    conversation.tools = list(dict.fromkeys(keys))
+    conversation.save(update_fields=["tools", "updated_at"])
+    return conversation
+
+
+class CallNotWaiting(Exception):
+    """A tool call decided already, or that never needed approval."""
+
+
+def tool_call_decide(*, call: ToolCall, approve: bool) -> None:
+    """The user's decision on a call waiting for approval, stored at once (a process that
+    runs the answer elsewhere reads it from the row); CallNotWaiting when it is too late."""
+    status = ToolCall.Status.RUNNING if approve else ToolCall.Status.REFUSED
+    decided = ToolCall.objects.filter(pk=call.pk, status=ToolCall.Status.WAITING).update(
+        status=status
+    )
+    if not decided:
+        raise CallNotWaiting(call.pk)
 
 
 def conversation_title_set(*, conversation_id: int, title: str) -> Conversation | None:

@@ -28,6 +28,7 @@ import itertools
 import json
 import logging
 import re
+import secrets
 import ssl
 import threading
 import time
@@ -42,7 +43,11 @@ from typing import Any
 import orjson
 import pypdfium2
 from jsonschema import Draft202012Validator, ValidationError
+from mistral_common.exceptions import MistralCommonException
+from mistral_common.protocol.instruct.request import ChatCompletionRequest
+from mistral_common.protocol.instruct.validator import MistralRequestValidatorV13, ValidationMode
 from PIL import Image
+from pydantic import ValidationError as PydanticValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +85,46 @@ class Reply:
     status: int = 200
     body: dict | str | None = None
     headers: dict[str, str] | None = None
+    # kind "tool_calls": the calls the model asks for, as the API sends them.
+    calls: list[dict] = field(default_factory=list)
+    incremental: bool = False  # each call in pieces, as OpenAI-compatible servers send them
+
+    @classmethod
+    def tool_calls(
+        cls,
+        calls: list[tuple[str, dict | str]],
+        *,
+        text: list[str] | None = None,
+        ids: list[str] | None = None,
+        usage: tuple[int, int] | None = None,
+        incremental: bool = False,
+        gate: threading.Event | None = None,
+    ) -> "Reply":
+        """An answer that asks for tools: `text` tokens first (if any), then every call in
+        one delta, each whole with its own `index` (what Mistral sends), and
+        finish_reason "tool_calls". `ids` default to fresh 9-character ones."""
+        entries = []
+        for index, (name, arguments) in enumerate(calls):
+            call_id = ids[index] if ids else secrets.token_hex(8)[:9]
+            if not isinstance(arguments, str):
+                arguments = orjson.dumps(arguments).decode()
+            entries.append(
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": name, "arguments": arguments},
+                    "index": index,
+                }
+            )
+        return cls(
+            "tool_calls",
+            list(text or []),
+            finish_reason="tool_calls",
+            usage=usage,
+            calls=entries,
+            incremental=incremental,
+            gate=gate,
+        )
 
     @classmethod
     def tokens(
@@ -400,6 +445,54 @@ def message_order_error(messages: list) -> dict | None:
         "param": None,
         "code": "3230",
     }
+
+
+_CALL_ID = re.compile(r"[a-zA-Z0-9]{9}")
+
+
+def tool_rules_error(body: dict) -> dict | None:
+    """The 400 for a request that breaks Mistral's tool rules (mistral-wire.md §3): call
+    ids of 9 letters and digits (code 3280, the live API's wording), then what
+    mistral-common's validator checks: function names, one tool message per call with a
+    known id, the role order around them."""
+    messages = body.get("messages") or []
+    if not body.get("tools") and not any(
+        m.get("role") == "tool" or m.get("tool_calls") for m in messages if isinstance(m, dict)
+    ):
+        return None
+    ids = [
+        str(call.get("id", "")) if "tool_calls" in key else str(message.get("tool_call_id", ""))
+        for message in messages
+        if isinstance(message, dict)
+        for key, calls in (
+            ("tool_calls", message.get("tool_calls") or []),
+            ("tool_call_id", [message] if message.get("role") == "tool" else []),
+        )
+        for call in calls
+    ]
+    bad = next((i for i in ids if not _CALL_ID.fullmatch(i)), None)
+    if bad is not None:
+        return {
+            "object": "error",
+            "message": f"Tool call id was {bad} but must be a-z, A-Z, 0-9, with a length of 9.",
+            "type": "invalid_function_call",
+            "param": None,
+            "code": "3280",
+        }
+    try:
+        request = ChatCompletionRequest.model_validate(
+            {"messages": messages, "tools": body.get("tools"), "model": body.get("model")}
+        )
+        MistralRequestValidatorV13(ValidationMode.serving).validate_request(request)
+    except (MistralCommonException, PydanticValidationError) as err:
+        return {
+            "object": "error",
+            "message": str(err),
+            "type": "invalid_request_message_order",
+            "param": None,
+            "code": "3230",
+        }
+    return None
 
 
 def _details(error: ValidationError, tags: tuple) -> list[dict]:
@@ -838,6 +931,8 @@ class FakeMistral:
             return
         body = request.json
         order = message_order_error(body["messages"]) if self.strict else None
+        if order is None and self.strict:
+            order = tool_rules_error(body)
         if order is not None:
             await _send_json(writer, 400, order)
             return
@@ -989,6 +1084,10 @@ class FakeMistral:
             return
 
         await _write_chunk(writer, b"data: " + orjson.dumps(role_chunk) + b"\n\n")
+        if kind == "tool_calls":
+            await self._stream_tool_calls(reply, event, role_chunk, usage, writer)
+            await _write_chunk(writer, done, last=True)
+            return
         if reply.first_token_delay:
             await asyncio.sleep(reply.first_token_delay)
         if finishes and not parts:
@@ -1016,6 +1115,33 @@ class FakeMistral:
         elif kind == "stall":
             await _wait_for_hangup(reader)
             raise _Stop
+
+    async def _stream_tool_calls(self, reply, event, role_chunk, usage, writer) -> None:
+        """Text tokens, then the calls in one delta (or, `incremental`, the id and name
+        first and the arguments in two pieces, as OpenAI-compatible servers do), then the
+        final chunk with finish_reason "tool_calls"."""
+        for text in reply.parts:
+            await _write_chunk(writer, event(text))
+        if reply.gate is not None:
+            await _wait_gate(reply.gate)
+
+        def calls_event(entries: list[dict]) -> bytes:
+            chunk = {**role_chunk, "choices": [{"index": 0, "delta": {"tool_calls": entries}}]}
+            chunk["choices"][0]["finish_reason"] = None
+            return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+        if reply.incremental:
+            for call in reply.calls:
+                arguments = call["function"]["arguments"]
+                half = len(arguments) // 2
+                head = {**call, "function": {"name": call["function"]["name"], "arguments": ""}}
+                await _write_chunk(writer, calls_event([head]))
+                for piece in (arguments[:half], arguments[half:]):
+                    part = {"index": call["index"], "function": {"arguments": piece}}
+                    await _write_chunk(writer, calls_event([part]))
+        else:
+            await _write_chunk(writer, calls_event(reply.calls))
+        await _write_chunk(writer, event("", "tool_calls", usage))
 
     async def _complete(
         self,

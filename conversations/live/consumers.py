@@ -33,20 +33,25 @@ from conversations.live.generation import (
     running,
 )
 from conversations.live.protocol import NOT_FOUND, ProtocolError, encode, parse_frame
+from conversations.live.tool_steps import tool_decide
 from conversations.models import Message
 from conversations.modelservers import providers
 from conversations.selectors import (
     ConversationNotFound,
     access_conversation,
     access_message,
+    access_tool_call,
     active_answers,
     messages_since,
+    with_tool_calls,
 )
 from conversations.services import (
     AnswerInProgress,
     AttachmentsRejected,
+    CallNotWaiting,
     Question,
     questions_submit,
+    tool_call_decide,
 )
 from conversations.trips import Trips
 
@@ -272,10 +277,23 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
             f"No model server of this site offers {model[:100]!r}. Choose a model from the list.",
         )
 
+    async def on_tool_approve(self, frame: dict[str, Any]) -> None:
+        """Run (or not) a tool call waiting for this user's approval: stored on its row,
+        and handed to the answer when it runs here (elsewhere it reads the row)."""
+        call = await database_sync_to_async(access_tool_call)(user=self.user, call_id=frame["call"])
+        try:
+            await database_sync_to_async(tool_call_decide)(call=call, approve=frame["approve"])
+        except CallNotWaiting:
+            await self.send_error("not_waiting", "This tool call is no longer waiting.")
+            return
+        tool_decide(call.pk, frame["approve"])
+
     async def on_resync(self, frame: dict[str, Any]) -> None:
         message = await database_sync_to_async(access_message)(
             user=self.user, message_id=frame["message"]
         )
+        if running(message.conversation_id) is None:  # else the calls come from memory
+            await database_sync_to_async(with_tool_calls)([message])
         await self.send_json({"type": "message", "message": live_message_data(message)})
         await self._ask_for_remote_state([message])
 

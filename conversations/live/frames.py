@@ -7,12 +7,15 @@ needs is read with its row (selectors.with_images, message_submit).
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from django.urls import reverse
 
 from conversations.answers import Outcome, Stored
 from conversations.live.protocol import AttachmentData, DocumentRef, MessageData
-from conversations.models import Attachment, Conversation, Document, Message
+from conversations.models import Attachment, Conversation, Document, Message, ToolCall
 from conversations.modelservers import model_ids
+from conversations.rendering import render_markdown
+from conversations.tools.catalog import tool_label
 from conversations.usage import AnswerTotals, usd_short
 
 
@@ -46,7 +49,59 @@ def message_data(message: Message, *, seq: int = 0) -> MessageData:
     siblings = getattr(message, "siblings", None)
     if siblings is not None:
         data["siblings"] = siblings
+    calls = getattr(message, "tool_call_list", None)
+    if calls:
+        data["tools"] = tool_calls_data(calls)
     return data
+
+
+def tool_call_data(
+    *,
+    pk: int,
+    step: int,
+    name: str,
+    key: str,
+    arguments: str,
+    status: str,
+    result: str,
+    duration_ms: int | None,
+) -> dict[str, Any]:
+    """A tool call as the browser sees it: its arguments pretty-printed and its result,
+    both untrusted, rendered through the answer's sanitizer."""
+    title, source = tool_label(key, name)
+    try:
+        pretty = orjson.dumps(orjson.loads(arguments), option=orjson.OPT_INDENT_2).decode()
+    except orjson.JSONDecodeError:
+        pretty = arguments
+    fence = "~~~~" if "~~~" in pretty else "~~~"
+    return {
+        "id": pk,
+        "step": step,
+        "name": name,
+        "title": title,
+        "source": source,
+        "status": status,
+        "arguments_html": render_markdown(f"{fence}json\n{pretty}\n{fence}"),
+        "result_html": render_markdown(result) if result else "",
+        "duration_ms": duration_ms,
+    }
+
+
+def tool_calls_data(calls: list[ToolCall]) -> list[dict[str, Any]]:
+    """Stored calls, in order, as tool_call_data."""
+    return [
+        tool_call_data(
+            pk=call.pk,
+            step=call.step,
+            name=call.name,
+            key=call.tool,
+            arguments=call.arguments,
+            status=call.status,
+            result=call.result,
+            duration_ms=call.duration_ms,
+        )
+        for call in calls
+    ]
 
 
 def ended_message_data(

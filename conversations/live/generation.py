@@ -39,7 +39,7 @@ from conversations.answers import (
 )
 from conversations.documents.reading import count_tokens
 from conversations.errors import ChatError
-from conversations.live import broadcast
+from conversations.live import broadcast, tool_steps
 from conversations.live.answer_text import AnswerText
 from conversations.live.context_window import count_prompt
 from conversations.live.frames import ended_message_data, message_data, totals_data
@@ -57,8 +57,8 @@ from conversations.modelservers.errors import (
     UpstreamTimeout,
 )
 from conversations.modelservers.local_model import QueuePosition
-from conversations.modelservers.results import Usage
-from conversations.selectors import PromptMessage
+from conversations.modelservers.results import ToolCallsBuilder, Usage
+from conversations.selectors import PromptMessage, document_ids_of
 from conversations.trips import Trips
 from conversations.usage import budget_limits_set, check_daily_budget
 
@@ -106,6 +106,10 @@ class Generation:
     # calls cost, added to this one's at the end.
     continued: str = ""
     earlier: Earlier | None = None
+    # An answer given tools: the calls its model asks for in the step streaming, and
+    # every call so far (live/tool_steps.py).
+    asked: ToolCallsBuilder | None = None
+    tool_calls: list = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -155,6 +159,8 @@ class Generation:
         }
         if self.queue_position:
             state["queue_position"] = self.queue_position
+        if self.tool_calls:
+            state["tools"] = [call.data() for call in self.tool_calls]
         return state
 
 
@@ -271,7 +277,12 @@ async def _generate(
             else:
                 gen.answer.cite(plan.citations)
         gen.request = plan.body
-        outcome = await _stream(gen, plan.provider, plan.body)
+        if plan.tools:
+            outcome = await tool_steps.answer_with_tools(
+                gen, plan, _stream, tuple(document_ids_of(history))
+            )
+        else:
+            outcome = await _stream(gen, plan.provider, plan.body)
         if plan.answer_format is not None and outcome.status == Message.Status.COMPLETE:
             outcome = json_outcome(outcome, plan.answer_format)
     except asyncio.CancelledError:
@@ -335,6 +346,8 @@ async def _stream(gen: Generation, provider: providers.Provider, body: dict[str,
                     finish_reason = batch.finish_reason
                 if batch.model:
                     gen.model = batch.model
+                if batch.tool_calls and gen.asked is not None:
+                    gen.asked.add(batch.tool_calls)
     except _CUT_ERRORS:
         # The final chunk (its finish_reason, usually its usage) came, only `[DONE]` or the
         # connection's end did not: the answer is whole.
@@ -422,6 +435,8 @@ async def _finish(gen: Generation, outcome: Outcome) -> None:
             outcome=stored.outcome,
             stored=stored,
         )
+        if gen.tool_calls:
+            frame["tools"] = [call.data() for call in gen.tool_calls]
         await broadcast.conversation_publish(
             gen.conversation_id,
             {"type": "message", "message": frame, "totals": totals_data(stored.totals)},

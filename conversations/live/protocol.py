@@ -85,6 +85,14 @@ class ContinueFrame(TypedDict):
     message: int
 
 
+class ToolApproveFrame(TypedDict):
+    """The user's decision on a tool call waiting for approval (a `tool` frame's call)."""
+
+    type: Literal["tool_approve"]
+    call: int
+    approve: bool
+
+
 ClientFrame = (
     SubscribeFrame
     | SendFrame
@@ -94,6 +102,7 @@ ClientFrame = (
     | RegenerateFrame
     | EditFrame
     | ContinueFrame
+    | ToolApproveFrame
 )
 
 
@@ -168,6 +177,31 @@ class QueuedFrame(TypedDict):
     conversation: int
     message: int
     position: int  # answers ahead of this one; 0 once its turn has come
+
+
+class ToolCallData(TypedDict):
+    """One tool call of an answer (frames.tool_call_data)."""
+
+    id: int
+    step: int
+    name: str  # the function name the model used
+    title: str  # the tool's name for people
+    source: str  # "Built in", or the MCP server's name
+    status: str  # ToolCall.Status
+    arguments_html: str  # sanitized
+    result_html: str  # sanitized
+    duration_ms: int | None
+
+
+class ToolFrame(TypedDict):
+    """A tool call of a streaming answer, new or changed; it takes the answer's next
+    `seq`, like a delta."""
+
+    type: Literal["tool"]
+    conversation: int
+    message: int
+    seq: int
+    call: ToolCallData
 
 
 class ErrorFrame(TypedDict):
@@ -260,6 +294,10 @@ def parse_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame:
         return {"type": kind, "message": _int(frame, "message")}  # type: ignore[return-value]
     if kind == "regenerate":
         return {"type": kind, "message": _int(frame, "message"), **_model(frame)}  # type: ignore[return-value]
+    if kind == "tool_approve":
+        if type(frame.get("approve")) is not bool:
+            raise ProtocolError("invalid", "'approve' must be true or false.")
+        return {"type": kind, "call": _int(frame, "call"), "approve": frame["approve"]}
     raise ProtocolError("unknown_type", f"Unknown frame type: {str(kind)[:40]!r}.")
 
 

@@ -26,7 +26,8 @@ from conversations.live.json_answers import AnswerFormat, answer_format_of
 from conversations.models import Conversation, Message
 from conversations.modelservers import providers
 from conversations.rendering import Citations
-from conversations.selectors import PromptMessage
+from conversations.selectors import PromptMessage, document_ids_of
+from conversations.tools.catalog import Tool, tools_for
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class RequestPlan:
     prompt_tokens: int | None = None  # counted while fitting the window, when it was
     image_tokens: int = 0  # what the images it carries cost, by Mistral's estimate
     answer_format: AnswerFormat | None = None  # JSON asked for (json_answers.py); None: text
+    tools: tuple[Tool, ...] = ()  # the tools the request offers (live/tool_steps.py runs them)
 
 
 async def request_plan(
@@ -106,6 +108,9 @@ async def request_plan(
     provider = providers.provider_for(model)
     if continued is not None:
         messages += continuation_messages(provider, continued.text)
+    tools: list[Tool] = []
+    if conversation.tools and continued is None:
+        tools = await _tools(conversation, model, history, notes)
     answer_format = answer_format_of(conversation)
     if answer_format is not None and provider.kind == "local":
         notes.append("The answer format was not applied: the small local model writes text only.")
@@ -120,12 +125,34 @@ async def request_plan(
         random_seed=conversation.random_seed,
         safe_prompt=conversation.safe_prompt,
         response_format=answer_format.response_format() if answer_format else None,
+        tools=[tool.definition() for tool in tools] or None,
     )
     notice = " ".join(note.strip() for note in notes if note.strip())
     image_tokens = sum(a.tokens for m in history for a in m.images or () if a.pk in kept)
     return RequestPlan(
-        provider, model, body, notice, citations, prompt_tokens, image_tokens, answer_format
+        provider,
+        model,
+        body,
+        notice,
+        citations,
+        prompt_tokens,
+        image_tokens,
+        answer_format,
+        tuple(tools),
     )
+
+
+async def _tools(
+    conversation: Conversation, model: str, history: list[PromptMessage], notes: list[str]
+) -> list[Tool]:
+    """The tools switched on for the conversation, when its model can call them; a note
+    for the reader when it cannot. A continued answer goes without (its prefix must end
+    the request)."""
+    if not await providers.can_call_tools(model):
+        notes.append(f"Tools were not offered: {model} cannot call them.")
+        return []
+    has_documents = bool(document_ids_of(history))
+    return await tools_for(conversation.tools, has_documents=has_documents)
 
 
 async def _fitted(

@@ -71,12 +71,14 @@ def build_chat_body(
     random_seed: int | None = None,
     safe_prompt: bool = False,
     response_format: dict | None = None,
+    tools: list[dict] | None = None,
+    tool_choice: str | None = None,
 ) -> dict:
     """The one place a chat request body is made: from an allow-list, because the API rejects
     every field it does not know (`stream_options`, `max_completion_tokens`, `name`...)."""
     body: dict[str, Any] = {
         "model": model,
-        "messages": [_message(message) for message in messages],
+        "messages": [body_message(message) for message in messages],
         "stream": stream,
     }
     if temperature is not None:
@@ -91,10 +93,13 @@ def build_chat_body(
         body["safe_prompt"] = True
     if response_format is not None:
         body["response_format"] = response_format
+    if tools:
+        body["tools"] = tools
+        body["tool_choice"] = tool_choice or "auto"
     return body
 
 
-def _message(message: dict) -> dict:
+def body_message(message: dict) -> dict:
     role = message.get("role")
     fields = _MESSAGE_FIELDS.get(role)
     if fields is None:

@@ -35,6 +35,8 @@ def build_openai_chat_body(
     random_seed: int | None = None,
     safe_prompt: bool = False,
     response_format: dict | None = None,
+    tools: list[dict] | None = None,
+    tool_choice: str | None = None,
 ) -> dict:
     """The chat body for an OpenAI-compatible server, from the same arguments as
     build_chat_body so a caller need not know which server it talks to. `safe_prompt` is
@@ -44,7 +46,7 @@ def build_openai_chat_body(
     del safe_prompt  # no OpenAI-compatible server documents it
     body: dict[str, Any] = {
         "model": model,
-        "messages": [_message(message) for message in messages],
+        "messages": [openai_body_message(message) for message in messages],
         "stream": stream,
     }
     if stream:
@@ -59,10 +61,13 @@ def build_openai_chat_body(
         body["seed"] = random_seed
     if response_format is not None:
         body["response_format"] = response_format
+    if tools:
+        body["tools"] = tools
+        body["tool_choice"] = tool_choice or "auto"
     return body
 
 
-def _message(message: dict) -> dict:
+def openai_body_message(message: dict) -> dict:
     role = message.get("role")
     fields = _MESSAGE_FIELDS.get(role)
     if fields is None:
@@ -107,11 +112,16 @@ def reported_context(card: ModelCard) -> int:
 
 
 def openai_model_card(
-    card: ModelCard, *, vision: bool, context_length: int = 0, served_context: int = 0
+    card: ModelCard,
+    *,
+    vision: bool,
+    function_calling: bool = False,
+    context_length: int = 0,
+    served_context: int = 0,
 ) -> ModelCard:
     """A card from an OpenAI-compatible /models list, which has no capabilities: every model
-    is taken to chat, none to call functions, and only the ones the operator named to see
-    images. The context window is the endpoint's setting (`context_length`), else what the
+    is taken to chat, and only the ones the operator named to see images or call functions
+    do. The context window is the endpoint's setting (`context_length`), else what the
     server serves (its /models entry, else `served_context`, what it told another way, as
     Ollama's /api/show does), else ASSUMED_CONTEXT, marked `context_assumed`."""
     raw = card.raw
@@ -123,6 +133,6 @@ def openai_model_card(
         max_context_length=context or ASSUMED_CONTEXT,
         context_assumed=not context,
         vision=vision,
-        function_calling=False,
+        function_calling=function_calling,
         completion_chat=True,
     )

@@ -27,12 +27,13 @@ from conversations.errors import ChatError, ModelUnavailable
 from conversations.modelservers import model_ids
 from conversations.modelservers.errors import ModelServerError
 from conversations.modelservers.local_model import LocalModelClient
-from conversations.modelservers.mistral import MistralClient, build_chat_body
+from conversations.modelservers.mistral import MistralClient, body_message, build_chat_body
 from conversations.modelservers.model_ids import LOCAL, LOCAL_MODEL
 from conversations.modelservers.ollama import ServedWindows
 from conversations.modelservers.openai_compat import (
     ASSUMED_CONTEXT,
     build_openai_chat_body,
+    openai_body_message,
     openai_model_card,
     reported_context,
 )
@@ -63,6 +64,7 @@ class Provider:
     # Both stream and list models alike; only a remote server is asked for titles.
     client: MistralClient | LocalModelClient
     vision_models: frozenset[str] = field(default_factory=frozenset)  # OpenAI-compatible only
+    tool_models: frozenset[str] = field(default_factory=frozenset)  # the same: they call tools
     base_url: str = ""  # a remote server's, for `manage.py check`
     api_key: str = field(default="", repr=False)
     context_length: int = 0  # an endpoint's CONTEXT_LENGTH setting; 0: as its server says
@@ -88,6 +90,12 @@ class Provider:
     def build_body(self) -> Callable[..., dict]:
         """build_chat_body's arguments, turned into a body this server documents."""
         return build_chat_body if self.kind == "mistral" else build_openai_chat_body
+
+    @property
+    def build_message(self) -> Callable[[dict], dict]:
+        """One message in the shape this server documents (a step's tool messages, added
+        to a body already built)."""
+        return body_message if self.kind == "mistral" else openai_body_message
 
     def stream_chat(self, body: dict) -> AsyncIterator[StreamBatch]:
         """The client's stream; an OpenAI-compatible server's model names get their prefix
@@ -133,6 +141,7 @@ class Provider:
                 card = openai_model_card(
                     card,
                     vision=card.id in self.vision_models,
+                    function_calling=card.id in self.tool_models,
                     context_length=self.context_length,
                     served_context=served.get(card.id, 0),
                 )
@@ -186,6 +195,7 @@ def _remote(
     api_key: str,
     vision_models: frozenset[str] = frozenset(),
     context_length: int = 0,
+    tool_models: frozenset[str] = frozenset(),
 ) -> Provider:
     """A provider over HTTP: Mistral's API and OpenAI-compatible servers share MistralClient's
     transport, timeouts and retries; only their bodies and model lists differ."""
@@ -197,7 +207,15 @@ def _remote(
         max_retries=settings.MISTRAL_MAX_RETRIES,
     )
     return Provider(
-        name, label, kind, client, vision_models, base_url.rstrip("/"), api_key, context_length
+        name,
+        label,
+        kind,
+        client,
+        vision_models,
+        tool_models,
+        base_url.rstrip("/"),
+        api_key,
+        context_length,
     )
 
 
@@ -235,6 +253,7 @@ def _build() -> Registry:
                 entry["api_key"],
                 frozenset(entry["vision_models"]),
                 entry.get("context_length") or 0,
+                frozenset(entry.get("tool_models") or ()),
             )
         )
     if settings.LOCAL_MODEL_ENABLED:
@@ -389,6 +408,15 @@ async def can_see_images(model_id: str) -> bool:
     OpenAI-compatible endpoint, its VISION_MODELS setting; the local model never does)."""
     card = await model_card(model_id)
     return card is not None and card.vision
+
+
+async def can_call_tools(model_id: str) -> bool:
+    """Whether `model_id` is given tools (Mistral's `capabilities.function_calling`; for an
+    OpenAI-compatible endpoint, its TOOL_MODELS setting; never the local model)."""
+    if provider_for(model_id).kind == "local":
+        return False
+    card = await model_card(model_id)
+    return card is not None and card.function_calling
 
 
 async def refresh_models(model_id: str) -> None:

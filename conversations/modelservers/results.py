@@ -6,6 +6,8 @@ servers', the local model's). No Django.
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 
 @dataclass(slots=True, frozen=True)
 class Usage:
@@ -23,6 +25,61 @@ class StreamBatch:
     finish_reason: str | None = None
     usage: Usage | None = None
     model: str | None = None
+    # The `tool_calls` entries of the deltas, as sent: whole on Mistral, in pieces on
+    # OpenAI-compatible servers (ToolCallsBuilder puts them together).
+    tool_calls: list[dict] | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class AskedCall:
+    """One call the model asked for: its id, the function's name and its arguments as a
+    JSON string (Mistral may send an object; it is written out)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+class ToolCallsBuilder:
+    """A stream's tool calls put together from its deltas' entries, by `index`: Mistral
+    sends each call whole, OpenAI-compatible servers send the id and name first and the
+    arguments in pieces after."""
+
+    __slots__ = ("_calls", "_last")
+
+    def __init__(self) -> None:
+        self._calls: dict[int, dict[str, Any]] = {}
+        self._last = 0
+
+    def add(self, entries: list[dict]) -> None:
+        for entry in entries:
+            if not isinstance(entry, dict):
+                continue
+            call_id = str(entry.get("id") or "")
+            index = entry.get("index")
+            if not isinstance(index, int):
+                index = len(self._calls) if call_id else self._last
+            known = self._calls.get(index)
+            if known is not None and call_id and known["id"] and known["id"] != call_id:
+                index = max(self._calls) + 1  # another whole call under the same index
+            self._last = index
+            call = self._calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+            if call_id:
+                call["id"] = call_id
+            function = entry.get("function") or {}
+            if function.get("name"):
+                call["name"] = str(function["name"])
+            arguments = function.get("arguments")
+            if isinstance(arguments, str):
+                call["arguments"] += arguments
+            elif arguments is not None:
+                call["arguments"] = orjson.dumps(arguments).decode()
+
+    def calls(self) -> list[AskedCall]:
+        return [
+            AskedCall(call["id"], call["name"], call["arguments"] or "{}")
+            for _, call in sorted(self._calls.items())
+        ]
 
 
 @dataclass(slots=True, frozen=True)

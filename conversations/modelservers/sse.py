@@ -35,6 +35,7 @@ class SSEDecoder:
             return None
         self._pending = buf[end + 2 :]
         parts: list[str] = []
+        tool_calls: list[dict] | None = None
         finish_reason = None
         usage = None
         for event in buf[:end].split(b"\n\n"):
@@ -55,6 +56,8 @@ class SSEDecoder:
                         text = content if isinstance(content, str) else content_text(content)
                         if text:
                             parts.append(text)
+                    if delta and delta.get("tool_calls"):
+                        tool_calls = (tool_calls or []) + list(delta["tool_calls"])
                     if choice.get("finish_reason") is not None:
                         finish_reason = choice["finish_reason"]
                 if chunk.get("usage") is not None:
@@ -81,8 +84,8 @@ class SSEDecoder:
             if finish_reason == "error":
                 self.error = ModelError("The model stopped with an error.", status=200)
                 break
-        if parts or finish_reason is not None or usage is not None:
-            return StreamBatch("".join(parts), finish_reason, usage, self.model)
+        if parts or finish_reason is not None or usage is not None or tool_calls:
+            return StreamBatch("".join(parts), finish_reason, usage, self.model, tool_calls)
         return None
 
 

@@ -1,0 +1,433 @@
+"""Function calling: an answer that calls tools takes several model calls, each step stored
+as rows and streamed to every tab; Mistral's rules hold (ids, names, one tool message per
+call, role order); failures, time-outs, Stop and approvals become results the model and the
+reader both see; models without the capability get no tools."""
+
+import html
+import json
+import re
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from asgiref.sync import sync_to_async
+
+from conversations.models import ApiCall, Conversation, ToolCall
+from conversations.modelservers.results import ToolCallsBuilder
+from tests.fake_mistral import Reply
+from tests.helpers import frames_until, is_final
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SERVER = Path(__file__).with_name("mcp_tools_server.py")
+
+
+@pytest.fixture
+def mcp_config(tmp_path, settings):
+    """The test MCP server over stdio, configured as an operator would; `approval` lists
+    the tools that wait for the user's click."""
+
+    def configure(approval=False) -> None:
+        from chatsite.settings import _mcp_servers
+
+        path = tmp_path / "mcp.json"
+        entry = {"command": sys.executable, "args": [str(SERVER)], "approval": approval}
+        path.write_text(json.dumps({"mcpServers": {"lab": entry}}))
+        settings.CHAT_MCP_SERVERS = _mcp_servers(str(path))
+
+    return configure
+
+
+async def ask(socket, conversation: Conversation, text: str = "What time is it?") -> list:
+    frame = {"type": "send", "conversation": conversation.pk, "text": text}
+    await socket.send_to(text_data=orjson.dumps(frame).decode())
+    return await frames_until(socket, is_final, within=15)
+
+
+def final_of(frames: list) -> dict:
+    return [f for f in frames if is_final(f)][-1]["message"]
+
+
+def text_of(markup: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", markup))
+
+
+def chat_bodies(server) -> list[dict]:
+    return [r.json for r in server.requests if r.path.endswith("/chat/completions")]
+
+
+def tool_frames(frames: list) -> list[dict]:
+    return [f for f in frames if f["type"] == "tool"]
+
+
+async def conversation_with(user, tools, model="mistral-small-latest", **fields):
+    return await Conversation.objects.acreate(owner=user, model=model, tools=tools, **fields)
+
+
+def calls_of(message_id: int) -> list[ToolCall]:
+    return list(ToolCall.objects.filter(message_id=message_id).order_by("step", "position"))
+
+
+async def test_a_two_step_answer_runs_the_tool_and_answers_with_its_result(
+    user, open_socket, fake_mistral
+):
+    conversation = await conversation_with(user, ["builtin:datetime"])
+    fake_mistral.enqueue(
+        Reply.tool_calls([("current_datetime", {"timezone": "Europe/Paris"})], ids=["abcDEF123"])
+    )
+    fake_mistral.enqueue(Reply.tokens(["It is ", "now."]))
+    frames = await ask(await open_socket(user), conversation)
+    final = final_of(frames)
+
+    assert final["status"] == "complete"
+    assert final["text"] == "It is now."
+    first, second = chat_bodies(fake_mistral)  # both validated against the spec
+    assert first["tools"][0]["function"]["name"] == "current_datetime"
+    assert first["tool_choice"] == "auto"
+    asking, answer = second["messages"][-2:]
+    assert asking == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "abcDEF123",
+                "type": "function",
+                "function": {
+                    "name": "current_datetime",
+                    "arguments": '{"timezone":"Europe/Paris"}',
+                },
+            }
+        ],
+    }
+    assert answer["role"] == "tool" and answer["tool_call_id"] == "abcDEF123"
+    assert (
+        "(Europe/Paris, UTC+0" in answer["content"]
+        or "(Europe/Paris, UTC+01" in answer["content"]
+        or "Europe/Paris" in answer["content"]
+    )
+
+    [call] = await sync_to_async(calls_of)(final["id"])
+    assert (call.step, call.name, call.tool, call.status) == (
+        1,
+        "current_datetime",
+        "builtin:datetime",
+        "done",
+    )
+    assert call.result == answer["content"] and call.duration_ms is not None
+    # The reader saw it run: a frame when it started and one when it ended, with `seq`.
+    statuses = [f["call"]["status"] for f in tool_frames(frames)]
+    assert statuses == ["running", "done"]
+    seqs = [f["seq"] for f in frames if f["type"] in ("delta", "tool")]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert final["tools"][0]["title"] == "Date and time"
+    assert "Europe/Paris" in final["tools"][0]["result_html"]
+    # Each model call is billed as its own row; the answer shows both summed.
+    calls = await sync_to_async(list)(
+        ApiCall.objects.filter(message_id=final["id"])
+        .order_by("id")
+        .values_list("status", "prompt_tokens", "completion_tokens")
+    )
+    assert [c[0] for c in calls] == ["tool_calls", "complete"]
+    assert final["prompt_tokens"] == sum(c[1] for c in calls)
+    assert final["completion_tokens"] == sum(c[2] for c in calls)
+
+
+async def test_parallel_calls_each_get_their_tool_message(user, open_socket, fake_mistral):
+    conversation = await conversation_with(user, ["builtin:datetime"])
+    fake_mistral.enqueue(
+        Reply.tool_calls(
+            [("current_datetime", {"timezone": "Asia/Tokyo"}), ("current_datetime", {})],
+            ids=["aaaaaaaa1", "bbbbbbbb2"],
+        )
+    )
+    fake_mistral.enqueue(Reply.tokens(["Two clocks."]))
+    final = final_of(await ask(await open_socket(user), conversation))
+    assert final["status"] == "complete"
+    second = chat_bodies(fake_mistral)[1]
+    assert [m["role"] for m in second["messages"][-3:]] == ["assistant", "tool", "tool"]
+    assert [m["tool_call_id"] for m in second["messages"][-2:]] == ["aaaaaaaa1", "bbbbbbbb2"]
+    assert "Asia/Tokyo" in second["messages"][-2]["content"]
+    assert "(UTC," in second["messages"][-1]["content"]
+    rows = await sync_to_async(calls_of)(final["id"])
+    assert [(r.position, r.status) for r in rows] == [(0, "done"), (1, "done")]
+
+
+async def test_a_failing_tool_becomes_a_result_saying_so(user, open_socket, fake_mistral):
+    conversation = await conversation_with(user, ["builtin:datetime"])
+    fake_mistral.enqueue(Reply.tool_calls([("current_datetime", {"timezone": "Mars/Olympus"})]))
+    fake_mistral.enqueue(Reply.tokens(["Sorry."]))
+    frames = await ask(await open_socket(user), conversation)
+    final = final_of(frames)
+    assert final["status"] == "complete"
+    tool_message = chat_bodies(fake_mistral)[1]["messages"][-1]
+    assert tool_message["content"].startswith("The tool failed: Unknown time zone 'Mars/Olympus'")
+    assert tool_frames(frames)[-1]["call"]["status"] == "failed"
+    assert "Unknown time zone" in final["tools"][0]["result_html"]
+
+
+async def test_a_tool_the_model_was_not_given_is_answered_not_run(user, open_socket, fake_mistral):
+    conversation = await conversation_with(user, ["builtin:datetime"])
+    fake_mistral.enqueue(Reply.tool_calls([("delete_everything", {})]))
+    fake_mistral.enqueue(Reply.tokens(["Fine."]))
+    final = final_of(await ask(await open_socket(user), conversation))
+    assert final["status"] == "complete"
+    content = chat_bodies(fake_mistral)[1]["messages"][-1]["content"]
+    assert content == "There is no tool named 'delete_everything' here."
+    [row] = await sync_to_async(calls_of)(final["id"])
+    assert row.status == "unknown"
+
+
+async def test_the_step_bound_makes_the_last_call_answer_in_text(
+    user, open_socket, fake_mistral, settings
+):
+    settings.CHAT_TOOL_MAX_STEPS = 2
+    conversation = await conversation_with(user, ["builtin:datetime"])
+    fake_mistral.enqueue(Reply.tool_calls([("current_datetime", {})]))
+    fake_mistral.enqueue(Reply.tokens(["Done."]))
+    final = final_of(await ask(await open_socket(user), conversation))
+    first, last = chat_bodies(fake_mistral)
+    assert first["tool_choice"] == "auto" and last["tool_choice"] == "none"
+    assert final["text"] == "Done."
+
+
+async def test_a_model_without_the_capability_gets_no_tools(user, open_socket, fake_mistral):
+    conversation = await conversation_with(user, ["builtin:datetime"], model="codestral-latest")
+    for card in fake_mistral.models:
+        if card["id"] == "codestral-latest":
+            card["capabilities"]["function_calling"] = False
+    fake_mistral.enqueue(Reply.tokens(["No clock here."]))
+    final = final_of(await ask(await open_socket(user), conversation))
+    [body] = chat_bodies(fake_mistral)
+    assert "tools" not in body and "tool_choice" not in body
+    assert final["notice"] == "Tools were not offered: codestral-latest cannot call them."
+
+
+async def test_no_tools_switched_on_sends_none(user, open_socket, fake_mistral):
+    conversation = await conversation_with(user, [])
+    fake_mistral.enqueue(Reply.tokens(["Hi"]))
+    final_of(await ask(await open_socket(user), conversation))
+    [body] = chat_bodies(fake_mistral)
+    assert "tools" not in body
+
+
+async def test_the_fake_server_refuses_a_bad_call_id_as_mistral_does(
+    user, open_socket, fake_mistral
+):
+    """The rule our answers follow is enforced: an id that is not 9 letters and digits
+    (as an OpenAI-style "call_0" would be) earns Mistral's 400 on the next step."""
+    conversation = await conversation_with(user, ["builtin:datetime"])
+    fake_mistral.enqueue(Reply.tool_calls([("current_datetime", {})], ids=["call_0"]))
+    final = final_of(await ask(await open_socket(user), conversation))
+    assert final["status"] == "failed"
+    assert "length of 9" in fake_mistral_last_error(fake_mistral)
+
+
+def fake_mistral_last_error(server) -> str:
+    from tests.fake_mistral import tool_rules_error
+
+    return tool_rules_error(chat_bodies(server)[-1])["message"]
+
+
+async def test_stop_during_a_tool_cancels_it_and_keeps_the_rows(
+    user, open_socket, fake_mistral, mcp_config
+):
+    mcp_config()
+    conversation = await conversation_with(user, ["mcp:lab/slow"])
+    fake_mistral.enqueue(Reply.tool_calls([("lab_slow", {"seconds": 30})]))
+    socket = await open_socket(user)
+    frame = {"type": "send", "conversation": conversation.pk, "text": "Wait for it"}
+    await socket.send_to(text_data=orjson.dumps(frame).decode())
+    await frames_until(
+        socket, lambda f: f["type"] == "tool" and f["call"]["status"] == "running", within=20
+    )
+    await socket.send_to(
+        text_data=orjson.dumps({"type": "stop", "conversation": conversation.pk}).decode()
+    )
+    frames = await frames_until(socket, is_final, within=10)
+    final = final_of(frames)
+    assert final["status"] == "stopped"
+    [row] = await sync_to_async(calls_of)(final["id"])
+    assert row.status == "cancelled"
+    assert len(chat_bodies(fake_mistral)) == 1  # the model was not asked again
+
+
+async def test_a_slow_tool_is_cut_by_the_time_bound(
+    user, open_socket, fake_mistral, mcp_config, settings
+):
+    mcp_config()
+    settings.CHAT_TOOL_TIMEOUT = 1.0
+    conversation = await conversation_with(user, ["mcp:lab/slow"])
+    fake_mistral.enqueue(Reply.tool_calls([("lab_slow", {"seconds": 30})]))
+    fake_mistral.enqueue(Reply.tokens(["It took too long."]))
+    final = final_of(await ask(await open_socket(user), conversation, "Wait"))
+    assert final["status"] == "complete"
+    content = chat_bodies(fake_mistral)[1]["messages"][-1]["content"]
+    assert content == "The tool did not answer within 1 s; it was stopped."
+    [row] = await sync_to_async(calls_of)(final["id"])
+    assert row.status == "timed_out"
+
+
+async def test_an_mcp_tool_over_stdio_answers(user, open_socket, fake_mistral, mcp_config):
+    mcp_config()
+    conversation = await conversation_with(user, ["mcp:lab/add"])
+    fake_mistral.enqueue(Reply.tool_calls([("lab_add", {"a": 2, "b": 40})]))
+    fake_mistral.enqueue(Reply.tokens(["42."]))
+    final = final_of(await ask(await open_socket(user), conversation, "2 + 40?"))
+    first, second = chat_bodies(fake_mistral)
+    [offered] = first["tools"]
+    assert offered["function"]["name"] == "lab_add"
+    assert offered["function"]["description"] == "Add two whole numbers and return their sum."
+    assert second["messages"][-1]["content"] == "42"
+    assert final["tools"][0]["source"] == "lab"
+
+
+async def test_a_failing_mcp_tool_and_a_huge_result_are_contained(
+    user, open_socket, fake_mistral, mcp_config, settings
+):
+    mcp_config()
+    settings.CHAT_TOOL_RESULT_CHARS = 1000
+    conversation = await conversation_with(user, ["mcp:lab/broken", "mcp:lab/long_text"])
+    fake_mistral.enqueue(Reply.tool_calls([("lab_broken", {}), ("lab_long_text", {"size": 50000})]))
+    fake_mistral.enqueue(Reply.tokens(["Noted."]))
+    final = final_of(await ask(await open_socket(user), conversation, "Try both"))
+    broken, long = chat_bodies(fake_mistral)[1]["messages"][-2:]
+    assert broken["content"].startswith("The tool failed:")
+    assert len(long["content"]) < 1100
+    assert long["content"].endswith("[The result was cut at 1,000 characters.]")
+    # Shown through the sanitizer: the tool's markup is not markup in the page.
+    html = final["tools"][1]["result_html"]
+    assert "<b>" not in html
+
+
+@pytest.mark.parametrize("approve", [True, False])
+async def test_a_call_needing_approval_waits_for_the_users_click(
+    user, open_socket, fake_mistral, mcp_config, approve
+):
+    mcp_config(approval=["add"])
+    conversation = await conversation_with(user, ["mcp:lab/add"])
+    fake_mistral.enqueue(Reply.tool_calls([("lab_add", {"a": 1, "b": 1})]))
+    fake_mistral.enqueue(Reply.tokens(["OK."]))
+    socket = await open_socket(user)
+    frame = {"type": "send", "conversation": conversation.pk, "text": "1 + 1"}
+    await socket.send_to(text_data=orjson.dumps(frame).decode())
+    waiting = (
+        await frames_until(
+            socket, lambda f: f["type"] == "tool" and f["call"]["status"] == "waiting", within=20
+        )
+    )[-1]
+    assert '"a": 1' in text_of(waiting["call"]["arguments_html"])  # what would run
+    assert len(chat_bodies(fake_mistral)) == 1
+    decision = {
+        "type": "tool_approve",
+        "conversation": conversation.pk,
+        "call": waiting["call"]["id"],
+        "approve": approve,
+    }
+    await socket.send_to(text_data=orjson.dumps(decision).decode())
+    final = final_of(await frames_until(socket, is_final, within=20))
+    content = chat_bodies(fake_mistral)[1]["messages"][-1]["content"]
+    [row] = await sync_to_async(calls_of)(final["id"])
+    if approve:
+        assert content == "2" and row.status == "done"
+    else:
+        assert content == "The user did not approve this call; it was not run."
+        assert row.status == "refused"
+
+
+async def test_another_user_cannot_approve_a_call(
+    user, other_user, open_socket, fake_mistral, mcp_config, settings
+):
+    mcp_config(approval=True)
+    settings.CHAT_TOOL_APPROVAL_SECONDS = 3
+    conversation = await conversation_with(user, ["mcp:lab/add"])
+    fake_mistral.enqueue(Reply.tool_calls([("lab_add", {"a": 1, "b": 1})]))
+    fake_mistral.enqueue(Reply.tokens(["OK."]))
+    socket = await open_socket(user)
+    frame = {"type": "send", "conversation": conversation.pk, "text": "1 + 1"}
+    await socket.send_to(text_data=orjson.dumps(frame).decode())
+    waiting = (
+        await frames_until(
+            socket, lambda f: f["type"] == "tool" and f["call"]["status"] == "waiting", within=20
+        )
+    )[-1]
+    intruder = await open_socket(other_user)
+    decision = {
+        "type": "tool_approve",
+        "conversation": conversation.pk,
+        "call": waiting["call"]["id"],
+        "approve": True,
+    }
+    await intruder.send_to(text_data=orjson.dumps(decision).decode())
+    error = orjson.loads(await intruder.receive_from(timeout=5))
+    assert error["type"] == "error"
+    final = final_of(await frames_until(socket, is_final, within=20))
+    [row] = await sync_to_async(calls_of)(final["id"])
+    assert row.status == "refused"  # nobody approved it in time
+
+
+async def test_a_reload_during_a_tool_gets_the_calls_so_far(
+    user, open_socket, fake_mistral, mcp_config
+):
+    mcp_config()
+    conversation = await conversation_with(user, ["mcp:lab/slow"])
+    fake_mistral.enqueue(Reply.tool_calls([("lab_slow", {"seconds": 2})], text=["Checking. "]))
+    fake_mistral.enqueue(Reply.tokens(["Waited."]))
+    socket = await open_socket(user)
+    frame = {"type": "send", "conversation": conversation.pk, "text": "Wait"}
+    await socket.send_to(text_data=orjson.dumps(frame).decode())
+    running = (
+        await frames_until(
+            socket, lambda f: f["type"] == "tool" and f["call"]["status"] == "running", within=20
+        )
+    )[-1]
+    await socket.disconnect()
+    # A new tab (a reload) watches the conversation and asks for the answer's state, as
+    # the page's script does.
+    tab = await open_socket(user)
+    subscribe = {"type": "subscribe", "conversation": conversation.pk}
+    await tab.send_to(text_data=orjson.dumps(subscribe).decode())
+    resync = {"type": "resync", "message": running["message"]}
+    await tab.send_to(text_data=orjson.dumps(resync).decode())
+    state = (
+        await frames_until(
+            tab, lambda f: f["type"] == "message" and f["message"]["id"] == running["message"]
+        )
+    )[-1]["message"]
+    assert state["status"] == "streaming"
+    assert state["text"] == "Checking. "
+    assert [c["status"] for c in state["tools"]] == ["running"]
+    assert state["seq"] == running["seq"]
+    final = final_of(await frames_until(tab, is_final, within=20))
+    assert final["text"] == "Checking. \n\nWaited."
+
+
+def test_tool_calls_streamed_in_pieces_are_put_together():
+    builder = ToolCallsBuilder()
+    builder.add([{"index": 0, "id": "call_1", "function": {"name": "add", "arguments": ""}}])
+    builder.add([{"index": 0, "function": {"arguments": '{"a": '}}])
+    builder.add([{"index": 0, "function": {"arguments": "1}"}}])
+    builder.add([{"index": 1, "id": "call_2", "function": {"name": "sub", "arguments": {"b": 2}}}])
+    calls = builder.calls()
+    assert [(c.id, c.name, c.arguments) for c in calls] == [
+        ("call_1", "add", '{"a": 1}'),
+        ("call_2", "sub", '{"b":2}'),
+    ]
+
+
+async def test_an_openai_endpoint_gets_tools_only_for_models_the_operator_named(
+    user, open_socket, lab, settings
+):
+    """`lab` is an OpenAI-compatible endpoint; its TOOL_MODELS setting names its models
+    that call tools, and tool calls arrive in pieces there."""
+    server = lab
+    settings.CHAT_ENDPOINTS = [{**settings.CHAT_ENDPOINTS[0], "tool_models": ["org/big"]}]
+    conversation = await conversation_with(user, ["builtin:datetime"], model="lab/org/big")
+    server.enqueue(Reply.tool_calls([("current_datetime", {})], incremental=True))
+    server.enqueue(Reply.tokens(["Now."]))
+    final = final_of(await ask(await open_socket(user), conversation))
+    assert final["status"] == "complete"
+    first, second = chat_bodies(server)
+    assert first["tools"][0]["function"]["name"] == "current_datetime"
+    assert second["messages"][-1]["role"] == "tool"
+    assert "name" not in second["messages"][-1]  # OpenAI's tool message has no name
