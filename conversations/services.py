@@ -94,13 +94,15 @@ def message_submit(
     worker: str = "",
     attachment_ids: list[int] | None = None,
     document_ids: list[int] | None = None,
+    tools: list[str] | None = None,
 ) -> Submitted:
     """Create the question and its empty answer together (and the conversation, when
-    `conversation_id` is None), so a reload never shows a question with nowhere for its
-    answer to stream. Access is checked in the same trip: this is the one database call
-    between a `send` frame and the model request."""
+    `conversation_id` is None, with the `tools` switched on in the composer), so a reload
+    never shows a question with nowhere for its answer to stream. Access is checked in the
+    same trip: this is the one database call between a `send` frame and the model
+    request."""
     if conversation_id is None:
-        conversation = Conversation.objects.create(owner=user, model=model)
+        conversation = Conversation.objects.create(owner=user, model=model, tools=tools or [])
     else:
         conversation, answering, parent_id = access_conversation_for_question(
             user=user, conversation_id=conversation_id
@@ -165,6 +167,7 @@ class Question:
     worker: str = ""
     attachment_ids: list[int] | None = None
     document_ids: list[int] | None = None
+    tools: list[str] | None = None  # a new conversation's, from the composer
 
     @property
     def plain(self) -> bool:
@@ -183,6 +186,7 @@ def _submit_alone(question: Question) -> Submitted:
         worker=question.worker,
         attachment_ids=question.attachment_ids,
         document_ids=question.document_ids,
+        tools=question.tools,
     )
 
 

@@ -364,8 +364,9 @@ def test_conversation_page_with_a_thousand_messages_uses_few_queries(
 ):
     _add_messages(conversation, 1000)
     # 7th: the answers the user reported; 8th: the answers' totals under the title; 9th:
-    # the tree's (id, parent) pairs, to find the branch shown
-    with django_assert_max_num_queries(9):
+    # the tree's (id, parent) pairs, to find the branch shown; 10th: the shown answers'
+    # tool calls
+    with django_assert_max_num_queries(10):
         signed_in.get(reverse("conversation", kwargs={"pk": conversation.pk}))
 
 

@@ -152,6 +152,7 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
                     worker=await worker_channel(),
                     attachment_ids=frame.get("attachments"),
                     document_ids=frame.get("documents"),
+                    tools=frame.get("tools"),
                 )
             )
         except AnswerInProgress as busy:

@@ -84,7 +84,26 @@ def tool_call_data(
         "arguments_html": render_markdown(f"{fence}json\n{pretty}\n{fence}"),
         "result_html": render_markdown(result) if result else "",
         "duration_ms": duration_ms,
+        "status_text": _STATUS_TEXT.get(status, status)
+        + (f" · {_duration(duration_ms)}" if duration_ms is not None else ""),
     }
+
+
+# What the reader is told of a call in each status (ToolCall.Status).
+_STATUS_TEXT = {
+    "waiting": "Waiting for your approval",
+    "running": "Running…",
+    "done": "Done",
+    "failed": "Failed",
+    "timed_out": "Timed out",
+    "refused": "Not run: you refused it",
+    "cancelled": "Stopped",
+    "unknown": "Not run: no such tool",
+}
+
+
+def _duration(ms: int) -> str:
+    return f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
 
 def tool_calls_data(calls: list[ToolCall]) -> list[dict[str, Any]]:
@@ -195,6 +214,7 @@ def conversation_data(conversation: Conversation) -> dict[str, Any]:
         "id": conversation.pk,
         "title": conversation.title,
         "model": conversation.model,
+        "tools": conversation.tools,
         "updated_at": conversation.updated_at.isoformat(),
     }
 

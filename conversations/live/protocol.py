@@ -43,6 +43,7 @@ class SendFrame(TypedDict):
     model: NotRequired[str]
     attachments: NotRequired[list[int]]  # uploaded image ids, in the order shown
     documents: NotRequired[list[int]]  # uploaded document ids, read and ready
+    tools: NotRequired[list[str]]  # a new conversation's tools, switched on in the composer
 
 
 class StopFrame(TypedDict):
@@ -191,6 +192,7 @@ class ToolCallData(TypedDict):
     arguments_html: str  # sanitized
     result_html: str  # sanitized
     duration_ms: int | None
+    status_text: str  # the status and time, for people
 
 
 class ToolFrame(TypedDict):
@@ -245,6 +247,10 @@ def _model(frame: dict[str, Any]) -> dict[str, str]:
     return {"model": model}
 
 
+# How many tools a `send` frame may switch on (Mistral documents at most 128 per request).
+MAX_TOOLS = 128
+
+
 def parse_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame:
     """Parse and validate one frame from a browser, or raise ProtocolError."""
     if len(raw) > MAX_FRAME_BYTES:
@@ -280,6 +286,15 @@ def parse_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame:
         if kind == "send":
             parsed = {"type": kind, "conversation": _int(frame, "conversation", optional=True)}
             parsed.update(_model(frame))
+            tools = frame.get("tools")
+            if tools is not None:
+                if not (
+                    isinstance(tools, list)
+                    and len(tools) <= MAX_TOOLS
+                    and all(isinstance(t, str) and 0 < len(t) <= 200 for t in tools)
+                ):
+                    raise ProtocolError("invalid", "'tools' must be a list of tool keys.")
+                parsed["tools"] = tools
         else:
             parsed = {"type": kind, "message": _int(frame, "message")}
         parsed["text"] = text

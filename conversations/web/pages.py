@@ -22,7 +22,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from conversations.branches import NotBranchable, branch_switch, conversation_fork
 from conversations.ids import parse_id
 from conversations.live import broadcast
-from conversations.live.frames import answer_meta, conversation_data, totals_text
+from conversations.live.frames import (
+    answer_meta,
+    conversation_data,
+    tool_calls_data,
+    totals_text,
+)
 from conversations.models import Conversation, Message
 from conversations.modelservers import model_ids, providers
 from conversations.rendering import render_markdown
@@ -33,6 +38,7 @@ from conversations.selectors import (
     message_window,
     reported_message_ids,
     shown_path,
+    with_tool_calls,
 )
 from conversations.services import (
     REPORT_REASON_MAX_CHARS,
@@ -264,7 +270,9 @@ def _for_the_thread(
         if conversation
         else set()
     )
+    with_tool_calls(messages)
     for message in messages:
+        message.tools = tool_calls_data(message.tool_call_list or [])
         message.reported = message.pk in reported
         # Answers cut by a restart were never rendered whole; ones still streaming are
         # replaced by their live state as soon as the socket subscribes.

@@ -1,7 +1,7 @@
 from django.urls import path, register_converter
 
 from conversations.ids import IdConverter
-from conversations.web import accounts, files, pages
+from conversations.web import accounts, files, pages, tools
 
 register_converter(IdConverter, "id")
 
@@ -16,7 +16,9 @@ urlpatterns = [
     path("c/<id:pk>/delete/", pages.delete, name="conversation_delete"),
     path("c/<id:pk>/settings/", pages.conversation_settings, name="conversation_settings"),
     path("conversations/", pages.sidebar_more, name="sidebar_more"),
+    path("c/<id:pk>/tools/", tools.conversation_tools, name="conversation_tools"),
     path("models.json", pages.models_json, name="models_json"),
+    path("tools.json", tools.tools_json, name="tools_json"),
     path("attachments/", files.attachment_upload, name="attachment_upload"),
     path("attachments/<id:pk>/delete/", files.attachment_remove, name="attachment_remove"),
     path(

@@ -76,6 +76,16 @@ $("#thread").addEventListener("click", (event) => {
     sendAction({ type: "retry", message: Number(retry.dataset.retry) });
     return;
   }
+  // A tool call waiting for approval: run it, or not. The buttons go at once; the
+  // call's next frame says what happened.
+  const decision = event.target.closest("[data-tool-approve], [data-tool-refuse]");
+  if (decision) {
+    const approve = "toolApprove" in decision.dataset;
+    const call = Number(approve ? decision.dataset.toolApprove : decision.dataset.toolRefuse);
+    decision.closest(".tool-approval").hidden = true;
+    sendAction({ type: "tool_approve", call, approve });
+    return;
+  }
   const button = event.target.closest("[data-action]");
   const el = button?.closest(".msg");
   if (!el) return;
@@ -236,6 +246,9 @@ function handleFrame(frame) {
       break;
     case "queued":
       if (frame.conversation === state.conversation) thread.applyQueued(frame);
+      break;
+    case "tool":
+      if (frame.conversation === state.conversation) thread.applyTool(frame);
       break;
     case "conversation": {
       const c = frame.conversation;

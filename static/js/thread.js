@@ -14,6 +14,7 @@ import { decorate } from "./actions.js";
 import { documentList } from "./documents.js";
 import { icon } from "./icons.js";
 import { usdShort } from "./money.js";
+import { renderTools, upsertTool } from "./tools.js";
 
 const ACTIVE = new Set(["pending", "streaming"]);
 const NOTICE_LABELS = { failed: "Couldn’t answer", stopped: "Stopped", interrupted: "Interrupted" };
@@ -136,6 +137,7 @@ export class Thread {
       el.querySelector(".msg-meta").textContent = ACTIVE.has(m.status) ? "" : answerMeta(m);
       el.querySelector(".msg-note").textContent = m.notice || "";
       el.querySelector(".msg-source").content.textContent = m.text ?? "";
+      if (m.tools) renderTools(el.querySelector(".msg-tools"), m.tools);
       el.dataset.finish = m.finish_reason ?? "";
       decorate(el);
       if (wasActive && !ACTIVE.has(m.status)) this.onAnswerEnd?.(m);
@@ -170,6 +172,30 @@ export class Thread {
         el.dataset.status = "streaming";
         el.querySelector(".msg-progress-text").textContent = "Writing…";
       }
+    });
+  }
+
+  // A tool call of a streaming answer, new or changed: it takes the answer's next seq,
+  // like a delta, so a lost one is noticed the same way.
+  applyTool(f) {
+    const el = this.get(f.message);
+    if (!el) {
+      if (this.offPath.has(f.message)) this.elsewhere(f.message, "streaming");
+      else this.resync(f.message);
+      return;
+    }
+    const last = el.dataset.seq === "" ? NaN : Number(el.dataset.seq);
+    if (!ACTIVE.has(el.dataset.status) || f.seq <= last) return;
+    if (Number.isNaN(last) || f.seq > last + 1) {
+      this.resync(f.message);
+      return;
+    }
+    this.keepingBottom(false, () => {
+      upsertTool(el.querySelector(".msg-tools"), f.call);
+      el.dataset.seq = String(f.seq);
+      el.dataset.status = "streaming";
+      el.querySelector(".msg-progress-text").textContent =
+        f.call.status === "waiting" ? "Waiting for your approval…" : "Using tools…";
     });
   }
 
@@ -293,6 +319,8 @@ function assistantElement(id) {
 
   const source = document.createElement("template");
   source.className = "msg-source";
+  const tools = div("msg-tools");
+  tools.hidden = true;
   const body = div("msg-body prose");
   body.append(div("msg-settled"), div("msg-tail"));
 
@@ -322,7 +350,7 @@ function assistantElement(id) {
   report.setAttribute("aria-label", "Report this answer");
   report.setAttribute("aria-pressed", "false");
   report.append(icon("i-thumbs-down"));
-  el.append(head, source, body, progress, notice, note, meta, report);
+  el.append(head, source, tools, body, progress, notice, note, meta, report);
   return el;
 }
 
