@@ -468,8 +468,9 @@ def review_transcript(*, conversation: Conversation) -> ReviewTranscript:
     documents (`review_documents`), its reports (`review_reports`), the API calls that
     produced it (`review_calls`), whether it is on the shown branch (`review_shown`) and,
     when it has alternatives, which version it is (`review_version`, `review_versions`) and
-    where the others are (`review_others`: (version, branch number, id)). Five queries
-    whatever its length or number of branches: the tree comes from the messages read."""
+    where the others are (`review_others`: (version, branch number, id)), and an answer
+    that called tools its tool calls (`tool_call_list`). Six queries whatever its length or
+    number of branches: the tree comes from the messages read."""
     conversation_id = conversation.pk
     messages = message_history(conversation_id=conversation_id)
     reports: defaultdict[int, list[Report]] = defaultdict(list)
@@ -485,6 +486,11 @@ def review_transcript(*, conversation: Conversation) -> ReviewTranscript:
         "message_id", "position", "id"
     ):
         documents[document.message_id].append(document)
+    tools: defaultdict[int, list[ToolCall]] = defaultdict(list)
+    for tool_call in ToolCall.objects.filter(message__conversation_id=conversation_id).order_by(
+        "message_id", "step", "position"
+    ):
+        tools[tool_call.message_id].append(tool_call)
     by_id = {message.pk: message for message in messages}
     tree = Tree.of([(message.pk, message.parent_id) for message in messages])
     lines = tree.branches(shown_leaf(tree, conversation.shown_leaf_id))
@@ -494,6 +500,7 @@ def review_transcript(*, conversation: Conversation) -> ReviewTranscript:
         message.review_documents = documents.get(message.pk, [])
         message.review_reports = reports.get(message.pk, [])
         message.review_calls = calls.get(message.pk, [])
+        message.tool_call_list = tools.get(message.pk, [])
         message.review_shown = branch_of[message.pk] == 1
         message.review_versions = len(siblings)
         message.review_version = siblings.index(message.pk) + 1

@@ -207,8 +207,13 @@ def request_summary(body: dict[str, Any]) -> dict[str, Any]:
             parts = [{"type": "text", "chars": len(content)}]
         else:
             parts = [_part_summary(part) for part in content or [] if isinstance(part, dict)]
+        if message.get("tool_calls"):  # a tool step: the calls it asked for, by name
+            names = [str((c.get("function") or {}).get("name", "")) for c in message["tool_calls"]]
+            parts.append({"type": "tool_calls", "names": names})
         messages.append({"role": str(message.get("role", "")), "parts": parts})
     summary: dict[str, Any] = {"model": str(body.get("model", "")), "messages": messages}
+    if body.get("tools"):
+        summary["tools"] = [str((t.get("function") or {}).get("name", "")) for t in body["tools"]]
     for key in ("temperature", "top_p", "max_tokens", "random_seed", "safe_prompt"):
         if key in body:
             summary[key] = body[key]

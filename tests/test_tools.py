@@ -431,3 +431,42 @@ async def test_an_openai_endpoint_gets_tools_only_for_models_the_operator_named(
     assert first["tools"][0]["function"]["name"] == "current_datetime"
     assert second["messages"][-1]["role"] == "tool"
     assert "name" not in second["messages"][-1]  # OpenAI's tool message has no name
+
+
+async def test_the_review_admin_shows_every_step_with_its_cost(
+    user, open_socket, fake_mistral, review_seed, client, django_user_model
+):
+    from django.contrib.auth.models import Group
+    from django.urls import reverse
+
+    from conversations.models import ModelPrice
+
+    await ModelPrice.objects.aupdate_or_create(
+        model="mistral-small",
+        defaults={"input_usd_per_million": 1, "output_usd_per_million": 3},
+    )
+    conversation = await conversation_with(user, ["builtin:datetime"])
+    fake_mistral.enqueue(
+        Reply.tool_calls([("current_datetime", {"timezone": "Europe/Paris"})], usage=(100, 10))
+    )
+    fake_mistral.enqueue(Reply.tokens(["It is <b>late</b>."], usage=(200, 20)))
+    final = final_of(await ask(await open_socket(user), conversation))
+    assert final["prompt_tokens"] == 300 and final["completion_tokens"] == 30
+
+    def page() -> str:
+        reviewer = django_user_model.objects.create_user(
+            username="rita", password="pw-for-tests-3", is_staff=True
+        )
+        reviewer.groups.add(Group.objects.get(name="Reviewer"))
+        client.force_login(reviewer)
+        url = reverse("admin:conversations_conversation_change", args=[conversation.pk])
+        return client.get(url).content.decode()
+
+    content = await sync_to_async(page)()
+    text = text_of(content)
+    assert "Step 1: the model asked for 1 tool call · 100 in · 10 out tokens · $0.000130" in text
+    assert "Date and time (Built in, as current_datetime): Done" in text
+    assert '"timezone": "Europe/Paris"' in text
+    assert "Europe/Paris, UTC" in text  # the result
+    assert "asks for current_datetime" in text  # what the model received, step 2
+    assert "<b>late</b>" not in content  # the answer, sanitized as everywhere

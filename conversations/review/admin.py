@@ -27,6 +27,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from conversations.live.frames import tool_calls_data
 from conversations.models import (
     Attachment,
     Conversation,
@@ -269,6 +270,7 @@ class ConversationAdmin(admin.ModelAdmin):
             if message.role == Message.Role.ASSISTANT and message.text and not message.html:
                 message.html = render_markdown(message.text)
             message.review_cost = sum((c.cost_usd for c in message.review_calls), Decimal(0))
+            message.review_steps = review_steps(message)
             message.review_parts = [  # documents are listed from their rows, pages and all
                 part_line(part)
                 for part in message.parts or []
@@ -423,3 +425,21 @@ class ReviewAuditAdmin(admin.ModelAdmin):
 
 
 # Prices and usage
+
+
+def review_steps(message: Message) -> list[dict]:
+    """An answer's tool steps for the transcript: each model call that asked for tools (its
+    ApiCall row: tokens and cost), with the calls it asked for, their arguments and results
+    as the user saw them (sanitized)."""
+    by_step: dict[int, list] = {}
+    for call in message.tool_call_list or []:
+        by_step.setdefault(call.step, []).append(call)
+    asking = [c for c in message.review_calls if c.status == "tool_calls"]
+    return [
+        {
+            "number": number,
+            "call": asking[number - 1] if number <= len(asking) else None,
+            "tools": tool_calls_data(calls),
+        }
+        for number, calls in sorted(by_step.items())
+    ]
