@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from conversations import plain_sql
-from conversations.models import Message
+from conversations.models import Message, ToolCall
 from conversations.usage import (
     AnswerTotals,
     answer_cost,
@@ -246,4 +246,8 @@ def message_interrupt_orphans(
             updated_at=timezone.now(),
         ):
             marked.append(message_id)
+    if marked:  # their tool calls ended with the process
+        ToolCall.objects.filter(message_id__in=marked, status__in=ToolCall.ACTIVE_STATUSES).update(
+            status=ToolCall.Status.CANCELLED, result=RESTARTED_TEXT
+        )
     return list(Message.objects.filter(pk__in=marked))

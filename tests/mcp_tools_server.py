@@ -38,7 +38,6 @@ def long_text(size: int = 100_000) -> str:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "http":
-        server.settings.port = int(sys.argv[2])
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
     else:
         server.run("stdio")

@@ -470,3 +470,221 @@ async def test_the_review_admin_shows_every_step_with_its_cost(
     assert "Europe/Paris, UTC" in text  # the result
     assert "asks for current_datetime" in text  # what the model received, step 2
     assert "<b>late</b>" not in content  # the answer, sanitized as everywhere
+
+
+async def test_an_approval_from_another_process_reaches_the_answer_through_its_row(
+    user, open_socket, fake_mistral, mcp_config, monkeypatch
+):
+    """With several processes the tab that clicks may be served by another one: the
+    decision is stored on the call's row, which the waiting answer reads."""
+    from conversations.live import broadcast, consumers, tool_steps
+
+    monkeypatch.setattr(broadcast, "other_processes_listen", lambda: True)
+    monkeypatch.setattr(tool_steps, "_APPROVAL_POLL_SECONDS", 0.1)
+    monkeypatch.setattr(consumers, "tool_decide", lambda call, approve: False)  # not here
+    mcp_config(approval=True)
+    conversation = await conversation_with(user, ["mcp:lab/add"])
+    fake_mistral.enqueue(Reply.tool_calls([("lab_add", {"a": 20, "b": 22})]))
+    fake_mistral.enqueue(Reply.tokens(["42."]))
+    socket = await open_socket(user)
+    frame = {"type": "send", "conversation": conversation.pk, "text": "20 + 22"}
+    await socket.send_to(text_data=orjson.dumps(frame).decode())
+    waiting = (
+        await frames_until(
+            socket, lambda f: f["type"] == "tool" and f["call"]["status"] == "waiting", within=20
+        )
+    )[-1]
+    decision = {"type": "tool_approve", "call": waiting["call"]["id"], "approve": True}
+    await socket.send_to(text_data=orjson.dumps(decision).decode())
+    final = final_of(await frames_until(socket, is_final, within=20))
+    assert chat_bodies(fake_mistral)[1]["messages"][-1]["content"] == "42"
+    assert final["tools"][0]["status"] == "done"
+    # Too late now: the call is no longer waiting.
+    await socket.send_to(text_data=orjson.dumps(decision).decode())
+    error = (await frames_until(socket, lambda f: f["type"] == "error"))[-1]
+    assert error["message"] == "This tool call is no longer waiting."
+
+
+async def test_tool_calls_of_an_answer_whose_process_died_end_as_cancelled(
+    user, open_socket, fake_mistral
+):
+    from conversations.answers import RESTARTED_TEXT, message_interrupt_orphans
+    from tests.helpers import amessage_create
+
+    conversation = await conversation_with(user, ["builtin:datetime"])
+    await amessage_create(conversation=conversation, role="user", text="time?")
+    orphan = await amessage_create(
+        conversation=conversation, role="assistant", status="streaming", worker="dead!x"
+    )
+    await ToolCall.objects.acreate(
+        message=orphan, step=1, call_id="abcdefghi", name="current_datetime", status="running"
+    )
+    await sync_to_async(message_interrupt_orphans)()
+    [row] = await sync_to_async(calls_of)(orphan.pk)
+    assert (row.status, row.result) == ("cancelled", RESTARTED_TEXT)
+
+
+@pytest.fixture(scope="module")
+def mcp_http_url():
+    """The test MCP server over streamable HTTP, in its own process."""
+    import socket
+    import subprocess
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, str(SERVER), "http", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/mcp"
+    process.terminate()
+    process.wait(5)
+
+
+async def test_an_mcp_server_over_http_lists_and_runs_its_tools(
+    user, open_socket, fake_mistral, mcp_http_url, settings, tmp_path, client
+):
+    from chatsite.settings import _mcp_servers
+
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": {"web": {"url": mcp_http_url}}}))
+    settings.CHAT_MCP_SERVERS = _mcp_servers(str(path))
+
+    await sync_to_async(client.force_login)(user)
+    listing = (await sync_to_async(client.get)("/tools.json?model=mistral-small-latest")).json()
+    assert listing["model_calls_tools"] is True and listing["problems"] == []
+    weather = next(t for t in listing["tools"] if t["key"] == "mcp:web/weather")
+    assert weather == {
+        "key": "mcp:web/weather",
+        "title": "weather",
+        "description": "Look up the weather of a city (always the same answer).",
+        "source": "web",
+        "approval": False,
+    }
+    conversation = await conversation_with(user, [])
+    response = await sync_to_async(client.post)(
+        f"/c/{conversation.pk}/tools/", {"tools": ["mcp:web/weather", "builtin:datetime"]}
+    )
+    assert response.json()["conversation"]["tools"] == ["mcp:web/weather", "builtin:datetime"]
+
+    fake_mistral.enqueue(Reply.tool_calls([("web_weather", {"city": "Lyon"})]))
+    fake_mistral.enqueue(Reply.tokens(["Sunny."]))
+    final = final_of(await ask(await open_socket(user), conversation, "Weather in Lyon?"))
+    first, second = chat_bodies(fake_mistral)
+    assert [t["function"]["name"] for t in first["tools"]] == ["current_datetime", "web_weather"]
+    assert second["messages"][-1]["content"] == "Sunny and 21 °C in Lyon."
+    assert final["text"] == "Sunny."
+
+
+async def test_tools_settings_refuse_an_unknown_tool_and_another_users_conversation(
+    user, other_user, client
+):
+    conversation = await conversation_with(user, [])
+    await sync_to_async(client.force_login)(user)
+    response = await sync_to_async(client.post)(
+        f"/c/{conversation.pk}/tools/", {"tools": ["mcp:nowhere/nothing"]}
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"]["tools"] == [
+        "No tool here is called 'mcp:nowhere/nothing'; reload the list of tools."
+    ]
+    await sync_to_async(client.force_login)(other_user)
+    response = await sync_to_async(client.post)(
+        f"/c/{conversation.pk}/tools/", {"tools": ["builtin:datetime"]}
+    )
+    assert response.status_code == 404
+    await conversation.arefresh_from_db()
+    assert conversation.tools == []
+
+
+async def test_an_mcp_server_that_cannot_start_is_named_in_the_listing(
+    user, settings, tmp_path, client
+):
+    from chatsite.settings import _mcp_servers
+
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": {"gone": {"command": "/nonexistent/mcp"}}}))
+    settings.CHAT_MCP_SERVERS = _mcp_servers(str(path))
+    await sync_to_async(client.force_login)(user)
+    listing = (await sync_to_async(client.get)("/tools.json")).json()
+    assert listing["problems"] == ["gone: The tool server gone could not be reached."]
+    assert [t["key"] for t in listing["tools"]] == ["builtin:datetime", "builtin:documents"]
+
+
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        ("not json", "is not a JSON file"),
+        ('{"servers": {}}', 'with an "mcpServers" object'),
+        ('{"mcpServers": {"a b": {"command": "x"}}}', "a name is 1-32 letters"),
+        ('{"mcpServers": {"a": {}}}', 'give either "command" or "url"'),
+        ('{"mcpServers": {"a": {"url": "ftp://x"}}}', "must start with http"),
+        ('{"mcpServers": {"a": {"command": "x", "approval": "yes"}}}', '"approval" is true'),
+    ],
+)
+def test_a_broken_mcp_config_stops_the_site_with_the_problem_named(tmp_path, config, problem):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from chatsite.settings import _mcp_servers
+
+    path = tmp_path / "mcp.json"
+    path.write_text(config)
+    with pytest.raises(ImproperlyConfigured, match=problem):
+        _mcp_servers(str(path))
+
+
+async def test_the_documents_search_finds_the_page_in_this_conversations_documents(
+    user, other_user, open_socket, fake_mistral, settings, tmp_path
+):
+    from tests import documentfiles
+    from tests.test_document_chat import FACT, ingested, long_pages
+
+    settings.MEDIA_ROOT = tmp_path
+    mine = await ingested(user, "manual.pdf", documentfiles.pdf(long_pages()))
+    theirs = await ingested(
+        other_user, "secret.pdf", documentfiles.pdf(["The vault code is 1234."])
+    )
+    conversation = await conversation_with(user, ["builtin:documents", "builtin:datetime"])
+    fake_mistral.enqueue(
+        Reply.tool_calls([("search_documents", {"query": "north vault access code"})])
+    )
+    fake_mistral.enqueue(Reply.tokens(["It is 9931 [manual.pdf, p. 37]."]))
+    socket = await open_socket(user)
+    frame = {
+        "type": "send",
+        "conversation": conversation.pk,
+        "text": "What opens the vault?",
+        "documents": [mine.pk],
+    }
+    await socket.send_to(text_data=orjson.dumps(frame).decode())
+    final = final_of(await frames_until(socket, is_final, within=20))
+    assert final["status"] == "complete"
+    first, second = chat_bodies(fake_mistral)
+    assert [t["function"]["name"] for t in first["tools"]] == [
+        "current_datetime",
+        "search_documents",
+    ]
+    result = second["messages"][-1]["content"]
+    assert result.startswith('[Document "manual.pdf", page 37]')
+    assert FACT in result
+    assert "1234" not in result and theirs.name not in result
+
+
+async def test_the_documents_search_is_not_offered_without_documents(
+    user, open_socket, fake_mistral
+):
+    conversation = await conversation_with(user, ["builtin:documents", "builtin:datetime"])
+    fake_mistral.enqueue(Reply.tokens(["Hi"]))
+    final_of(await ask(await open_socket(user), conversation, "hello"))
+    [body] = chat_bodies(fake_mistral)
+    assert [t["function"]["name"] for t in body["tools"]] == ["current_datetime"]
