@@ -15,6 +15,7 @@ from django.db import connections
 from conversations.live import broadcast, consumers, control, draining, generation, recovery
 from conversations.modelservers import providers
 from conversations.modelservers.transport import aclose_clients
+from conversations.tools import mcp_servers
 from tests.fake_mistral import FakeMistral
 
 LAB_KEY = "lab-secret-key-123"
@@ -102,6 +103,7 @@ async def _process_state():
     await sync_to_async(lambda: None, thread_sensitive=True)()
     generation._running.clear()
     await aclose_clients()
+    await mcp_servers.connections_close()
     # And whatever else the test left on its loop (a refused socket still waits on its channel).
     await _cancel_until_done(asyncio.all_tasks() - {asyncio.current_task()})
 

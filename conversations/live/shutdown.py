@@ -12,6 +12,7 @@ import asyncio
 import logging
 
 from conversations.live import consumers, draining, generation, recovery
+from conversations.tools import mcp_servers
 
 logger = logging.getLogger(__name__)
 
@@ -40,3 +41,4 @@ async def process_drain(window: float) -> None:
         )
         await asyncio.wait(tasks, timeout=ENDINGS_SECONDS)
     await consumers.tabs_close(consumers.CLOSE_RESTARTING)
+    await mcp_servers.connections_close()

@@ -100,11 +100,17 @@ class _Connection:
                 raise
 
     def drop(self) -> None:
-        """Close the connection; the next call opens a new one."""
+        """Close the connection; the next call opens a new one. One still opening is
+        cancelled: it is not waiting to be told to close yet."""
         self._closing.set()
-        if self._task is not None and not self._task.done():
+        opening = self._ready is not None and not self._ready.done()
+        if opening and self._task is not None:
             self._task.cancel()
         self._task = None
+
+    @property
+    def task(self) -> asyncio.Task | None:
+        return self._task
 
 
 _connections: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Connection]]" = (
@@ -170,3 +176,14 @@ async def call(server_name: str, tool: str, arguments: dict[str, Any]) -> str:
     if result.is_error:
         raise ToolFailed(text or "The tool reported an error.")
     return text
+
+
+async def connections_close() -> None:
+    """Close this loop's connections (a process shutting down): stdio servers end with
+    them."""
+    pool = _connections.pop(asyncio.get_running_loop(), {})
+    tasks = [c.task for c in pool.values() if c.task is not None and not c.task.done()]
+    for connection in pool.values():
+        connection.drop()
+    if tasks:
+        await asyncio.wait(tasks, timeout=5)
