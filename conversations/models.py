@@ -168,6 +168,26 @@ class Message(models.Model):
         return self.status in self.ACTIVE_STATUSES
 
 
+class SavedSchema(models.Model):
+    """A JSON schema a user saved to pick again for a conversation's answer format."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_schemas"
+    )
+    name = models.CharField(max_length=64)
+    schema = models.JSONField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="savedschema_owner_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class ToolCall(models.Model):
     """One call an answer's model asked for, and its result: the assistant message's
     `tool_calls` entry and the `tool` message that answers it, as one row. An answer that

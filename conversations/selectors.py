@@ -33,6 +33,7 @@ from conversations.models import (
     DocumentPage,
     Message,
     Report,
+    SavedSchema,
     ToolCall,
 )
 from conversations.tree import Tree, shown_leaf
@@ -108,6 +109,17 @@ def access_tool_call(*, user, call_id: int) -> ToolCall:
         )
     except (ToolCall.DoesNotExist, ValueError, TypeError):
         raise ConversationNotFound(call_id) from None
+
+
+def saved_schemas(*, user) -> list[SavedSchema]:
+    return list(SavedSchema.objects.filter(owner=user).order_by("name"))
+
+
+def access_saved_schema(*, user, schema_id: int) -> SavedSchema:
+    try:
+        return SavedSchema.objects.get(pk=schema_id, owner=user)
+    except (SavedSchema.DoesNotExist, ValueError, TypeError):
+        raise ConversationNotFound(schema_id) from None
 
 
 def with_tool_calls(messages: list[Message]) -> list[Message]:

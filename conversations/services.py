@@ -16,6 +16,7 @@ from conversations.models import (
     Message,
     Report,
     ReviewAudit,
+    SavedSchema,
     ToolCall,
 )
 from conversations.selectors import (
@@ -357,6 +358,31 @@ def conversation_tools_set(*, conversation: Conversation, keys: list[str]) -> Co
     conversation.tools = list(dict.fromkeys(keys))
     conversation.save(update_fields=["tools", "updated_at"])
     return conversation
+
+
+# How many schemas one user may keep.
+SAVED_SCHEMAS_MAX = 50
+
+
+class TooManySchemas(Exception):
+    """The user keeps SAVED_SCHEMAS_MAX schemas already."""
+
+
+def schema_save(*, owner, name: str, schema: dict) -> SavedSchema:
+    """Keep a schema under its name for the user to pick again (the same name replaces
+    it); TooManySchemas past SAVED_SCHEMAS_MAX."""
+    existing = SavedSchema.objects.filter(owner=owner, name=name).first()
+    if existing is None:
+        if SavedSchema.objects.filter(owner=owner).count() >= SAVED_SCHEMAS_MAX:
+            raise TooManySchemas(SAVED_SCHEMAS_MAX)
+        return SavedSchema.objects.create(owner=owner, name=name, schema=schema)
+    existing.schema = schema
+    existing.save(update_fields=["schema", "updated_at"])
+    return existing
+
+
+def schema_delete(*, saved: SavedSchema) -> None:
+    saved.delete()
 
 
 class CallNotWaiting(Exception):

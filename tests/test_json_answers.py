@@ -217,3 +217,79 @@ def test_settings_store_the_format_and_schema(signed_in, user):
     saved = response.json()["settings"]
     assert saved["answer_format"] == "json_schema"
     assert json.loads(saved["answer_schema"]) == BOOK
+
+
+async def test_an_answer_in_a_json_fence_is_read_as_json(user, open_socket, fake_mistral):
+    """A server that ignores `response_format` often fences the JSON for people."""
+    conversation = await conversation_with(user, answer_format="json_object")
+    fake_mistral.enqueue(Reply.tokens(["```json\n", '{"title": "Dune"}', "\n```"]))
+    final = await ask(await open_socket(user), conversation)
+    assert final["notice"] == ""
+    assert '<span class="hl-nt">"title"</span>' in final["html"]
+    assert "download-json" in final["html"]
+
+
+def test_a_schema_saved_from_the_settings_is_offered_again(signed_in, user, other_user):
+    from conversations.models import SavedSchema
+
+    first = Conversation.objects.create(owner=user, model="mistral-small-latest")
+    schema = json.dumps(BOOK)
+    response = settings_post(
+        signed_in,
+        first,
+        answer_format="json_schema",
+        answer_schema_name="book",
+        answer_schema=schema,
+        save_schema="on",
+    )
+    assert response.status_code == 200
+    [saved] = response.json()["saved_schemas"]
+    assert saved["name"] == "book" and json.loads(saved["schema"]) == BOOK
+    # Saved under the same name again: replaced, not doubled.
+    settings_post(
+        signed_in,
+        first,
+        answer_format="json_schema",
+        answer_schema_name="book",
+        answer_schema=json.dumps({**BOOK, "required": ["title"]}),
+        save_schema="on",
+    )
+    assert SavedSchema.objects.filter(owner=user).count() == 1
+    # Another conversation's page offers it in the settings dialog.
+    second = Conversation.objects.create(owner=user, model="mistral-small-latest")
+    page = signed_in.get(reverse("conversation", args=[second.pk])).content.decode()
+    assert '<option value="%d">book</option>' % saved["id"] in page
+    # Not saved when the format is not a schema, nor without the box ticked.
+    settings_post(signed_in, second, answer_format="json_object", answer_schema_name="other")
+    assert SavedSchema.objects.filter(owner=user).count() == 1
+    # Only its owner can delete it.
+    signed_in.force_login(other_user)
+    url = reverse("saved_schema_delete", args=[saved["id"]])
+    assert signed_in.post(url).status_code == 404
+    signed_in.force_login(user)
+    response = signed_in.post(url, HTTP_ACCEPT="application/json")
+    assert response.json() == {"saved_schemas": []}
+    first.refresh_from_db()
+    assert first.answer_schema["required"] == ["title"]  # the conversation keeps its copy
+
+
+def test_saving_past_the_limit_stores_nothing(signed_in, user, monkeypatch):
+    from conversations import services
+    from conversations.models import SavedSchema
+
+    monkeypatch.setattr(services, "SAVED_SCHEMAS_MAX", 1)
+    SavedSchema.objects.create(owner=user, name="old", schema={"type": "object"})
+    conversation = Conversation.objects.create(owner=user, model="mistral-small-latest")
+    response = settings_post(
+        signed_in,
+        conversation,
+        system_prompt="New",
+        answer_format="json_schema",
+        answer_schema_name="book",
+        answer_schema=json.dumps(BOOK),
+        save_schema="on",
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"]["save_schema"] == ["You keep 1 schemas: delete one first."]
+    conversation.refresh_from_db()
+    assert (conversation.system_prompt, conversation.answer_format) == ("", "text")

@@ -365,8 +365,8 @@ def test_conversation_page_with_a_thousand_messages_uses_few_queries(
     _add_messages(conversation, 1000)
     # 7th: the answers the user reported; 8th: the answers' totals under the title; 9th:
     # the tree's (id, parent) pairs, to find the branch shown; 10th: the shown answers'
-    # tool calls
-    with django_assert_max_num_queries(10):
+    # tool calls; 11th: the user's saved schemas, for the settings dialog
+    with django_assert_max_num_queries(11):
         signed_in.get(reverse("conversation", kwargs={"pk": conversation.pk}))
 
 

@@ -7,6 +7,7 @@ and whether it matches the schema.
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +60,7 @@ def json_outcome(outcome: Outcome, answer_format: AnswerFormat) -> Outcome:
     (through the markdown renderer, so the same sanitizer and highlighter apply), checked
     against the schema when there is one; kept as markdown, and marked, when it does not."""
     try:
-        value = json.loads(outcome.text)
+        value = json.loads(_unfenced(outcome.text))
     except ValueError:
         return dataclasses.replace(outcome, notice=_joined(outcome.notice, NOT_JSON))
     pretty = json.dumps(value, indent=2, ensure_ascii=False)
@@ -70,6 +71,18 @@ def json_outcome(outcome: Outcome, answer_format: AnswerFormat) -> Outcome:
     if answer_format.schema is not None:
         mark = schema_mark(value, answer_format)
     return dataclasses.replace(outcome, html=html, notice=_joined(outcome.notice, mark))
+
+
+# A whole answer in one fenced block: what a server that ignores `response_format` tends to
+# send (llama.cpp without a grammar, a model that formats JSON for people anyway).
+_FENCED = re.compile(
+    r"\A\s*(```|~~~)[ \t]*(?:json)?[ \t]*\n(.*?)\n?\1\s*\Z", re.DOTALL | re.IGNORECASE
+)
+
+
+def _unfenced(text: str) -> str:
+    match = _FENCED.match(text)
+    return match.group(2) if match else text
 
 
 def schema_mark(value: Any, answer_format: AnswerFormat) -> str:

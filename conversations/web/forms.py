@@ -109,6 +109,12 @@ class ConversationSettingsForm(forms.Form):
         help_text="For “JSON matching a schema”: paste a JSON Schema (draft 2020-12).",
     )
 
+    save_schema = forms.BooleanField(
+        required=False,
+        label="Save it to my schemas",
+        help_text="Keep this schema under its name to pick it in other conversations.",
+    )
+
     def __init__(self, *args, current_model: str = "", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.current_model = current_model  # kept even when no server lists it any more

@@ -34,19 +34,24 @@ from conversations.rendering import render_markdown
 from conversations.selectors import (
     ConversationNotFound,
     ShownPath,
+    access_saved_schema,
     conversation_page,
     message_window,
     reported_message_ids,
+    saved_schemas,
     shown_path,
     with_tool_calls,
 )
 from conversations.services import (
     REPORT_REASON_MAX_CHARS,
     NotReportable,
+    TooManySchemas,
     conversation_delete,
     conversation_rename,
     conversation_update_settings,
     report_create,
+    schema_delete,
+    schema_save,
 )
 from conversations.usage import answer_totals
 from conversations.web.forms import ConversationSettingsForm, RenameForm
@@ -195,12 +200,52 @@ def conversation_settings(request: HttpRequest, pk: int) -> HttpResponse:
     form = ConversationSettingsForm(request.POST, current_model=conversation.model)
     if not form.is_valid():
         return _invalid(request, form, conversation)
-    conversation = conversation_update_settings(conversation=conversation, **form.cleaned_data)
+    fields = dict(form.cleaned_data)
+    save = fields.pop("save_schema") and fields["answer_format"] == Conversation.AnswerFormat.SCHEMA
+    try:
+        with transaction.atomic():
+            conversation = conversation_update_settings(conversation=conversation, **fields)
+            if save:
+                schema_save(
+                    owner=request.user,
+                    name=fields["answer_schema_name"],
+                    schema=fields["answer_schema"],
+                )
+    except TooManySchemas as err:
+        form.add_error("save_schema", f"You keep {err.args[0]} schemas: delete one first.")
+        return _invalid(request, form, conversation)
     data = conversation_data(conversation)
     _publish_on_commit(request.user.pk, {"type": "conversation", "conversation": data})
     if wants_json(request):
-        return JsonResponse({"conversation": data, "settings": _settings_initial(conversation)})
+        return JsonResponse(
+            {
+                "conversation": data,
+                "settings": _settings_initial(conversation),
+                "saved_schemas": saved_schemas_data(request.user),
+            }
+        )
     return redirect("conversation", pk=conversation.pk)
+
+
+@login_required
+@require_POST
+def saved_schema_delete(request: HttpRequest, pk: int) -> JsonResponse:
+    """Forget one of the user's saved schemas; conversations using it keep their copy."""
+    try:
+        saved = access_saved_schema(user=request.user, schema_id=pk)
+    except ConversationNotFound:
+        raise Http404("No such schema.") from None
+    schema_delete(saved=saved)
+    return JsonResponse({"saved_schemas": saved_schemas_data(request.user)})
+
+
+def saved_schemas_data(user) -> list[dict]:
+    """The user's saved schemas for the settings dialog's picker, the schema as the text the
+    field shows."""
+    return [
+        {"id": s.pk, "name": s.name, "schema": json.dumps(s.schema, indent=2)}
+        for s in saved_schemas(user=user)
+    ]
 
 
 @login_required
@@ -256,6 +301,7 @@ def _chat_page(request: HttpRequest, *, conversation: Conversation | None) -> Ht
         # Mistral's safety prompt: other servers ignore the option, so it is not offered.
         "offers_safe_prompt": model_ids.parse(model).provider == model_ids.MISTRAL,
         "settings_form": ConversationSettingsForm(initial=initial),
+        "saved_schemas": saved_schemas_data(request.user),
         "totals": totals_text(answer_totals(conversation.pk)) if conversation else "",
     }
     return render(request, "conversations/chat.html", context)

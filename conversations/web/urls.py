@@ -37,5 +37,6 @@ urlpatterns = [
         name="document_page_image",
     ),
     path("messages/<id:pk>/report/", pages.message_report, name="message_report"),
+    path("schemas/<id:pk>/delete/", pages.saved_schema_delete, name="saved_schema_delete"),
     path("accounts/signup/", accounts.signup, name="signup"),
 ]

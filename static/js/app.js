@@ -11,6 +11,7 @@ import { Composer } from "./composer.js";
 import { DocumentTray, wireCitations } from "./documents.js";
 import { copyText, wireCopyButtons } from "./copy.js";
 import { DeleteDialog, RenameDialog, SettingsDialog } from "./dialogs.js";
+import { SchemaFields } from "./schemas.js";
 import { urlFor } from "./http.js";
 import { fetchModels, ModelPicker } from "./models.js";
 import { ReportDialog } from "./report.js";
@@ -446,12 +447,18 @@ function leaveDeletedConversation() {
   location.assign(config.chatUrl);
 }
 
+const schemaFields = new SchemaFields({
+  form: $("#settings-dialog form"),
+  deleteUrl: config.schemaDeleteUrl,
+  saved: JSON.parse($("#saved-schemas-data").textContent),
+});
 const settingsDialog = new SettingsDialog({
   dialog: $("#settings-dialog"),
   urlTemplate: config.settingsUrl,
-  onSaved(conversation) {
+  onSaved(conversation, data) {
     sidebar.upsert(conversation);
     picker.set(conversation.model);
+    if (data.saved_schemas) schemaFields.update(data.saved_schemas);
   },
 });
 $("#settings-btn").addEventListener("click", () => settingsDialog.open());

@@ -133,7 +133,8 @@ export class SettingsDialog {
   }
 
   // What the server stored becomes what Cancel returns to.
-  commit({ conversation, settings }) {
+  commit(data) {
+    const { conversation, settings } = data;
     for (const [name, value] of Object.entries(settings)) {
       const el = this.form.elements[name];
       if (!el) continue;
@@ -142,7 +143,7 @@ export class SettingsDialog {
         for (const option of el.options) option.selected = option.defaultSelected = option.value === value;
       } else el.value = el.defaultValue = value ?? "";
     }
-    this.onSaved(conversation);
+    this.onSaved(conversation, data);
   }
 
   setModel(model) {
