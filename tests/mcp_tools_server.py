@@ -3,6 +3,7 @@
 what the tests need: one that answers, one that fails, one that takes its time."""
 
 import asyncio
+import os
 import sys
 
 from mcp.server.mcpserver import MCPServer
@@ -34,6 +35,11 @@ async def slow(seconds: float = 30) -> str:
 @server.tool(description="Return a long text of the given number of characters.")
 def long_text(size: int = 100_000) -> str:
     return "<b>x</b>" * (size // 8)
+
+
+@server.tool(description="The names of this server's environment variables.")
+def environment() -> str:
+    return " ".join(sorted(os.environ))
 
 
 if __name__ == "__main__":

@@ -688,3 +688,40 @@ async def test_the_documents_search_is_not_offered_without_documents(
     final_of(await ask(await open_socket(user), conversation, "hello"))
     [body] = chat_bodies(fake_mistral)
     assert [t["function"]["name"] for t in body["tools"]] == ["current_datetime"]
+
+
+async def test_a_stdio_mcp_server_gets_no_secret_of_the_site(
+    user, open_socket, fake_mistral, mcp_config, settings, monkeypatch
+):
+    monkeypatch.setenv("MISTRAL_API_KEY", "sk-site-secret")
+    monkeypatch.setenv("DATABASE_URL", "postgres://secret@db/chat")
+    mcp_config()
+    conversation = await conversation_with(user, ["mcp:lab/environment"])
+    fake_mistral.enqueue(Reply.tool_calls([("lab_environment", {})]))
+    fake_mistral.enqueue(Reply.tokens(["OK."]))
+    final_of(await ask(await open_socket(user), conversation, "env?"))
+    names = chat_bodies(fake_mistral)[1]["messages"][-1]["content"].split()
+    assert "PATH" in names
+    assert "MISTRAL_API_KEY" not in names and "DATABASE_URL" not in names
+
+
+async def test_stop_while_a_call_waits_for_approval_never_runs_it(
+    user, open_socket, fake_mistral, mcp_config
+):
+    mcp_config(approval=True)
+    conversation = await conversation_with(user, ["mcp:lab/add"])
+    fake_mistral.enqueue(Reply.tool_calls([("lab_add", {"a": 1, "b": 2})]))
+    socket = await open_socket(user)
+    frame = {"type": "send", "conversation": conversation.pk, "text": "1 + 2"}
+    await socket.send_to(text_data=orjson.dumps(frame).decode())
+    await frames_until(
+        socket, lambda f: f["type"] == "tool" and f["call"]["status"] == "waiting", within=20
+    )
+    stop = {"type": "stop", "conversation": conversation.pk}
+    await socket.send_to(text_data=orjson.dumps(stop).decode())
+    final = final_of(await frames_until(socket, is_final, within=10))
+    assert final["status"] == "stopped"
+    assert final["tools"][0]["status"] == "cancelled"
+    [row] = await sync_to_async(calls_of)(final["id"])
+    assert (row.status, row.result) == ("cancelled", "Stopped before it finished.")
+    assert len(chat_bodies(fake_mistral)) == 1
