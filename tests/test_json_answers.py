@@ -258,7 +258,7 @@ def test_a_schema_saved_from_the_settings_is_offered_again(signed_in, user, othe
     # Another conversation's page offers it in the settings dialog.
     second = Conversation.objects.create(owner=user, model="mistral-small-latest")
     page = signed_in.get(reverse("conversation", args=[second.pk])).content.decode()
-    assert '<option value="%d">book</option>' % saved["id"] in page
+    assert f'<option value="{saved["id"]}">book</option>' in page
     # Not saved when the format is not a schema, nor without the box ticked.
     settings_post(signed_in, second, answer_format="json_object", answer_schema_name="other")
     assert SavedSchema.objects.filter(owner=user).count() == 1
