@@ -168,6 +168,32 @@ class Message(models.Model):
         return self.status in self.ACTIVE_STATUSES
 
 
+def _share_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class Share(models.Model):
+    """A read-only link to a snapshot of a conversation: the messages of the branch shown up
+    to the one chosen, fixed when it was made (later messages, edits and branches are not
+    in it). Anyone with the link reads it, no account needed, until its owner revokes it;
+    it names its owner only if asked, and carries images and documents only if asked."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="shares")
+    token = models.CharField(max_length=64, unique=True, default=_share_token)
+    title = models.CharField(max_length=200, blank=True)  # the conversation's, when shared
+    message_ids = models.JSONField(default=list)  # the snapshot, first question first
+    show_name = models.BooleanField(default=False)
+    include_files = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"share of {self.conversation_id} #{self.pk}"
+
+
 class SavedSchema(models.Model):
     """A JSON schema a user saved to pick again for a conversation's answer format."""
 

@@ -20,7 +20,7 @@ ROUTES = [p.pattern._route for p in urlpatterns if isinstance(p, URLPattern)]
 def with_path_args(route: str, value: str) -> str:
     return "/" + route.replace("<id:pk>", value).replace("<id:number>", value).replace(
         "<str:kind>", "sent"
-    )
+    ).replace("<str:token>", "unknown-share-token-" + "x" * 24)
 
 
 @pytest.fixture
@@ -75,6 +75,7 @@ FRAMES = [
     {"type": "stop", "conversation": "ID"},
     {"type": "retry", "message": "ID"},
     {"type": "resync", "message": "ID"},
+    {"type": "tool_approve", "call": "ID", "approve": True},
 ]
 
 

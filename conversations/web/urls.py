@@ -1,7 +1,7 @@
 from django.urls import path, register_converter
 
 from conversations.ids import IdConverter
-from conversations.web import accounts, files, pages, tools
+from conversations.web import accounts, files, pages, shares, tools
 
 register_converter(IdConverter, "id")
 
@@ -17,6 +17,16 @@ urlpatterns = [
     path("c/<id:pk>/settings/", pages.conversation_settings, name="conversation_settings"),
     path("conversations/", pages.sidebar_more, name="sidebar_more"),
     path("c/<id:pk>/tools/", tools.conversation_tools, name="conversation_tools"),
+    path("c/<id:pk>/share/", shares.share_new, name="share_new"),
+    path("shares/", shares.shares_page, name="shares"),
+    path("shares/<id:pk>/revoke/", shares.share_revoke_view, name="share_revoke"),
+    path("s/<str:token>/", shares.shared, name="shared"),
+    path("s/<str:token>/images/<id:pk>/", shares.shared_image, name="shared_image"),
+    path(
+        "s/<str:token>/documents/<id:pk>/pages/<id:number>/",
+        shares.shared_page,
+        name="shared_page",
+    ),
     path("models.json", pages.models_json, name="models_json"),
     path("tools.json", tools.tools_json, name="tools_json"),
     path("attachments/", files.attachment_upload, name="attachment_upload"),

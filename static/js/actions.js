@@ -1,6 +1,6 @@
 // The row under each message: "‹ 2 / 3 ›" where it has other versions, then Edit, Copy and
-// Fork for a question; Copy, Regenerate (with a menu of other models), Continue, Fork and
-// Report for an ended answer. Built here for every message from its data-* attributes
+// Fork for a question; Copy, Regenerate (with a menu of other models), Continue, Fork, Share
+// and Report for an ended answer. Built here for every message from its data-* attributes
 // (templates/conversations/_message.html, static/js/thread.js), so a page's messages and
 // those arriving by socket get the same row. app.js handles the clicks (data-action).
 //
@@ -24,6 +24,7 @@ const ANSWER_ACTIONS = [
   { action: "models", label: "Regenerate with another model", icon: "i-chevron" },
   { action: "continue", label: "Continue answer", icon: "i-continue" },
   { action: "fork", label: "Fork from this answer", icon: "i-fork" },
+  { action: "share", label: "Share up to this answer", icon: "i-share" },
 ];
 
 // Adds the row to a message, or brings it up to date (versions, names, Continue).

@@ -12,6 +12,7 @@ import { DocumentTray, wireCitations } from "./documents.js";
 import { copyText, wireCopyButtons } from "./copy.js";
 import { DeleteDialog, RenameDialog, SettingsDialog } from "./dialogs.js";
 import { SchemaFields } from "./schemas.js";
+import { ShareDialog } from "./share.js";
 import { urlFor } from "./http.js";
 import { fetchModels, ModelPicker } from "./models.js";
 import { ReportDialog } from "./report.js";
@@ -100,6 +101,9 @@ $("#thread").addEventListener("click", (event) => {
       break;
     case "fork":
       branches.fork(id);
+      break;
+    case "share":
+      shareDialog.open(id);
       break;
     case "regenerate":
       sendAction({ type: "regenerate", message: id });
@@ -462,6 +466,13 @@ const settingsDialog = new SettingsDialog({
   },
 });
 $("#settings-btn").addEventListener("click", () => settingsDialog.open());
+
+const shareDialog = new ShareDialog({
+  dialog: $("#share-dialog"),
+  urlTemplate: config.shareUrl,
+  conversation: () => state.conversation,
+  announce,
+});
 
 const reportDialog = new ReportDialog({
   dialog: $("#report-dialog"),
