@@ -54,9 +54,7 @@ async def conversation_tools(request: HttpRequest, pk: int) -> JsonResponse:
     if unknown:
         message = f"No tool here is called {unknown[0][:80]!r}; reload the list of tools."
         return JsonResponse({"errors": {"tools": [message]}}, status=400)
-    conversation = await sync_to_async(conversation_tools_set)(
-        conversation=conversation, keys=keys
-    )
+    conversation = await sync_to_async(conversation_tools_set)(conversation=conversation, keys=keys)
     data = conversation_data(conversation)
     await broadcast.user_publish(request.user.pk, {"type": "conversation", "conversation": data})
     return JsonResponse({"conversation": data})
