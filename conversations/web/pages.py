@@ -257,6 +257,8 @@ def _chat_page(request: HttpRequest, *, conversation: Conversation | None) -> Ht
         "offers_safe_prompt": model_ids.parse(model).provider == model_ids.MISTRAL,
         "settings_form": ConversationSettingsForm(initial=initial),
         "totals": totals_text(answer_totals(conversation.pk)) if conversation else "",
+        # The composer's tools menu starts from the conversation's choice (static/js/toolmenu.js).
+        "tools_json": json.dumps(conversation.tools if conversation else []),
     }
     return render(request, "conversations/chat.html", context)
 
