@@ -119,6 +119,42 @@ def test_a_tool_step_is_shown_collapsed_with_its_arguments_result_and_time(tools
     expect(menu.get_by_role("switch", name="Date and time")).to_be_checked()
 
 
+def test_tools_switched_in_a_conversation_are_kept_and_every_tab_follows(tools_page, fake):
+    page = tools_page
+    sign_up(page)
+    fake.enqueue(Reply.tokens(["Hello."]))
+    fake.enqueue(Reply.tokens(["Greeting"]))
+    send(page, "Hi")
+    expect(last_answer(page)).to_have_attribute("data-status", "complete")
+    other = page.context.new_page()
+    other.goto(page.url)
+    expect(other.locator("body")).to_have_attribute("data-connection", "open")
+    other_tools = other.get_by_role("button", name="Tools")
+    expect(other_tools).to_have_accessible_name("Tools, none on")
+
+    switch_on(page, "weather")
+    tools = page.get_by_role("button", name="Tools")
+    expect(tools).to_have_accessible_name("Tools, 1 on")
+    expect(other_tools).to_have_accessible_name("Tools, 1 on")  # told by its socket
+    page.reload()
+    expect(tools).to_have_accessible_name("Tools, 1 on")
+
+    fake.enqueue(Reply.tool_calls([("lab_weather", {"city": "Lyon"})]))
+    fake.enqueue(Reply.tokens(["Sunny in Lyon."]))
+    send(page, "Weather in Lyon?")
+    answer = last_answer(page)
+    expect(answer).to_have_attribute("data-status", "complete")
+    expect(answer.locator(".tool-call summary")).to_contain_text("weather")
+    expect(answer.locator(".tool-call summary")).to_contain_text("lab")
+
+    tools.click()
+    page.get_by_role("dialog", name="Tools").get_by_role("switch", name="weather").uncheck()
+    expect(tools).to_have_accessible_name("Tools, none on")
+    expect(other_tools).to_have_accessible_name("Tools, none on")
+    page.reload()
+    expect(tools).to_have_accessible_name("Tools, none on")
+
+
 def test_a_tool_that_asks_runs_when_approved_and_not_when_refused(tools_page, fake):
     page = tools_page
     sign_up(page)
