@@ -26,8 +26,15 @@ export class ToolMenu {
     this.selected = new Set(selected);
     this.data = null; // the last tools.json, and the model it was asked for
     this.posted = 0; // answers to older posts than the last are stale
+    this.posting = 0; // posts not answered yet: their answer, not a frame between, says
 
     button.addEventListener("click", () => (this.isOpen ? this.close() : this.open()));
+    button.addEventListener("keydown", (event) => {
+      if (event.key !== "Escape" || !this.isOpen) return;
+      event.preventDefault();
+      event.stopPropagation();
+      this.close();
+    });
     menu.addEventListener("change", (event) => {
       const input = event.target.closest("input[data-key]");
       if (input) this.toggle(input.dataset.key, input.checked);
@@ -60,8 +67,13 @@ export class ToolMenu {
     return Array.from(this.selected);
   }
 
-  // The conversation's tools as the server has them (a `conversation` frame, a post's answer).
+  // The conversation's tools as the server has them (a `conversation` frame). While a switch
+  // is being posted, the post's answer says, lest an older frame flip a switch back.
   set(keys) {
+    if (!this.posting) this.apply(keys);
+  }
+
+  apply(keys) {
     this.selected = new Set(keys ?? []);
     this.showCount();
     if (this.data) this.render();
@@ -173,10 +185,12 @@ export class ToolMenu {
     const body = new FormData();
     for (const chosen of this.selected) body.append("tools", chosen);
     const ticket = ++this.posted;
-    const result = await postForm(urlFor(this.conversationToolsUrl, id), body);
+    this.posting += 1;
+    const result = await postForm(urlFor(this.conversationToolsUrl, id), body); // never throws
+    this.posting -= 1;
     if (ticket !== this.posted) return;
     if (result.ok) {
-      this.set(result.data.conversation.tools);
+      this.apply(result.data.conversation.tools);
       return;
     }
     // Put the switch back as the server still has it.
