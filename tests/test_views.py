@@ -1,5 +1,7 @@
 import asyncio
+import html
 import json
+import re
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -217,6 +219,19 @@ def test_chat_page_renders_the_empty_state(signed_in):
     assert response.status_code == 200
     assert b"Ask anything" in response.content
     assert b'data-conversation=""' in response.content
+
+
+def test_conversation_page_gives_the_tools_menu_the_conversations_tools(signed_in, conversation):
+    keys = ["builtin:datetime", 'mcp:lab "x"/add']
+    conversation.tools = keys
+    conversation.save(update_fields=["tools"])
+
+    def page_tools(url: str) -> list[str]:
+        content = signed_in.get(url).content.decode()
+        return json.loads(html.unescape(re.search(r' data-tools="([^"]*)"', content)[1]))
+
+    assert page_tools(reverse("conversation", kwargs={"pk": conversation.pk})) == keys
+    assert page_tools(reverse("chat")) == []
 
 
 def test_conversation_page_shows_messages_escaped_and_rendered(signed_in, conversation):

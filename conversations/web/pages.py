@@ -303,6 +303,8 @@ def _chat_page(request: HttpRequest, *, conversation: Conversation | None) -> Ht
         "settings_form": ConversationSettingsForm(initial=initial),
         "saved_schemas": saved_schemas_data(request.user),
         "totals": totals_text(answer_totals(conversation.pk)) if conversation else "",
+        # The composer's tools menu starts from the conversation's choice (static/js/toolmenu.js).
+        "tools_json": json.dumps(conversation.tools if conversation else []),
     }
     return render(request, "conversations/chat.html", context)
 

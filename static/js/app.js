@@ -21,6 +21,7 @@ import { Sidebar } from "./sidebar.js";
 import { totalsText } from "./money.js";
 import { ChatSocket } from "./socket.js";
 import { answerText, Thread } from "./thread.js";
+import { ToolMenu } from "./toolmenu.js";
 
 const config = document.body.dataset;
 const $ = (selector) => document.querySelector(selector);
@@ -265,6 +266,7 @@ function handleFrame(frame) {
         showTitle(c.title);
         picker.set(c.model);
         settingsDialog.setModel(c.model);
+        if (c.tools) toolMenu.set(c.tools);
       }
       break;
     }
@@ -375,6 +377,7 @@ function send(text, attachmentIds = [], documentIds = []) {
   if (documentIds.length) frame.documents = documentIds;
   if (state.conversation === null) {
     frame.model = picker.value;
+    if (toolMenu.keys().length) frame.tools = toolMenu.keys();
     state.creating = true;
   }
   if (!socket.isOpen && document.body.dataset.connection === "connecting") {
@@ -398,6 +401,18 @@ for (const example of document.querySelectorAll(".example")) {
     composer.send();
   });
 }
+
+const toolMenu = new ToolMenu({
+  button: $("#tools-btn"),
+  menu: $("#tool-menu"),
+  toolsUrl: config.toolsUrl,
+  conversationToolsUrl: config.conversationToolsUrl,
+  selected: JSON.parse(config.tools || "[]"),
+  conversation: () => state.conversation,
+  model: () => picker.value,
+  modelLabel: () => $("#model-name").textContent,
+  onError: notice,
+});
 
 function refresh() {
   composer.setBusy(state.sending || thread.isBusy());

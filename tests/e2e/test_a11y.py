@@ -204,6 +204,49 @@ def test_model_list_stays_inside_the_window_at_400_percent_zoom(page: Page, fake
     expect(listbox.get_by_role("option").last).to_be_in_viewport()
 
 
+def test_tools_menu_and_a_tool_step_pass_axe_in_every_look(page: Page, fake):
+    """The composer's Tools menu open, for a model that calls tools and for one that
+    cannot, and an answer's tool step opened; the menu inside the window."""
+    sign_up(page)
+    tools = page.get_by_role("button", name=re.compile("^Tools"))
+    tools.click()
+    page.get_by_role("switch", name="Date and time").check()
+    page.keyboard.press("Escape")
+    fake.enqueue(Reply.tool_calls([("current_datetime", {"timezone": "Europe/Paris"})]))
+    fake.enqueue(Reply.tokens(["It is Tuesday."]))
+    fake.enqueue(Reply.tokens(["Today"]))
+    send(page, "What day is it?")
+    expect(last_answer(page)).to_have_attribute("data-status", "complete")
+    conversation = page.url
+    found: list[str] = []
+
+    for look, viewport, scheme in LOOKS:
+        _look(page, viewport, scheme)
+        page.goto(conversation)
+        step = last_answer(page).locator(".tool-call")
+        step.locator("summary").click()
+        expect(step.locator(".tool-result")).to_be_visible()
+        found += violations(page, f"{look} tool step opened")
+
+        tools.click()
+        menu = page.get_by_role("dialog", name="Tools")
+        expect(menu.get_by_role("switch", name="Date and time")).to_be_focused()
+        box = menu.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"], box
+        assert box["y"] >= 0, box
+        found += violations(page, f"{look} tools menu")
+        page.keyboard.press("Escape")
+        expect(menu).to_be_hidden()
+
+    page.goto("/")
+    page.get_by_role("button", name=re.compile("^Model:")).click()
+    page.get_by_role("option", name="SmolLM2 135M").click()
+    tools.click()
+    expect(page.get_by_role("dialog", name="Tools")).to_contain_text("cannot call tools")
+    found += violations(page, "phone tools menu for a model without tools")
+    assert not found, "\n".join(found)
+
+
 def test_account_pages_pass_axe_in_every_look(page: Page):
     found: list[str] = []
     for look, viewport, scheme in LOOKS:

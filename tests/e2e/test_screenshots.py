@@ -1,5 +1,6 @@
-"""The chat page at three looks (light, dark, a 375 px phone), checked for layout faults.
-With UPDATE_SCREENSHOTS=1 the pictures are written to docs/ for the README."""
+"""The chat page at three looks (light, dark, a 375 px phone), checked for layout faults, and
+an answer that called a tool, its step opened. With UPDATE_SCREENSHOTS=1 the pictures are
+written to docs/ for the README."""
 
 import os
 from pathlib import Path
@@ -89,3 +90,51 @@ def test_chat_page_looks_right_in_light_dark_and_on_a_phone(page: Page, fake, tm
     page.screenshot(animations="disabled", path=out / "screenshot-phone-sidebar.png")
     page.keyboard.press("Escape")
     expect(page.locator("#sidebar")).not_to_be_visible()
+
+
+def test_tool_answer_looks_right_with_a_step_opened(page: Page, fake, tmp_path):
+    out = _screenshot_dir(tmp_path)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.emulate_media(color_scheme="light")
+    sign_up(page, "grace")
+    page.get_by_role("button", name="Tools").click()
+    menu = page.get_by_role("dialog", name="Tools")
+    menu.get_by_role("switch", name="Date and time").check()
+    page.screenshot(animations="disabled", path=tmp_path / "tools-menu-light.png")
+    page.keyboard.press("Escape")
+
+    fake.enqueue(Reply.tool_calls([("current_datetime", {"timezone": "Europe/Paris"})]))
+    fake.enqueue(
+        Reply.tokens(
+            split_tokens(
+                "It is **Tuesday 8 December 2026**, a little after 1 a.m. in Paris. "
+                "The Louvre opens at 9:00, so you have time for a good night's sleep first."
+            ),
+            usage=(412, 38),
+        )
+    )
+    fake.enqueue(Reply.tokens(["Today in Paris"]))
+    send(page, "What day is it in Paris, and is the Louvre open now?")
+    answer = last_answer(page)
+    expect(answer).to_have_attribute("data-status", "complete")
+    expect(page.locator("#conv-title")).to_have_text("Today in Paris")
+    answer.locator(".tool-call summary").click()
+    expect(answer.locator(".tool-result")).to_be_visible()
+    page.locator("#composer-input").blur()
+    page.mouse.move(640, 790)
+    page.screenshot(animations="disabled", path=out / "screenshot-tool-answer.png")
+
+    page.emulate_media(color_scheme="dark")
+    page.screenshot(animations="disabled", path=tmp_path / "tool-answer-dark.png")
+    page.get_by_role("button", name="Tools").click()
+    page.screenshot(animations="disabled", path=tmp_path / "tools-menu-dark.png")
+    page.keyboard.press("Escape")
+
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 375, "height": 812})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    page.screenshot(animations="disabled", path=tmp_path / "tool-answer-phone.png")
+    page.get_by_role("button", name="Tools").click()
+    expect(menu).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    page.screenshot(animations="disabled", path=tmp_path / "tools-menu-phone.png")
