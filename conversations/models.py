@@ -500,6 +500,7 @@ class Upload(models.Model):
     class Kind(models.TextChoices):
         IMAGE = "image"
         DOCUMENT = "document"
+        IMPORT = "import"  # an export file brought in (conversations/imports.py)
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=16, choices=Kind.choices)

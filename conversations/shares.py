@@ -66,9 +66,7 @@ def share_revoke(*, share: Share) -> None:
 
 def shares_of(*, user) -> list[Share]:
     """The user's links, newest first, revoked ones included (they say so)."""
-    return list(
-        Share.objects.filter(conversation__owner=user).select_related("conversation")
-    )
+    return list(Share.objects.filter(conversation__owner=user).select_related("conversation"))
 
 
 def access_share(*, user, share_id: int) -> Share:

@@ -7,27 +7,43 @@ import conversations.models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0014_saved_schemas'),
+        ("conversations", "0014_saved_schemas"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Share',
+            name="Share",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('token', models.CharField(default=conversations.models._share_token, max_length=64, unique=True)),
-                ('title', models.CharField(blank=True, max_length=200)),
-                ('message_ids', models.JSONField(default=list)),
-                ('show_name', models.BooleanField(default=False)),
-                ('include_files', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='shares', to='conversations.conversation')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "token",
+                    models.CharField(
+                        default=conversations.models._share_token, max_length=64, unique=True
+                    ),
+                ),
+                ("title", models.CharField(blank=True, max_length=200)),
+                ("message_ids", models.JSONField(default=list)),
+                ("show_name", models.BooleanField(default=False)),
+                ("include_files", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="shares",
+                        to="conversations.conversation",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
     ]

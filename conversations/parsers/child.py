@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from conversations.parsers import documents, images, pdf
+from conversations.parsers import documents, images, imports, pdf
 from conversations.parsers.errors import Rejected
 
 _HEADER = struct.Struct("!Q")
@@ -31,6 +31,7 @@ TASKS: dict[str, Callable[..., Any]] = {
     "pdf_page_png": pdf.page_png,
     "pdf_subset": pdf.subset,
     "image_prepare": images.prepare,
+    "import_read": imports.read,
 }
 
 

@@ -20,7 +20,11 @@ class ImageRejected(Rejected):
     """An image refused or unreadable."""
 
 
+class ImportRejected(Rejected):
+    """An import file (an export of this site, ChatGPT's) refused as a whole."""
+
+
 # The classes a child may name in its answer, by name.
 REJECTIONS: dict[str, type[Rejected]] = {
-    cls.__name__: cls for cls in (Rejected, DocumentRejected, ImageRejected)
+    cls.__name__: cls for cls in (Rejected, DocumentRejected, ImageRejected, ImportRejected)
 }

@@ -48,7 +48,7 @@ def _one_file(request: HttpRequest, what: str) -> UploadedFile | JsonResponse:
     return files[0]
 
 
-def _accepted_file(request: HttpRequest, what: str, kind: str) -> UploadedFile | JsonResponse:
+def accepted_file(request: HttpRequest, what: str, kind: str) -> UploadedFile | JsonResponse:
     """The one file of an upload, counted against the user's daily uploads (before it is
     read, so refused and removed files count too), or the 400 or 429 to answer."""
     upload = _one_file(request, what)
@@ -68,7 +68,7 @@ def attachment_upload(request: HttpRequest) -> JsonResponse:
     """One image per request (the page sends each with its own progress bar). The answer
     is the stored attachment, or 400 with an error naming the file and the reason, or 429
     when the user's daily uploads are used up (checked before the file is read)."""
-    upload = _accepted_file(request, "image", Upload.Kind.IMAGE)
+    upload = accepted_file(request, "image", Upload.Kind.IMAGE)
     if isinstance(upload, JsonResponse):
         return upload
     try:
@@ -126,7 +126,7 @@ def document_upload(request: HttpRequest) -> JsonResponse:
     the job worker once stored; the composer polls document_status
     for its progress. 400 names the file and the reason, and stores nothing; 429 when the
     user's daily uploads are used up (checked before the file is read)."""
-    upload = _accepted_file(request, "document", Upload.Kind.DOCUMENT)
+    upload = accepted_file(request, "document", Upload.Kind.DOCUMENT)
     if isinstance(upload, JsonResponse):
         return upload
     try:

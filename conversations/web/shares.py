@@ -178,5 +178,3 @@ def _private(response: HttpResponse) -> HttpResponse:
     for header, value in _PRIVATE.items():
         response[header] = value
     return response
-
-

@@ -1,7 +1,7 @@
 from django.urls import path, register_converter
 
 from conversations.ids import IdConverter
-from conversations.web import accounts, files, pages, shares, tools
+from conversations.web import accounts, data, files, pages, shares, tools
 
 register_converter(IdConverter, "id")
 
@@ -19,6 +19,9 @@ urlpatterns = [
     path("c/<id:pk>/tools/", tools.conversation_tools, name="conversation_tools"),
     path("c/<id:pk>/share/", shares.share_new, name="share_new"),
     path("shares/", shares.shares_page, name="shares"),
+    path("data/", data.data_page, name="data"),
+    path("export/", data.export, name="export"),
+    path("import/", data.import_view, name="import"),
     path("shares/<id:pk>/revoke/", shares.share_revoke_view, name="share_revoke"),
     path("s/<str:token>/", shares.shared, name="shared"),
     path("s/<str:token>/images/<id:pk>/", shares.shared_image, name="shared_image"),
