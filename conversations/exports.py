@@ -103,27 +103,11 @@ def _exported(ids: list[int], files: list | None = None) -> Iterator[tuple[dict,
                 "title": conversation.title,
                 "created_at": conversation.created_at.isoformat(),
                 "updated_at": conversation.updated_at.isoformat(),
-                "settings": _settings(conversation),
+                "settings": {**conversation.settings(), "tools": conversation.tools},
                 "shown_leaf": shown[-1] if shown else None,
                 "messages": [_message(m, keys, attachments, documents, calls, files) for m in rows],
             }
             yield data, shown
-
-
-def _settings(conversation: Conversation) -> dict[str, Any]:
-    return {
-        "model": conversation.model,
-        "system_prompt": conversation.system_prompt,
-        "temperature": conversation.temperature,
-        "top_p": conversation.top_p,
-        "max_tokens": conversation.max_tokens,
-        "random_seed": conversation.random_seed,
-        "safe_prompt": conversation.safe_prompt,
-        "answer_format": conversation.answer_format,
-        "answer_schema_name": conversation.answer_schema_name,
-        "answer_schema": conversation.answer_schema,
-        "tools": conversation.tools,
-    }
 
 
 def _message(

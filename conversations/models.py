@@ -92,6 +92,23 @@ class Conversation(models.Model):
     def __str__(self) -> str:
         return self.title or f"Conversation {self.pk}"
 
+    # What the settings dialog sets, and an export carries (docs/export.md).
+    SETTINGS = (
+        "model",
+        "system_prompt",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "random_seed",
+        "safe_prompt",
+        "answer_format",
+        "answer_schema_name",
+        "answer_schema",
+    )
+
+    def settings(self) -> dict:
+        return {name: getattr(self, name) for name in self.SETTINGS}
+
 
 class Message(models.Model):
     class Role(models.TextChoices):

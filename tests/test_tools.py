@@ -45,6 +45,16 @@ async def ask(socket, conversation: Conversation, text: str = "What time is it?"
     return await frames_until(socket, is_final, within=15)
 
 
+async def send_until_call(socket, conversation: Conversation, text: str, status: str) -> dict:
+    """Send a question, and wait for its first tool call in `status`: that call's frame."""
+    frame = {"type": "send", "conversation": conversation.pk, "text": text}
+    await socket.send_to(text_data=orjson.dumps(frame).decode())
+    frames = await frames_until(
+        socket, lambda f: f["type"] == "tool" and f["call"]["status"] == status, within=20
+    )
+    return frames[-1]
+
+
 def final_of(frames: list) -> dict:
     return [f for f in frames if is_final(f)][-1]["message"]
 
@@ -236,11 +246,7 @@ async def test_stop_during_a_tool_cancels_it_and_keeps_the_rows(
     conversation = await conversation_with(user, ["mcp:lab/slow"])
     fake_mistral.enqueue(Reply.tool_calls([("lab_slow", {"seconds": 30})]))
     socket = await open_socket(user)
-    frame = {"type": "send", "conversation": conversation.pk, "text": "Wait for it"}
-    await socket.send_to(text_data=orjson.dumps(frame).decode())
-    await frames_until(
-        socket, lambda f: f["type"] == "tool" and f["call"]["status"] == "running", within=20
-    )
+    await send_until_call(socket, conversation, "Wait for it", "running")
     await socket.send_to(
         text_data=orjson.dumps({"type": "stop", "conversation": conversation.pk}).decode()
     )
@@ -309,13 +315,7 @@ async def test_a_call_needing_approval_waits_for_the_users_click(
     fake_mistral.enqueue(Reply.tool_calls([("lab_add", {"a": 1, "b": 1})]))
     fake_mistral.enqueue(Reply.tokens(["OK."]))
     socket = await open_socket(user)
-    frame = {"type": "send", "conversation": conversation.pk, "text": "1 + 1"}
-    await socket.send_to(text_data=orjson.dumps(frame).decode())
-    waiting = (
-        await frames_until(
-            socket, lambda f: f["type"] == "tool" and f["call"]["status"] == "waiting", within=20
-        )
-    )[-1]
+    waiting = await send_until_call(socket, conversation, "1 + 1", "waiting")
     assert '"a": 1' in text_of(waiting["call"]["arguments_html"])  # what would run
     assert len(chat_bodies(fake_mistral)) == 1
     decision = {
@@ -344,13 +344,7 @@ async def test_another_user_cannot_approve_a_call(
     fake_mistral.enqueue(Reply.tool_calls([("lab_add", {"a": 1, "b": 1})]))
     fake_mistral.enqueue(Reply.tokens(["OK."]))
     socket = await open_socket(user)
-    frame = {"type": "send", "conversation": conversation.pk, "text": "1 + 1"}
-    await socket.send_to(text_data=orjson.dumps(frame).decode())
-    waiting = (
-        await frames_until(
-            socket, lambda f: f["type"] == "tool" and f["call"]["status"] == "waiting", within=20
-        )
-    )[-1]
+    waiting = await send_until_call(socket, conversation, "1 + 1", "waiting")
     intruder = await open_socket(other_user)
     decision = {
         "type": "tool_approve",
@@ -374,13 +368,7 @@ async def test_a_reload_during_a_tool_gets_the_calls_so_far(
     fake_mistral.enqueue(Reply.tool_calls([("lab_slow", {"seconds": 2})], text=["Checking. "]))
     fake_mistral.enqueue(Reply.tokens(["Waited."]))
     socket = await open_socket(user)
-    frame = {"type": "send", "conversation": conversation.pk, "text": "Wait"}
-    await socket.send_to(text_data=orjson.dumps(frame).decode())
-    running = (
-        await frames_until(
-            socket, lambda f: f["type"] == "tool" and f["call"]["status"] == "running", within=20
-        )
-    )[-1]
+    running = await send_until_call(socket, conversation, "Wait", "running")
     await socket.disconnect()
     # A new tab (a reload) watches the conversation and asks for the answer's state, as
     # the page's script does.
@@ -487,13 +475,7 @@ async def test_an_approval_from_another_process_reaches_the_answer_through_its_r
     fake_mistral.enqueue(Reply.tool_calls([("lab_add", {"a": 20, "b": 22})]))
     fake_mistral.enqueue(Reply.tokens(["42."]))
     socket = await open_socket(user)
-    frame = {"type": "send", "conversation": conversation.pk, "text": "20 + 22"}
-    await socket.send_to(text_data=orjson.dumps(frame).decode())
-    waiting = (
-        await frames_until(
-            socket, lambda f: f["type"] == "tool" and f["call"]["status"] == "waiting", within=20
-        )
-    )[-1]
+    waiting = await send_until_call(socket, conversation, "20 + 22", "waiting")
     decision = {"type": "tool_approve", "call": waiting["call"]["id"], "approve": True}
     await socket.send_to(text_data=orjson.dumps(decision).decode())
     final = final_of(await frames_until(socket, is_final, within=20))
@@ -712,11 +694,7 @@ async def test_stop_while_a_call_waits_for_approval_never_runs_it(
     conversation = await conversation_with(user, ["mcp:lab/add"])
     fake_mistral.enqueue(Reply.tool_calls([("lab_add", {"a": 1, "b": 2})]))
     socket = await open_socket(user)
-    frame = {"type": "send", "conversation": conversation.pk, "text": "1 + 2"}
-    await socket.send_to(text_data=orjson.dumps(frame).decode())
-    await frames_until(
-        socket, lambda f: f["type"] == "tool" and f["call"]["status"] == "waiting", within=20
-    )
+    await send_until_call(socket, conversation, "1 + 2", "waiting")
     stop = {"type": "stop", "conversation": conversation.pk}
     await socket.send_to(text_data=orjson.dumps(stop).decode())
     final = final_of(await frames_until(socket, is_final, within=10))

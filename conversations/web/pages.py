@@ -353,21 +353,11 @@ def _parse_cursor(value: str) -> tuple[datetime, int]:
 
 
 def _settings_initial(conversation: Conversation) -> dict:
+    """The settings as the dialog's fields show them: the schema as indented text."""
+    schema = conversation.answer_schema
     return {
-        "model": conversation.model,
-        "system_prompt": conversation.system_prompt,
-        "temperature": conversation.temperature,
-        "top_p": conversation.top_p,
-        "max_tokens": conversation.max_tokens,
-        "random_seed": conversation.random_seed,
-        "safe_prompt": conversation.safe_prompt,
-        "answer_format": conversation.answer_format,
-        "answer_schema_name": conversation.answer_schema_name,
-        "answer_schema": (
-            ""
-            if conversation.answer_schema is None
-            else json.dumps(conversation.answer_schema, indent=2)
-        ),
+        **conversation.settings(),
+        "answer_schema": "" if schema is None else json.dumps(schema, indent=2),
     }
 
 
