@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 from psycopg import sql
 
 from tests.fake_mistral import FakeMistral
@@ -233,16 +233,33 @@ def browser_type_launch_args(browser_type_launch_args):
 def page(page: Page) -> Page:
     """Every page fails its test on a console error or an uncaught exception (a CSP
     violation shows up as one), and its default waits are short enough to fail fast."""
+    errors = _watched(page, timeout=10_000)
+    yield page
+    assert [e for e in errors if not _expected_console_error(e)] == []
+
+
+@contextlib.contextmanager
+def site_page(browser: Browser, base_url: str, *, timeout: int = 10_000) -> Iterator[Page]:
+    """A page of a site of its own (other settings), watched as `page` is."""
+    context = browser.new_context(base_url=base_url)
+    page = context.new_page()
+    errors = _watched(page, timeout=timeout)
+    yield page
+    context.close()
+    assert [e for e in errors if not _expected_console_error(e)] == []
+
+
+def _watched(page: Page, *, timeout: int) -> list[str]:
+    """The console errors and uncaught exceptions of `page`, as they come."""
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
     page.on(
         "console",
         lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None,
     )
-    page.set_default_timeout(10_000)
-    expect.set_options(timeout=10_000)
-    yield page
-    assert [e for e in errors if not _expected_console_error(e)] == []
+    page.set_default_timeout(timeout)
+    expect.set_options(timeout=timeout)
+    return errors
 
 
 def _expected_console_error(text: str) -> bool:

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests import imagefiles
-from tests.e2e.conftest import own_database, served_site, sign_up
+from tests.e2e.conftest import own_database, served_site, sign_up, site_page
 from tests.e2e.test_image_questions import PASTE
 from tests.fake_mistral import FakeMistral
 
@@ -51,20 +51,9 @@ def endpoint_site(endpoint_server, tmp_path_factory):
 
 @pytest.fixture
 def endpoint_page(browser: Browser, endpoint_site):
-    """A page of that site that fails its test on a console error or an uncaught exception,
-    like tests/e2e/conftest.py's `page`."""
-    context = browser.new_context(base_url=endpoint_site)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-    page.on(
-        "console",
-        lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None,
-    )
-    page.set_default_timeout(10_000)
-    yield page
-    context.close()
-    assert errors == []
+    """A page of that site, watched as tests/e2e/conftest.py's `page` is."""
+    with site_page(browser, endpoint_site) as page:
+        yield page
 
 
 def test_the_image_button_says_no_model_can_see_and_documents_still_go(endpoint_page: Page):

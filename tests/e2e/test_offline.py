@@ -13,6 +13,7 @@ from tests.e2e.conftest import (
     send,
     served_site,
     sign_up,
+    site_page,
     wait_connected,
 )
 
@@ -58,20 +59,9 @@ def offline_site(tmp_path_factory):
 
 @pytest.fixture
 def offline_page(browser: Browser, offline_site):
-    """A page of the offline site that fails its test on a console error or an uncaught
-    exception, like tests/e2e/conftest.py's `page`."""
-    context = browser.new_context(base_url=offline_site)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-    page.on(
-        "console",
-        lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None,
-    )
-    page.set_default_timeout(20_000)
-    yield page
-    context.close()
-    assert errors == []
+    """A page of that site, watched as tests/e2e/conftest.py's `page` is."""
+    with site_page(browser, offline_site, timeout=20000) as page:
+        yield page
 
 
 def test_with_no_key_and_no_model_server_an_answer_streams(offline_page: Page):

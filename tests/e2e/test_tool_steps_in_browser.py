@@ -11,7 +11,15 @@ import sys
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.conftest import ROOT, last_answer, own_database, send, served_site, sign_up
+from tests.e2e.conftest import (
+    ROOT,
+    last_answer,
+    own_database,
+    send,
+    served_site,
+    sign_up,
+    site_page,
+)
 from tests.fake_mistral import Reply
 
 pytestmark = pytest.mark.e2e
@@ -32,21 +40,9 @@ def tools_site(site_env, tmp_path_factory):
 
 @pytest.fixture
 def tools_page(browser: Browser, tools_site):
-    """A page of that site that fails its test on a console error or an uncaught exception,
-    like tests/e2e/conftest.py's `page`."""
-    context = browser.new_context(base_url=tools_site)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-    page.on(
-        "console",
-        lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None,
-    )
-    page.set_default_timeout(10_000)
-    expect.set_options(timeout=10_000)
-    yield page
-    context.close()
-    assert [e for e in errors if "WebSocket" not in e] == []
+    """A page of that site, watched as tests/e2e/conftest.py's `page` is."""
+    with site_page(browser, tools_site) as page:
+        yield page
 
 
 def switch_on(page: Page, title: str) -> None:
