@@ -118,10 +118,10 @@ def _store(user, doc):
         attempts=1,
     )
     pages = [PageText(n, t, DocumentPage.Source.TEXT_LAYER) for n, t in enumerate(doc.pages, 1)]
-    document = ingest.document_pages_store(document_id=document.pk, pages=pages, attempt=1)
-    if hasattr(ingest, "document_index_store"):
-        ingest.document_index_store(document_id=document.pk)
-    return document
+    if hasattr(ingest, "document_retrieval_prepare"):
+        document.page_list = pages
+        ingest.document_retrieval_prepare(document)
+    return ingest.document_pages_store(document_id=document.pk, pages=pages, attempt=1)
 
 
 def _loaded(document):
@@ -219,8 +219,9 @@ async def _with_key(document, budget: int, user_id: int) -> None:
         for label in ("first question", "second question"):
             before = len(server.requests)
             started = time.perf_counter()
-            plan = await _plan(documents, "When did the pump house first go into service?",
-                               budget, user_id)
+            plan = await _plan(
+                documents, "When did the pump house first go into service?", budget, user_id
+            )
             elapsed = time.perf_counter() - started
             calls = [r for r in server.requests[before:] if r.path == "/v1/embeddings"]
             print(

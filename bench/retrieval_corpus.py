@@ -14,49 +14,322 @@ compete the way they do in real manuals.
 import random
 from dataclasses import dataclass
 
-NOUNS = (
-    "valve pipe pump tank filter panel cable relay sensor gauge motor fan duct boiler "
-    "meter switch breaker feeder channel basin weir gate screen hopper conveyor crane "
-    "hoist ladder platform walkway railing hatch door lock key badge register log "
-    "report schedule shift crew team operator engineer supervisor contractor inspector "
-    "manager clerk visitor staff record form permit procedure manual checklist drawing "
-    "sample test reading alarm signal display screen terminal server network backup "
-    "battery generator transformer inverter circuit fuse lamp light heater cooler "
-    "chiller compressor bearing seal gasket bolt flange coupling shaft impeller rotor "
-    "stator winding insulation coating paint floor wall roof drain gutter trench road "
-    "fence yard store workshop office canteen corridor stair room building site area zone"
-).split()
-ADJECTIVES = (
-    "main spare new old upper lower inner outer north south east west central daily "
-    "weekly monthly annual first second final primary secondary temporary permanent "
-    "manual automatic standard special minor major routine critical local remote "
-    "internal external small large heavy light open closed dry wet clean safe"
-).split()
-VERBS = (
-    "checked inspected recorded replaced cleaned tested logged approved signed "
-    "reviewed measured adjusted repaired installed removed isolated locked opened "
-    "closed started stopped reported serviced calibrated painted moved stored issued "
-    "returned updated filed sent received allowed required scheduled completed"
-).split()
-COMMON = (
-    "first time year service staff people allowed maximum minimum number level "
-    "permitted rule limit how many much long often every before after during "
-    "responsible owner named original who hold holds built made work working "
-    "kept keeps place put set cost costs paid price total"
-).split()
+NOUNS = [
+    "valve",
+    "pipe",
+    "pump",
+    "tank",
+    "filter",
+    "panel",
+    "cable",
+    "relay",
+    "sensor",
+    "gauge",
+    "motor",
+    "fan",
+    "duct",
+    "boiler",
+    "meter",
+    "switch",
+    "breaker",
+    "feeder",
+    "channel",
+    "basin",
+    "weir",
+    "gate",
+    "screen",
+    "hopper",
+    "conveyor",
+    "crane",
+    "hoist",
+    "ladder",
+    "platform",
+    "walkway",
+    "railing",
+    "hatch",
+    "door",
+    "lock",
+    "key",
+    "badge",
+    "register",
+    "log",
+    "report",
+    "schedule",
+    "shift",
+    "crew",
+    "team",
+    "operator",
+    "engineer",
+    "supervisor",
+    "contractor",
+    "inspector",
+    "manager",
+    "clerk",
+    "visitor",
+    "staff",
+    "record",
+    "form",
+    "permit",
+    "procedure",
+    "manual",
+    "checklist",
+    "drawing",
+    "sample",
+    "test",
+    "reading",
+    "alarm",
+    "signal",
+    "display",
+    "screen",
+    "terminal",
+    "server",
+    "network",
+    "backup",
+    "battery",
+    "generator",
+    "transformer",
+    "inverter",
+    "circuit",
+    "fuse",
+    "lamp",
+    "light",
+    "heater",
+    "cooler",
+    "chiller",
+    "compressor",
+    "bearing",
+    "seal",
+    "gasket",
+    "bolt",
+    "flange",
+    "coupling",
+    "shaft",
+    "impeller",
+    "rotor",
+    "stator",
+    "winding",
+    "insulation",
+    "coating",
+    "paint",
+    "floor",
+    "wall",
+    "roof",
+    "drain",
+    "gutter",
+    "trench",
+    "road",
+    "fence",
+    "yard",
+    "store",
+    "workshop",
+    "office",
+    "canteen",
+    "corridor",
+    "stair",
+    "room",
+    "building",
+    "site",
+    "area",
+    "zone",
+]
+ADJECTIVES = [
+    "main",
+    "spare",
+    "new",
+    "old",
+    "upper",
+    "lower",
+    "inner",
+    "outer",
+    "north",
+    "south",
+    "east",
+    "west",
+    "central",
+    "daily",
+    "weekly",
+    "monthly",
+    "annual",
+    "first",
+    "second",
+    "final",
+    "primary",
+    "secondary",
+    "temporary",
+    "permanent",
+    "manual",
+    "automatic",
+    "standard",
+    "special",
+    "minor",
+    "major",
+    "routine",
+    "critical",
+    "local",
+    "remote",
+    "internal",
+    "external",
+    "small",
+    "large",
+    "heavy",
+    "light",
+    "open",
+    "closed",
+    "dry",
+    "wet",
+    "clean",
+    "safe",
+]
+VERBS = [
+    "checked",
+    "inspected",
+    "recorded",
+    "replaced",
+    "cleaned",
+    "tested",
+    "logged",
+    "approved",
+    "signed",
+    "reviewed",
+    "measured",
+    "adjusted",
+    "repaired",
+    "installed",
+    "removed",
+    "isolated",
+    "locked",
+    "opened",
+    "closed",
+    "started",
+    "stopped",
+    "reported",
+    "serviced",
+    "calibrated",
+    "painted",
+    "moved",
+    "stored",
+    "issued",
+    "returned",
+    "updated",
+    "filed",
+    "sent",
+    "received",
+    "allowed",
+    "required",
+    "scheduled",
+    "completed",
+]
+COMMON = [
+    "first",
+    "time",
+    "year",
+    "service",
+    "staff",
+    "people",
+    "allowed",
+    "maximum",
+    "minimum",
+    "number",
+    "level",
+    "permitted",
+    "rule",
+    "limit",
+    "how",
+    "many",
+    "much",
+    "long",
+    "often",
+    "every",
+    "before",
+    "after",
+    "during",
+    "responsible",
+    "owner",
+    "named",
+    "original",
+    "who",
+    "hold",
+    "holds",
+    "built",
+    "made",
+    "work",
+    "working",
+    "kept",
+    "keeps",
+    "place",
+    "put",
+    "set",
+    "cost",
+    "costs",
+    "paid",
+    "price",
+    "total",
+]
 
-SUBJECT_HEADS = (
-    "intake pump|settling basin|relief valve|feeder cable|cooling fan|lift station|"
-    "transfer switch|sludge hopper|boiler house|chlorine store|pressure tank|control room|"
-    "gate house|filter bed|aeration blower|standby generator|weighbridge|fire hydrant|"
-    "pump house|sample tap"
-).split("|")
-SUBJECT_NAMES = (
-    "Kestrel Marlow Thistle Quarry Bramble Osprey Juniper Corrin Halden Vesper Tarn "
-    "Alder Moorcroft Pellow Sedge Wrenfield Caddis Lowther Fenwick Ashby Brindle Calder "
-    "Dunmore Elsdon Garrow Hatherly Ingram Kelso Lindow Morden Nettle Orrin Prescott "
-    "Radley Selwood Thornby Ulverley Whitlow Yarrow Zennor"
-).split()
+SUBJECT_HEADS = [
+    "intake pump",
+    "settling basin",
+    "relief valve",
+    "feeder cable",
+    "cooling fan",
+    "lift station",
+    "transfer switch",
+    "sludge hopper",
+    "boiler house",
+    "chlorine store",
+    "pressure tank",
+    "control room",
+    "gate house",
+    "filter bed",
+    "aeration blower",
+    "standby generator",
+    "weighbridge",
+    "fire hydrant",
+    "pump house",
+    "sample tap",
+]
+SUBJECT_NAMES = [
+    "Kestrel",
+    "Marlow",
+    "Thistle",
+    "Quarry",
+    "Bramble",
+    "Osprey",
+    "Juniper",
+    "Corrin",
+    "Halden",
+    "Vesper",
+    "Tarn",
+    "Alder",
+    "Moorcroft",
+    "Pellow",
+    "Sedge",
+    "Wrenfield",
+    "Caddis",
+    "Lowther",
+    "Fenwick",
+    "Ashby",
+    "Brindle",
+    "Calder",
+    "Dunmore",
+    "Elsdon",
+    "Garrow",
+    "Hatherly",
+    "Ingram",
+    "Kelso",
+    "Lindow",
+    "Morden",
+    "Nettle",
+    "Orrin",
+    "Prescott",
+    "Radley",
+    "Selwood",
+    "Thornby",
+    "Ulverley",
+    "Whitlow",
+    "Yarrow",
+    "Zennor",
+]
 
 # (fact, question in the fact's words, question in other words); {s} is the subject.
 FACTS = (
@@ -111,8 +384,27 @@ FACTS = (
         "How long do we keep the measurements taken at the {s}?",
     ),
 )
-TOWNS = "Ambleside Bexhill Corbridge Dunstable Egremont Frome Garstang Hexham Ilkley".split()
-FIRMS = "Arkwright Bellamy Cotterill Dunphy Eccleston Fairbairn Greatorex Holroyd".split()
+TOWNS = [
+    "Ambleside",
+    "Bexhill",
+    "Corbridge",
+    "Dunstable",
+    "Egremont",
+    "Frome",
+    "Garstang",
+    "Hexham",
+    "Ilkley",
+]
+FIRMS = [
+    "Arkwright",
+    "Bellamy",
+    "Cotterill",
+    "Dunphy",
+    "Eccleston",
+    "Fairbairn",
+    "Greatorex",
+    "Holroyd",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +428,7 @@ def _sentence(rng: random.Random, subject: str | None = None) -> str:
 
     pattern = rng.randrange(8)
     a, c = rng.choice(ADJECTIVES), rng.choice(COMMON)
-    if subject is not None:
-        thing = f"the {subject}"
-    else:
-        thing = f"the {a} {noun()}"
+    thing = f"the {subject}" if subject is not None else f"the {a} {noun()}"
     options = (
         f"{thing.capitalize()} is {rng.choice(VERBS)} by the {noun()} {noun()} "
         f"before each {c} {noun()}.",
