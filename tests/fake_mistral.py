@@ -354,9 +354,10 @@ def default_ocr_text(index: int) -> str:
     return f"OCR text of page {index + 1} of the document sent."
 
 
-def word_vector(text: str, dims: int = 64) -> list[float]:
+def word_vector(text: str, dims: int = 1024) -> list[float]:
     """A stand-in embedding: words hashed into `dims` buckets, so texts sharing words point
-    the same way (enough for cosine ranking to find the chunk with the asked-about words)."""
+    the same way (enough for cosine ranking to find the chunk with the asked-about words).
+    1024 dimensions, as mistral-embed's, so a client's reading of them costs what it will."""
     vector = [0.0] * dims
     for word in re.findall(r"\w+", text.lower()):
         vector[zlib.crc32(word.encode()) % dims] += 1.0

@@ -356,16 +356,14 @@ async def _embedding_rank(
 ) -> list[Passage]:
     client = _mistral_client()
     model = settings.CHAT_EMBEDDINGS_MODEL
-    stored = await asyncio.gather(
-        *(
-            document_vectors(d, client=client, user_id=user_id, conversation_id=conversation_id)
-            for d in documents
-        ),
-        _embed(client, model, [question], user_id, conversation_id),
-    )
-    query = _unit(stored[-1][0])
+    # The question first: a refused model or key costs one call, not one per batch.
+    query = _unit((await _embed(client, model, [question], user_id, conversation_id))[0])
+    stored = [
+        await document_vectors(d, client=client, user_id=user_id, conversation_id=conversation_id)
+        for d in documents
+    ]
     scored: list[tuple[float, Passage]] = []
-    for document, vectors in zip(documents, stored[:-1], strict=True):
+    for document, vectors in zip(documents, stored, strict=True):
         passages = await asyncio.to_thread(passages_of, document)
         scores = await asyncio.to_thread(_dots, vectors, query)
         scored += zip(scores, passages, strict=True)
@@ -415,9 +413,16 @@ async def document_vectors(
             async with limit:
                 return await _embed(client, model, batch, user_id, conversation_id)
 
-        batches = _batches(texts, tokens)
-        results = await asyncio.gather(*(call(batch) for batch in batches))
-        vectors = [_unit(v) for result in results for v in result]
+        # A task group: the first failure cancels the calls still waiting.
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(call(batch)) for batch in _batches(texts, tokens)]
+        except ExceptionGroup as failed:
+            first = next((e for e in failed.exceptions if isinstance(e, ChatError)), None)
+            if first is None:
+                raise
+            raise first from None
+        vectors = [_unit(v) for task in tasks for v in task.result()]
         await asyncio.to_thread(_vectors_write, document, model, vectors)
     _vectors.put(key, vectors)
     return vectors
