@@ -90,19 +90,26 @@ def document_retrieval_prepare(document: Document) -> None:
     is ready: its passages and BM25 index and, for a long one when embeddings are on, its
     passages' vectors (documents/ranking.py). `document.page_list` holds its pages. A
     failure here costs only time: the first question that needs them makes them."""
+    recorded: list[dict] = []
     try:
         index = ranking.document_index_store(document)
         if ranking.embeddings_wanted() and sum(index.tokens) > EMBED_AT_INGESTION_TOKENS:
-            asyncio.run(_vectors(document))
+            asyncio.run(_vectors(document, recorded))
     except ChatError as err:
         logger.warning("Embedding document %s failed (%s)", document.pk, err.code)
     except OSError:
         logger.exception("Storing the retrieval index of document %s failed", document.pk)
+    for record in recorded:
+        api_call_record(**record)
 
 
-async def _vectors(document: Document) -> None:
+async def _vectors(document: Document, recorded: list[dict]) -> None:
+    """On a short-lived loop of the reading thread, whose HTTP clients are closed with it;
+    the calls' usage is stored after it, from the thread."""
     try:
-        await ranking.document_vectors(document, user_id=document.owner_id, conversation_id=None)
+        await ranking.document_vectors(
+            document, user_id=document.owner_id, conversation_id=None, recorded=recorded
+        )
     finally:
         await aclose_clients()
 

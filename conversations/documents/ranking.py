@@ -393,10 +393,13 @@ async def document_vectors(
     client: MistralClient | None = None,
     user_id: int,
     conversation_id: int | None,
+    recorded: list[dict] | None = None,
 ) -> list[array.array]:
     """The unit vectors of the document's passages under CHAT_EMBEDDINGS_MODEL: from this
     process, else from beside its file, else asked now, CHAT_EMBEDDINGS_CONCURRENCY calls
-    at a time, and stored. Raises ChatError when a call fails (nothing is stored then)."""
+    at a time, and stored. Raises ChatError when a call fails (nothing is stored then).
+    With `recorded`, the calls' usage rows are appended there for the caller to store
+    (a loop of the job worker's own must not wait on the database thread)."""
     model = settings.CHAT_EMBEDDINGS_MODEL
     key = (_cache_key(document), model)
     vectors = _vectors.get(key)
@@ -411,7 +414,7 @@ async def document_vectors(
 
         async def call(batch: list[str]) -> list[list[float]]:
             async with limit:
-                return await _embed(client, model, batch, user_id, conversation_id)
+                return await _embed(client, model, batch, user_id, conversation_id, recorded)
 
         # A task group: the first failure cancels the calls still waiting.
         try:
@@ -480,8 +483,10 @@ async def _embed(
     inputs: list[str],
     user_id: int,
     conversation_id: int | None,
+    recorded: list[dict] | None = None,
 ) -> list[list[float]]:
-    """One embeddings call, recorded with its tokens and cost whether it worked or not."""
+    """One embeddings call, recorded with its tokens and cost whether it worked or not
+    (or its record appended to `recorded`)."""
     started = time.monotonic()
     error = ""
     tokens = 0
@@ -493,14 +498,18 @@ async def _embed(
         error = err.code
         raise
     finally:
-        await database_sync_to_async(api_call_record)(
-            kind="embeddings",
-            model=model,
-            status="failed" if error else "complete",
-            user_id=user_id,
-            conversation_id=conversation_id,
-            prompt_tokens=tokens,
-            latency_ms=round((time.monotonic() - started) * 1000),
-            error_code=error,
-            request={"model": model, "inputs": len(inputs)},
-        )
+        record = {
+            "kind": "embeddings",
+            "model": model,
+            "status": "failed" if error else "complete",
+            "user_id": user_id,
+            "conversation_id": conversation_id,
+            "prompt_tokens": tokens,
+            "latency_ms": round((time.monotonic() - started) * 1000),
+            "error_code": error,
+            "request": {"model": model, "inputs": len(inputs)},
+        }
+        if recorded is None:
+            await database_sync_to_async(api_call_record)(**record)
+        else:
+            recorded.append(record)
