@@ -19,6 +19,7 @@ from conversations.models import ApiCall, Document, DocumentPage, Message, Model
 from conversations.rendering import Citations, render_markdown
 from conversations.selectors import documents_with_pages
 from conversations.uploads import document_create
+from bench.retrieval_corpus import bench_document
 from tests import documentfiles
 from tests.fake_mistral import Reply, request_errors, split_tokens
 from tests.helpers import frames_until, is_final
@@ -455,6 +456,7 @@ async def test_long_document_is_embedded_when_read_so_its_first_question_embeds_
     document = await ingested(user, "manual.pdf", documentfiles.pdf(long_pages()))
     read = [r for r in fake_mistral.requests if r.path == "/v1/embeddings"]
     assert sum(len(r.json["input"]) for r in read) == 60  # every passage, once
+    assert await ApiCall.objects.filter(kind="embeddings", status="complete").acount() == len(read)
     ranking.process_state_reset()  # as another process: the vectors come from the disk
     fake_mistral.requests.clear()
     socket = await open_socket(user)
@@ -494,3 +496,19 @@ def test_deleting_a_document_removes_its_retrieval_files(
     with django_capture_on_commit_callbacks(execute=True):
         document.delete()
     assert not index.exists()
+
+
+async def test_a_long_document_is_embedded_in_calls_within_the_api_limits(
+    user, fake_mistral, monkeypatch
+):
+    monkeypatch.setattr(ingest, "EMBED_AT_INGESTION_TOKENS", 0)
+    text = "\n\n".join(bench_document("big.md", 80, 430, seed=5).pages)  # ~35,000 words
+    document = await ingested(user, "big.md", text.encode())
+
+    calls = [r for r in fake_mistral.requests if r.path == "/v1/embeddings"]
+    assert len(calls) > 2  # the fake server refuses a call over 16,384 tokens
+    assert all(len(r.json["input"]) <= 128 for r in calls)
+    assert not await ApiCall.objects.filter(kind="embeddings", status="failed").aexists()
+    stored = await sync_to_async(lambda: documents_with_pages(document_ids=[document.pk]))()
+    passages = await sync_to_async(ranking.passages_of)(stored[0])
+    assert sum(len(r.json["input"]) for r in calls) == len(passages)

@@ -74,10 +74,11 @@ class Plan:
         if self.mode == FULL:
             return f"Sent the full text of {what}, ~{self.tokens:,} tokens."
         sent = len(self.passages)
+        pages = f", from {pages_sent(self.passages)}" if self.passages else ""
         return (
             f"{what.capitalize()} too long to send whole: sent the {sent} most relevant "
-            f"passage{'s' if sent != 1 else ''} ({self.retriever}), ~{self.tokens:,} tokens, "
-            f"from {pages_sent(self.passages)}."
+            f"passage{'s' if sent != 1 else ''} ({self.retriever}), ~{self.tokens:,} "
+            f"tokens{pages}."
         )
 
 
