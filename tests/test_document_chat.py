@@ -12,6 +12,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from PIL import Image
 
+from bench.retrieval_corpus import bench_document
 from conversations.documents import ingest, ranking, retrieval
 from conversations.documents.ingest import document_ingest
 from conversations.documents.reading import prepare_document
@@ -19,7 +20,6 @@ from conversations.models import ApiCall, Document, DocumentPage, Message, Model
 from conversations.rendering import Citations, render_markdown
 from conversations.selectors import documents_with_pages
 from conversations.uploads import document_create
-from bench.retrieval_corpus import bench_document
 from tests import documentfiles
 from tests.fake_mistral import Reply, request_errors, split_tokens
 from tests.helpers import frames_until, is_final
