@@ -3,6 +3,7 @@ gets: the full text with page markers, or retrieved passages (embeddings validat
 the spec, BM25 without them), page pictures for scans and figures, the preview before
 sending, and citations that link to pages."""
 
+import asyncio
 import base64
 import io
 from decimal import Decimal
@@ -512,3 +513,20 @@ async def test_a_long_document_is_embedded_in_calls_within_the_api_limits(
     stored = await sync_to_async(lambda: documents_with_pages(document_ids=[document.pk]))()
     passages = await sync_to_async(ranking.passages_of)(stored[0])
     assert sum(len(r.json["input"]) for r in calls) == len(passages)
+
+
+async def test_two_questions_at_once_embed_a_document_once(user, fake_mistral, settings):
+    settings.CHAT_DOCUMENT_CONTEXT_SHARE = 0.001
+    document = await ingested(user, "manual.pdf", documentfiles.pdf(long_pages()))
+    [loaded] = await sync_to_async(lambda: documents_with_pages(document_ids=[document.pk]))()
+
+    await asyncio.gather(
+        *(
+            retrieval.documents_plan(
+                documents=[loaded], question=q, budget=262, user_id=user.pk, conversation_id=None
+            )
+            for q in ("Where is the vault?", "Who is the guard?")
+        )
+    )
+    embedded = [r.json["input"] for r in fake_mistral.requests if r.path == "/v1/embeddings"]
+    assert sum(len(inputs) for inputs in embedded) == 60 + 2  # the pages once, each question

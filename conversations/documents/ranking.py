@@ -163,8 +163,13 @@ class _Cache:
         self._items.clear()
 
 
-_indexes = _Cache(32)
+# A 400-page document's index takes about 8 MB in memory, its vectors about 6 MB.
+_indexes = _Cache(16)
 _vectors = _Cache(8)
+# One embedding of a document at a time in this process: two questions arriving together
+# about a document without vectors pay for them once. By key; only ever awaited on the
+# process's one event loop (the job worker embeds on loops of its own, and passes none).
+_embedding: dict[tuple[str, str], asyncio.Lock] = {}
 
 
 def document_index(document: Document) -> PassageIndex:
@@ -250,6 +255,7 @@ def process_state_reset() -> None:
     _indexes.clear()
     _vectors.clear()
     _embeddings_down.clear()
+    _embedding.clear()
 
 
 async def rank(
@@ -327,6 +333,23 @@ async def document_vectors(
     vectors = _vectors.get(key)
     if vectors is not None:
         return vectors
+    if recorded is not None:  # the job worker, on a loop of its own
+        return await _vectors_made(document, key, client, user_id, conversation_id, recorded)
+    async with _embedding.setdefault(key, asyncio.Lock()):  # a few bytes per document
+        return _vectors.get(key) or await _vectors_made(
+            document, key, client, user_id, conversation_id, None
+        )
+
+
+async def _vectors_made(
+    document: Document,
+    key: tuple[str, str],
+    client: MistralClient | None,
+    user_id: int,
+    conversation_id: int | None,
+    recorded: list[dict] | None,
+) -> list[array.array]:
+    model = key[1]
     vectors = await asyncio.to_thread(_vectors_read, document, model)
     if vectors is None:
         client = client or _mistral_client()
