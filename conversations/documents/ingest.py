@@ -93,10 +93,10 @@ def document_retrieval_prepare(document: Document) -> None:
     recorded: list[dict] = []
     try:
         index = ranking.document_index_store(document)
-        if ranking.embeddings_wanted() and sum(index.tokens) > EMBED_AT_INGESTION_TOKENS:
+        if ranking.embeddings_available() and sum(index.tokens) > EMBED_AT_INGESTION_TOKENS:
             asyncio.run(_vectors(document, recorded))
     except ChatError as err:
-        logger.warning("Embedding document %s failed (%s)", document.pk, err.code)
+        ranking.embeddings_failed(err)  # the next documents this worker reads wait too
     except OSError:
         logger.exception("Storing the retrieval index of document %s failed", document.pk)
     for record in recorded:

@@ -265,18 +265,28 @@ async def rank(
     key is set, embeddings are on and not failing lately; else BM25 alone."""
     lexical = await asyncio.to_thread(bm25_rank, documents, question)
     model = settings.CHAT_EMBEDDINGS_MODEL
-    if not (embeddings_wanted() and question.strip()):
-        return lexical, "BM25"
-    if _embeddings_down.get(model, 0.0) > time.monotonic():
+    if not (embeddings_available() and question.strip()):
         return lexical, "BM25"
     try:
         semantic = await _embedding_rank(documents, question, user_id, conversation_id)
     except ChatError as err:
-        _embeddings_down[model] = time.monotonic() + settings.CHAT_EMBEDDINGS_RETRY_SECONDS
-        logger.warning("Embeddings failed (%s); ranking by BM25 for a while", err.code)
+        embeddings_failed(err)
         return lexical, "BM25"
     _embeddings_down.pop(model, None)
     return fuse(lexical, semantic), f"BM25 + {model}"
+
+
+def embeddings_available() -> bool:
+    """Embeddings are wanted (a key, the setting on) and have not failed lately."""
+    model = settings.CHAT_EMBEDDINGS_MODEL
+    return embeddings_wanted() and _embeddings_down.get(model, 0.0) <= time.monotonic()
+
+
+def embeddings_failed(err: ChatError) -> None:
+    """Remember the failure: no call for CHAT_EMBEDDINGS_RETRY_SECONDS."""
+    model = settings.CHAT_EMBEDDINGS_MODEL
+    _embeddings_down[model] = time.monotonic() + settings.CHAT_EMBEDDINGS_RETRY_SECONDS
+    logger.warning("Embeddings failed (%s); ranking by BM25 alone for a while", err.code)
 
 
 async def _embedding_rank(
