@@ -95,3 +95,15 @@ def test_pages_sent_are_listed_as_ranges():
     passages = [p for p in ranking.passages_of(document) if p.page in {3, 4, 5, 9, 37}]
     assert retrieval.pages_sent(passages) == "p. 3-5, 9, 37 of m.pdf"
     assert retrieval.pages_sent(passages, most=2) == "p. 3-5, 9 and 1 more page of m.pdf"
+
+
+def test_question_sharing_no_word_with_the_text_still_gets_the_document_end_to_end():
+    doc = bench_document("guide.pdf", 60, 430, seed=14)
+    document = unsaved(doc.name, doc.pages)
+    question = "Summarise it."
+    ranked = ranking.bm25_rank([document], question)
+    plan = retrieval.plan_retrieval([document], 8_000, question, ranked, "BM25")
+    pages = [p.page for p in plan.passages]
+    assert ranked == [] and len(pages) > 20
+    assert min(pages) <= 3 and max(pages) >= 57  # from the beginning to the end
+    assert plan.tokens > 0.9 * 8_000

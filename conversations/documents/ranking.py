@@ -13,12 +13,14 @@ Every embeddings call is recorded as usage.
 
 import array
 import asyncio
+import itertools
 import logging
 import math
 import operator
 import re
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import orjson
@@ -80,6 +82,7 @@ class PassageIndex:
     tokens: list[int]
     lengths: list[int]
     postings: dict[str, list[int]]
+    spread: list[int] | None = None  # positions in spread order, made when first needed
 
     def passages(self, document: Document) -> list[Passage]:
         return [_passage(document, self, i) for i in range(len(self.texts))]
@@ -227,6 +230,23 @@ def bm25_rank(documents: list[Document], question: str) -> list[Passage]:
 
 def _passage(document: Document, index: PassageIndex, i: int) -> Passage:
     return Passage(document.pk, document.name, index.pages[i], i, index.texts[i], index.tokens[i])
+
+
+def spread_passages(documents: list[Document]) -> Iterator[Passage]:
+    """Every passage, in an order that covers each document evenly however many are taken
+    (positions with their bits reversed: 0, n/2, n/4, 3n/4, …), documents in turn."""
+    orders = []
+    for document in documents:
+        index = document_index(document)
+        if index.spread is None:
+            n = len(index.texts)
+            bits = max(1, (n - 1).bit_length())
+            index.spread = sorted(range(n), key=lambda i: int(f"{i:0{bits}b}"[::-1], 2))
+        orders.append((document, index))
+    for step in itertools.zip_longest(*(index.spread for _, index in orders)):
+        for (document, index), i in zip(orders, step, strict=True):
+            if i is not None:
+                yield _passage(document, index, i)
 
 
 def fuse(*rankings: list[Passage]) -> list[Passage]:

@@ -17,6 +17,7 @@ text. The model is asked to cite pages as `[report.pdf, p. 2]`; the answer's ren
 """
 
 import asyncio
+import itertools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from conversations.documents.passages import marker, page_ranges
-from conversations.documents.ranking import Passage, passages_of, rank
+from conversations.documents.ranking import Passage, passages_of, rank, spread_passages
 from conversations.documents.reading import (
     PDF,
     DocumentRejected,
@@ -40,6 +41,8 @@ from conversations.selectors import document_ids_of, documents_with_pages
 logger = logging.getLogger(__name__)
 
 FULL, RETRIEVAL = "full", "retrieval"
+# No passage with its marker takes fewer tokens: a budget with less left is full.
+_SMALLEST_PASSAGE = 12
 INSTRUCTIONS = (
     "The user attached the documents below. Answer from them when they are relevant, and "
     "cite the page of every fact you take from them in square brackets with the document's "
@@ -153,7 +156,8 @@ def plan_retrieval(
     documents: list[Document], budget: int, question: str, ranked: list[Passage], retriever: str
 ) -> Plan:
     """As many passages as the budget holds, best first (the passages of pages the question
-    names before all), at most CHAT_RETRIEVAL_CHUNKS when that is set; sent in each
+    names before all, the ones no ranking chose last), at most CHAT_RETRIEVAL_CHUNKS when
+    that is set; sent in each
     document's text order, neighbouring passages of a page under one marker, so a page reads
     as it was written."""
     head = (
@@ -163,15 +167,17 @@ def plan_retrieval(
     )
     used = count_tokens(head)
     named = referenced_pages(question)
-    first = [p for d in documents if named for p in passages_of(d) if p.page in named and p.text]
+    first = [p for d in documents if named for p in passages_of(d) if p.page in named]
     cap = settings.CHAT_RETRIEVAL_CHUNKS
     chosen: dict[tuple[int, int], Passage] = {}
-    for passage in first + ranked:
+    # After the ranked passages, the rest spread over the documents: a question whose words
+    # the text lacks ("Summarise it") still gets the budget's worth, from end to end.
+    for passage in itertools.chain(first, ranked, spread_passages(documents)):
+        if budget - used < _SMALLEST_PASSAGE or (cap and len(chosen) >= cap + len(first)):
+            break
         key = (passage.document_id, passage.position)
         if key in chosen or used + passage.tokens > budget:
             continue
-        if cap and len(chosen) >= cap + len(first):
-            break
         chosen[key] = passage
         used += passage.tokens
     order = {d.pk: i for i, d in enumerate(documents)}
