@@ -225,7 +225,11 @@ def bm25_rank(documents: list[Document], question: str) -> list[Passage]:
                 key = (d, p)
                 scores[key] = scores.get(key, 0.0) + idf * tf * (k1 + 1) / (tf + norm)
     order = sorted(scores, key=lambda key: (-scores[key], key))
-    return [_passage(documents[d], indexes[d], p) for d, p in order]
+    heads = [(d.pk, d.name) for d in documents]
+    return [
+        Passage(*heads[d], indexes[d].pages[p], p, indexes[d].texts[p], indexes[d].tokens[p])
+        for d, p in order
+    ]
 
 
 def _passage(document: Document, index: PassageIndex, i: int) -> Passage:

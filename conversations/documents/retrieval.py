@@ -116,11 +116,24 @@ def context_budget(max_context_length: int) -> int:
 def full_tokens(documents: list[Document]) -> int:
     """Tokens of the documents' text as full mode sends it: the instructions, then each
     page's marker and text (page tokens were counted when the document was read)."""
-    total = count_tokens(_instructions(documents))
-    for document in documents:
-        for page in document.page_list:
-            total += count_tokens(marker(document.name, page.number)) + 2 + page.tokens
-    return total
+    return count_tokens(_instructions(documents)) + sum(_pages_tokens(d) for d in documents)
+
+
+# A ready document's pages never change: the count of their markers is kept (by id, name
+# and the pages' own tokens), so a question does not count 400 markers again.
+_counted: dict[tuple[int, str, int, int], int] = {}
+
+
+def _pages_tokens(document: Document) -> int:
+    pages = document.page_list
+    key = (document.pk, document.name, len(pages), sum(p.tokens for p in pages))
+    if key not in _counted:
+        if len(_counted) > 1024:
+            _counted.clear()
+        _counted[key] = sum(
+            count_tokens(marker(document.name, page.number)) + 2 + page.tokens for page in pages
+        )
+    return _counted[key]
 
 
 def choose_mode(documents: list[Document], budget: int) -> tuple[str, int]:
