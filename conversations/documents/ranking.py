@@ -131,13 +131,21 @@ def document_index_store(document: Document) -> PassageIndex:
         storage = document.file.storage
         name = _index_name(document)
         data = {"version": INDEX_VERSION, **{k: getattr(index, k) for k in _FIELDS}}
-        storage.delete(name)
-        storage.save(name, ContentFile(orjson.dumps(data)))
+        _replace(storage, name, orjson.dumps(data))
     _indexes.put(_cache_key(document), index)
     return index
 
 
 _FIELDS = ("pages", "texts", "tokens", "lengths", "postings")
+
+
+def _replace(storage, name: str, data: bytes) -> None:
+    """Write `name` anew. Two processes writing it at once write the same bytes; the one
+    the storage gave another name (it never overwrites) removes its copy."""
+    storage.delete(name)
+    saved = storage.save(name, ContentFile(data))
+    if saved != name:
+        storage.delete(saved)
 
 
 def _cache_key(document: Document) -> str:
@@ -450,10 +458,9 @@ def _vectors_write(document: Document, model: str, vectors: list[array.array]) -
     flat = array.array("f")
     for vector in vectors:
         flat.extend(vector)
-    storage = document.file.storage
-    name = _vectors_name(document)
-    storage.delete(name)
-    storage.save(name, ContentFile(orjson.dumps(meta) + b"\n" + flat.tobytes()))
+    _replace(
+        document.file.storage, _vectors_name(document), orjson.dumps(meta) + b"\n" + flat.tobytes()
+    )
 
 
 async def _embed(
