@@ -124,8 +124,8 @@ def derived_file_names(file_name: str) -> list[str]:
 
 
 def document_index_store(document: Document) -> PassageIndex:
-    """Build the document's index and store it beside its file (ingestion calls this once
-    the pages are stored)."""
+    """Build the document's index and store it beside its file: ingestion calls this before
+    the document is ready; a question, for a document read before indexes were."""
     index = index_build(document)
     if document.file.name:
         storage = document.file.storage
