@@ -423,10 +423,18 @@ CHAT_INGEST_MAX_ATTEMPTS = env.int("CHAT_INGEST_MAX_ATTEMPTS", default=3)
 CHAT_OCR_MODEL = env.str("CHAT_OCR_MODEL", default="mistral-ocr-latest")
 CHAT_OCR_BATCH_PAGES = env.int("CHAT_OCR_BATCH_PAGES", default=8)
 # Documents whose text fits this share of the model's context window are sent whole; larger
-# ones are cut into chunks and only the most relevant CHAT_RETRIEVAL_CHUNKS are sent.
+# ones are cut into passages and the most relevant fill that share (at most
+# CHAT_RETRIEVAL_CHUNKS of them when set; 0: as many as fit).
 CHAT_DOCUMENT_CONTEXT_SHARE = env.float("CHAT_DOCUMENT_CONTEXT_SHARE", default=0.5)
-CHAT_RETRIEVAL_CHUNKS = env.int("CHAT_RETRIEVAL_CHUNKS", default=8)
+CHAT_RETRIEVAL_CHUNKS = env.int("CHAT_RETRIEVAL_CHUNKS", default=0)
+# Passages are ranked by BM25, fused with this embeddings model's ranking when a Mistral key
+# is set and CHAT_RETRIEVAL_EMBEDDINGS is on. A failed embeddings call is not tried again
+# for CHAT_EMBEDDINGS_RETRY_SECONDS; a document's passages are embedded this many calls at
+# a time.
 CHAT_EMBEDDINGS_MODEL = env.str("CHAT_EMBEDDINGS_MODEL", default="mistral-embed")
+CHAT_RETRIEVAL_EMBEDDINGS = env.bool("CHAT_RETRIEVAL_EMBEDDINGS", default=True)
+CHAT_EMBEDDINGS_RETRY_SECONDS = env.float("CHAT_EMBEDDINGS_RETRY_SECONDS", default=300.0)
+CHAT_EMBEDDINGS_CONCURRENCY = env.int("CHAT_EMBEDDINGS_CONCURRENCY", default=4)
 
 # Optional daily allowance of each user (conversations/usage.py), counted from midnight in
 # TIME_ZONE over every kind of call; 0 means no limit. Once reached, questions fail with

@@ -8,6 +8,7 @@ from django.db.models import Q
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
+from conversations.documents.ranking import derived_file_names
 from conversations.live import broadcast
 from conversations.models import Attachment, Document
 
@@ -65,13 +66,15 @@ def attachment_files_delete(sender, instance, **kwargs) -> None:
 
 @receiver(post_delete, sender=Document, dispatch_uid="conversations.document_file_delete")
 def document_file_delete(sender, instance, **kwargs) -> None:
-    """A document's file goes with its row, however it was deleted, once committed, unless
-    another row still names it (a fork's copy shares the file)."""
+    """A document's file (and what retrieval stored beside it) goes with its row, however
+    it was deleted, once committed, unless another row still names it (a fork's copy
+    shares the file)."""
     if instance.file.name:
         name, storage = instance.file.name, instance.file.storage
 
         def delete() -> None:
             if not Document.objects.filter(file=name).exists():
-                storage.delete(name)
+                for each in [name, *derived_file_names(name)]:
+                    storage.delete(each)
 
         transaction.on_commit(delete)

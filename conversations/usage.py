@@ -20,6 +20,7 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from conversations import plain_sql
+from conversations.documents.passages import page_ranges, pages_marked
 from conversations.errors import BudgetExceeded
 from conversations.models import ApiCall, Message, ModelPrice
 from conversations.modelservers import model_ids
@@ -199,7 +200,8 @@ def api_call_record(
 
 def request_summary(body: dict[str, Any]) -> dict[str, Any]:
     """What a chat request carried, for reviewers: each message's role and parts, text as
-    its length, an image as its type and size. No text and no base64 is copied."""
+    its length (and the document pages it carries), an image as its type and size. No text
+    and no base64 is copied."""
     messages = []
     for message in body.get("messages") or []:
         content = message.get("content")
@@ -223,7 +225,13 @@ def request_summary(body: dict[str, Any]) -> dict[str, Any]:
 def _part_summary(part: dict[str, Any]) -> dict[str, Any]:
     kind = str(part.get("type", ""))
     if kind == "text":
-        return {"type": kind, "chars": len(str(part.get("text", "")))}
+        text = str(part.get("text", ""))
+        summary: dict[str, Any] = {"type": kind, "chars": len(text)}
+        if marked := pages_marked(text):
+            summary["pages"] = [
+                f"{name} p. {', '.join(page_ranges(pages))}" for name, pages in marked.items()
+            ]
+        return summary
     if kind == "image_url":
         url = part.get("image_url")
         url = url.get("url", "") if isinstance(url, dict) else str(url or "")

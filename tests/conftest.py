@@ -12,6 +12,7 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import connections
 
+from conversations.documents import ranking
 from conversations.live import broadcast, consumers, control, draining, generation, recovery
 from conversations.modelservers import providers
 from conversations.modelservers.transport import aclose_clients
@@ -92,6 +93,7 @@ async def _process_state():
     control._control = None
     broadcast._watchers.clear()
     broadcast._elsewhere.clear()
+    ranking.process_state_reset()
     yield
     tasks = [g.task for g in generation._running.values() if g.task] + list(generation._background)
     if control._control is not None:

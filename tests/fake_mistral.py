@@ -399,9 +399,22 @@ def default_ocr_text(index: int) -> str:
     return f"OCR text of page {index + 1} of the document sent."
 
 
-def word_vector(text: str, dims: int = 64) -> list[float]:
+# What one embeddings call may carry (counted here as words, fewer than its tokens), and the
+# refusal past it.
+EMBEDDINGS_BATCH_TOKENS = 16_384
+EMBEDDINGS_TOO_MANY_TOKENS = {
+    "object": "error",
+    "message": "Too many tokens overall, split into more batches.",
+    "type": "invalid_request_prompt",
+    "param": None,
+    "code": "3210",
+}
+
+
+def word_vector(text: str, dims: int = 1024) -> list[float]:
     """A stand-in embedding: words hashed into `dims` buckets, so texts sharing words point
-    the same way (enough for cosine ranking to find the chunk with the asked-about words)."""
+    the same way (enough for cosine ranking to find the chunk with the asked-about words).
+    1024 dimensions, as mistral-embed's, so a client's reading of them costs what it will."""
     vector = [0.0] * dims
     for word in re.findall(r"\w+", text.lower()):
         vector[zlib.crc32(word.encode()) % dims] += 1.0
@@ -1006,6 +1019,10 @@ class FakeMistral:
         else:
             inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
             tokens = sum(len(text.split()) for text in inputs)
+            if tokens > EMBEDDINGS_BATCH_TOKENS:
+                # mistral-embed's limit per call, and its refusal as the API words it.
+                await _send_json(writer, 400, EMBEDDINGS_TOO_MANY_TOKENS)
+                return
             reply = {
                 "id": f"emb-{next(self._ids):06d}",
                 "object": "list",

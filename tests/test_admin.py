@@ -24,6 +24,7 @@ from conversations.models import (
 )
 from conversations.review.admin import ConversationAdmin
 from conversations.uploads import attachment_create
+from conversations.usage import request_summary
 from tests import imagefiles
 from tests.helpers import message_create
 
@@ -632,3 +633,36 @@ def test_api_calls_are_read_only_even_for_superusers(client, user, admin_user):
     assert client.post(delete, {"post": "yes"}).status_code == 403
     call.refresh_from_db()
     assert call.prompt_tokens == 7
+
+
+def test_what_the_model_received_lists_the_document_pages_sent(client, user, reviewer):
+    conversation, reply = exchange(user)
+    passages = (
+        'Instructions.\n\n[Document "manual.pdf", page 3]\nA.\n\n[Document "manual.pdf", page 4]'
+        '\nB.\n\n[Document "manual.pdf", page 37]\nThe access code is 9931.'
+    )
+    body = {
+        "model": "mistral-small-latest",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": passages},
+                    {"type": "text", "text": "What is the code?"},
+                ],
+            }
+        ],
+    }
+    ApiCall.objects.create(
+        kind="chat",
+        model="mistral-small-latest",
+        status="complete",
+        user=user,
+        conversation=conversation,
+        message=reply,
+        request=request_summary(body),
+    )
+    as_user(client, reviewer)
+    page = client.get(change_url(conversation)).content.decode()
+    assert f"text, {len(passages)} characters, from manual.pdf p. 3-4, 37" in page
+    assert "9931" not in page  # lengths and pages, never the text

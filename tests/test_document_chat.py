@@ -3,6 +3,7 @@ gets: the full text with page markers, or retrieved passages (embeddings validat
 the spec, BM25 without them), page pictures for scans and figures, the preview before
 sending, and citations that link to pages."""
 
+import asyncio
 import base64
 import io
 from decimal import Decimal
@@ -12,10 +13,11 @@ import pytest
 from asgiref.sync import sync_to_async
 from PIL import Image
 
-from conversations.documents import ranking, retrieval
+from bench.retrieval_corpus import bench_document
+from conversations.documents import ingest, ranking, retrieval
 from conversations.documents.ingest import document_ingest
 from conversations.documents.reading import prepare_document
-from conversations.models import ApiCall, Document, Message, ModelPrice
+from conversations.models import ApiCall, Document, DocumentPage, Message, ModelPrice
 from conversations.rendering import Citations, render_markdown
 from conversations.selectors import documents_with_pages
 from conversations.uploads import document_create
@@ -61,6 +63,11 @@ async def ask(socket, text, documents, conversation=None) -> list[dict]:
     frame = {"type": "send", "conversation": conversation, "text": text, "documents": documents}
     await socket.send_to(text_data=orjson.dumps(frame).decode())
     return await frames_until(socket, is_final)
+
+
+def squashed(text: str) -> str:
+    """The text with its line wraps (a PDF's text layer keeps them) as single spaces."""
+    return " ".join(text.split())
 
 
 def answer_of(frames: list[dict]) -> dict:
@@ -178,7 +185,6 @@ async def test_long_document_sends_retrieved_passages_ranked_by_embeddings(
 ):
     settings.CHAT_DOCUMENT_CONTEXT_SHARE = 0.001  # 262 tokens: the 60 pages do not fit
     settings.CHAT_RETRIEVAL_CHUNKS = 2
-    ranking.embedding_cache._items.clear()
     document = await ingested(user, "manual.pdf", documentfiles.pdf(long_pages()))
     socket = await open_socket(user)
     frames = await ask(socket, "What is the access code for the north vault?", [document.pk])
@@ -186,14 +192,15 @@ async def test_long_document_sends_retrieved_passages_ranked_by_embeddings(
     embeddings = [r for r in fake_mistral.requests if r.path == "/v1/embeddings"]
     assert embeddings and all(r.json["model"] == "mistral-embed" for r in embeddings)
     assert all(set(r.json) == {"model", "input"} for r in embeddings)  # spec-valid, no extras
-    assert embeddings[-1].json["input"] == ["What is the access code for the north vault?"]
+    question = ["What is the access code for the north vault?"]
+    assert [r.json["input"] for r in embeddings].count(question) == 1
     [body] = chat_bodies(fake_mistral)
     text = body["messages"][0]["content"][0]["text"]
-    assert '[Document "manual.pdf", page 37]\n' in text and FACT in text
+    assert '[Document "manual.pdf", page 37]\n' in text and FACT in squashed(text)
     assert text.count("[Document ") == 2  # two passages, not sixty pages
     notice = answer_of(frames)["notice"]
     assert notice.startswith("1 document too long to send whole: sent the 2 most relevant")
-    assert "(mistral-embed)" in notice
+    assert "(BM25 + mistral-embed)" in notice
     calls = [c async for c in ApiCall.objects.filter(kind="embeddings")]
     assert calls and all(c.status == "complete" and c.prompt_tokens > 0 for c in calls)
 
@@ -203,7 +210,6 @@ async def test_retrieval_falls_back_to_bm25_when_embeddings_fail(
 ):
     settings.CHAT_DOCUMENT_CONTEXT_SHARE = 0.001
     settings.CHAT_RETRIEVAL_CHUNKS = 1
-    ranking.embedding_cache._items.clear()
     fake_mistral.embeddings_error = Reply.server_error(503)
     settings.MISTRAL_MAX_RETRIES = 0
     document = await ingested(user, "manual.pdf", documentfiles.pdf(long_pages()))
@@ -212,16 +218,23 @@ async def test_retrieval_falls_back_to_bm25_when_embeddings_fail(
 
     [body] = chat_bodies(fake_mistral)
     text = body["messages"][0]["content"][0]["text"]
-    assert '[Document "manual.pdf", page 37]\n' in text and FACT in text
+    assert '[Document "manual.pdf", page 37]\n' in text and FACT in squashed(text)
     assert "(BM25)" in answer_of(frames)["notice"]
 
 
 def test_bm25_finds_the_page_with_the_planted_fact():
-    pages = long_pages()
-    chunks = [ranking.Chunk(1, "manual.pdf", n, text) for n, text in enumerate(pages, 1)]
-    ranked = ranking.bm25_rank(chunks, "What is the access code of the north vault?")
+    ranked = ranking.bm25_rank(
+        [unsaved("manual.pdf", long_pages())], "What is the access code of the north vault?"
+    )
     assert ranked[0].page == 37
-    assert FACT in ranked[0].text
+    assert FACT in squashed(ranked[0].text)
+
+
+def unsaved(name: str, pages: list[str], pk: int = 1) -> Document:
+    """A document as documents_with_pages returns it, with no row or file behind it."""
+    document = Document(pk=pk, name=name, mime="application/pdf")
+    document.page_list = [DocumentPage(number=n, text=t) for n, t in enumerate(pages, 1)]
+    return document
 
 
 @pytest.mark.django_db
@@ -384,3 +397,136 @@ async def test_a_continued_answer_keeps_its_citations_linked(user, open_socket, 
     body = chat_bodies(fake_mistral)[-1]
     assert body["messages"][-1]["prefix"] is True
     assert "report.pdf" in str(body["messages"][-2]["content"])
+
+
+async def test_embeddings_failure_is_remembered_instead_of_paid_on_every_question(
+    user, open_socket, fake_mistral, settings
+):
+    settings.CHAT_DOCUMENT_CONTEXT_SHARE = 0.001
+    settings.MISTRAL_MAX_RETRIES = 0
+    fake_mistral.embeddings_error = Reply.invalid_model("mistral-embed")
+    document = await ingested(user, "manual.pdf", documentfiles.pdf(long_pages()))
+    socket = await open_socket(user)
+    frames = await ask(socket, "What is the access code for the north vault?", [document.pk])
+    conversation = answer_of(frames)["conversation"]
+    frames = await ask(socket, "And who changes it?", [], conversation)
+
+    embeddings = [r for r in fake_mistral.requests if r.path == "/v1/embeddings"]
+    assert len(embeddings) == 1  # the first question's; the second asked nothing
+    assert "(BM25)" in answer_of(frames)["notice"]
+    failed = [c async for c in ApiCall.objects.filter(kind="embeddings")]
+    assert [c.status for c in failed] == ["failed"]
+
+
+async def test_embeddings_are_tried_again_once_the_failure_is_old(
+    user, open_socket, fake_mistral, settings
+):
+    settings.CHAT_DOCUMENT_CONTEXT_SHARE = 0.001
+    settings.MISTRAL_MAX_RETRIES = 0
+    settings.CHAT_EMBEDDINGS_RETRY_SECONDS = 0
+    fake_mistral.embeddings_error = Reply.invalid_model("mistral-embed")
+    document = await ingested(user, "manual.pdf", documentfiles.pdf(long_pages()))
+    socket = await open_socket(user)
+    frames = await ask(socket, "What is the access code for the north vault?", [document.pk])
+    fake_mistral.embeddings_error = None
+    frames = await ask(socket, "Who changes it?", [], answer_of(frames)["conversation"])
+
+    assert "(BM25 + mistral-embed)" in answer_of(frames)["notice"]
+
+
+async def test_embeddings_setting_off_ranks_by_bm25_with_a_key(
+    user, open_socket, fake_mistral, settings
+):
+    settings.CHAT_DOCUMENT_CONTEXT_SHARE = 0.001
+    settings.CHAT_RETRIEVAL_EMBEDDINGS = False
+    document = await ingested(user, "manual.pdf", documentfiles.pdf(long_pages()))
+    socket = await open_socket(user)
+    frames = await ask(socket, "What is the access code for the north vault?", [document.pk])
+
+    assert not [r for r in fake_mistral.requests if r.path == "/v1/embeddings"]
+    [body] = chat_bodies(fake_mistral)
+    assert FACT in squashed(body["messages"][0]["content"][0]["text"])
+    assert "(BM25)" in answer_of(frames)["notice"]
+
+
+async def test_long_document_is_embedded_when_read_so_its_first_question_embeds_only_itself(
+    user, open_socket, fake_mistral, settings, monkeypatch
+):
+    monkeypatch.setattr(ingest, "EMBED_AT_INGESTION_TOKENS", 0)  # the 60 pages count as long
+    settings.CHAT_DOCUMENT_CONTEXT_SHARE = 0.001
+    document = await ingested(user, "manual.pdf", documentfiles.pdf(long_pages()))
+    read = [r for r in fake_mistral.requests if r.path == "/v1/embeddings"]
+    assert sum(len(r.json["input"]) for r in read) == 60  # every passage, once
+    assert await ApiCall.objects.filter(kind="embeddings", status="complete").acount() == len(read)
+    ranking.process_state_reset()  # as another process: the vectors come from the disk
+    fake_mistral.requests.clear()
+    socket = await open_socket(user)
+    frames = await ask(socket, "What is the access code for the north vault?", [document.pk])
+
+    asked = [r.json["input"] for r in fake_mistral.requests if r.path == "/v1/embeddings"]
+    assert asked == [["What is the access code for the north vault?"]]
+    assert "(BM25 + mistral-embed)" in answer_of(frames)["notice"]
+
+
+async def test_retrieval_note_names_the_pages_its_passages_came_from(
+    user, open_socket, fake_mistral, settings
+):
+    settings.CHAT_DOCUMENT_CONTEXT_SHARE = 0.001
+    settings.CHAT_RETRIEVAL_EMBEDDINGS = False
+    settings.CHAT_RETRIEVAL_CHUNKS = 1
+    document = await ingested(user, "manual.pdf", documentfiles.pdf(long_pages()))
+    socket = await open_socket(user)
+    frames = await ask(socket, "What is the access code for the north vault?", [document.pk])
+
+    notice = answer_of(frames)["notice"]
+    assert notice.startswith("1 document too long to send whole: sent the 1 most relevant")
+    assert notice.endswith("from p. 37 of manual.pdf.")
+
+
+@pytest.mark.django_db
+def test_deleting_a_document_removes_its_retrieval_files(
+    user, media, django_capture_on_commit_callbacks
+):
+    document = document_create(
+        owner=user, document=prepare_document(name="m.pdf", data=documentfiles.pdf(PAGES))
+    )
+    document_ingest(document_id=document.pk)
+    document.refresh_from_db()
+    index = media / f"{document.file.name}.passages.json"
+    assert index.exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        document.delete()
+    assert not index.exists()
+
+
+async def test_a_long_document_is_embedded_in_calls_within_the_api_limits(
+    user, fake_mistral, monkeypatch
+):
+    monkeypatch.setattr(ingest, "EMBED_AT_INGESTION_TOKENS", 0)
+    text = "\n\n".join(bench_document("big.md", 80, 430, seed=5).pages)  # ~35,000 words
+    document = await ingested(user, "big.md", text.encode())
+
+    calls = [r for r in fake_mistral.requests if r.path == "/v1/embeddings"]
+    assert len(calls) > 2  # the fake server refuses a call over 16,384 tokens
+    assert all(len(r.json["input"]) <= 128 for r in calls)
+    assert not await ApiCall.objects.filter(kind="embeddings", status="failed").aexists()
+    stored = await sync_to_async(lambda: documents_with_pages(document_ids=[document.pk]))()
+    passages = await sync_to_async(ranking.passages_of)(stored[0])
+    assert sum(len(r.json["input"]) for r in calls) == len(passages)
+
+
+async def test_two_questions_at_once_embed_a_document_once(user, fake_mistral, settings):
+    settings.CHAT_DOCUMENT_CONTEXT_SHARE = 0.001
+    document = await ingested(user, "manual.pdf", documentfiles.pdf(long_pages()))
+    [loaded] = await sync_to_async(lambda: documents_with_pages(document_ids=[document.pk]))()
+
+    await asyncio.gather(
+        *(
+            retrieval.documents_plan(
+                documents=[loaded], question=q, budget=262, user_id=user.pk, conversation_id=None
+            )
+            for q in ("Where is the vault?", "Who is the guard?")
+        )
+    )
+    embedded = [r.json["input"] for r in fake_mistral.requests if r.path == "/v1/embeddings"]
+    assert sum(len(inputs) for inputs in embedded) == 60 + 2  # the pages once, each question

@@ -260,7 +260,7 @@ async def test_long_document_question_sends_passages_that_fit_the_window(
 
     answer = answer_of(frames)
     assert answer["status"] == "complete", answer
-    assert "passages" in answer["notice"], answer["notice"]
+    assert "most relevant passage" in answer["notice"], answer["notice"]  # one fits, or more
     call = await until(chat_call(answer["id"]), within=5)
     assert sent_chars(call) < len(text) / 2  # passages, not the whole handbook
 

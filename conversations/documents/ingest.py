@@ -8,6 +8,9 @@ half-way keeps no pages, only its reason. While it reads, a thread renews the ro
 `heartbeat_at`, so that a document whose worker died can be told from a slow one and put back
 (jobs.documents_requeue).
 
+Once stored, the document's passages are indexed for retrieval (and embedded, when it is
+long and embeddings are on), so no question pays for that.
+
 Pages without a text layer go to Mistral's OCR when MISTRAL_API_KEY is set, a few pages per
 call, each call recorded with its cost; otherwise they are marked as page pictures, which
 the request sends to a vision model.
@@ -23,7 +26,7 @@ from django.db import DatabaseError, connections, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from conversations.documents import reading
+from conversations.documents import ranking, reading
 from conversations.documents.reading import DocumentRejected, PageText
 from conversations.errors import ChatError, ModelUnavailable
 from conversations.models import Document, DocumentPage
@@ -37,6 +40,10 @@ logger = logging.getLogger(__name__)
 
 # How often at most the progress counter is written while a document is read.
 PROGRESS_INTERVAL = 0.2
+# A document this long is embedded when read (if embeddings are on): sent whole to no
+# Mistral model (the smallest window is 32k tokens, half of it for documents), so its
+# questions will need the vectors. A shorter one is embedded by its first question that does.
+EMBED_AT_INGESTION_TOKENS = 16_384
 
 
 def document_ingest(*, document_id: int) -> Document | None:
@@ -73,7 +80,38 @@ def document_ingest(*, document_id: int) -> Document | None:
                 attempt=attempt,
             )
             return None
+        document.page_list = pages
+        document_retrieval_prepare(document)
         return document_pages_store(document_id=document_id, pages=pages, attempt=attempt)
+
+
+def document_retrieval_prepare(document: Document) -> None:
+    """What retrieval needs of a document, made once and stored beside its file before it
+    is ready: its passages and BM25 index and, for a long one when embeddings are on, its
+    passages' vectors (documents/ranking.py). `document.page_list` holds its pages. A
+    failure here costs only time: the first question that needs them makes them."""
+    recorded: list[dict] = []
+    try:
+        index = ranking.document_index_store(document)
+        if ranking.embeddings_available() and sum(index.tokens) > EMBED_AT_INGESTION_TOKENS:
+            asyncio.run(_vectors(document, recorded))
+    except ChatError as err:
+        ranking.embeddings_failed(err)  # the next documents this worker reads wait too
+    except OSError:
+        logger.exception("Storing the retrieval index of document %s failed", document.pk)
+    for record in recorded:
+        api_call_record(**record)
+
+
+async def _vectors(document: Document, recorded: list[dict]) -> None:
+    """On a short-lived loop of the reading thread, whose HTTP clients are closed with it;
+    the calls' usage is stored after it, from the thread."""
+    try:
+        await ranking.document_vectors(
+            document, user_id=document.owner_id, conversation_id=None, recorded=recorded
+        )
+    finally:
+        await aclose_clients()
 
 
 def _read(document: Document) -> list[PageText]:
@@ -234,7 +272,12 @@ def document_fail(*, document_id: int, error: str, attempt: int, only_if: Q | No
         DocumentPage.objects.filter(document_id=document_id).delete()
         if file:
             storage = Document._meta.get_field("file").storage
-            transaction.on_commit(lambda: storage.delete(file))
+
+            def delete() -> None:
+                for name in [file, *ranking.derived_file_names(file)]:
+                    storage.delete(name)
+
+            transaction.on_commit(delete)
     return True
 
 

@@ -4,10 +4,8 @@ the attached documents."""
 
 from typing import Any
 
-from django.conf import settings
-
 from conversations.documents import retrieval
-from conversations.documents.ranking import chunks_of
+from conversations.documents.ranking import passages_of
 from conversations.documents.reading import count_tokens
 from conversations.models import Document
 from conversations.selectors import (
@@ -35,8 +33,12 @@ def request_preview(
     if not documents:
         return {"mode": "", "documents": 0}
     mode, tokens = retrieval.choose_mode(documents, budget)
+    passages = None
     if mode == retrieval.RETRIEVAL:
-        tokens = retrieval.plan_retrieval(documents, budget, "", chunks_of(documents), "").tokens
+        # Which passages go depends on the question; how many tokens they take, hardly.
+        every = [p for d in documents for p in passages_of(d)]
+        plan = retrieval.plan_retrieval(documents, budget, "", every, "")
+        tokens, passages = plan.tokens, len(plan.passages)
     total = tokens + sum(count_tokens(m.text) for m in history)
     cost = cost_estimate(model, total)
     return {
@@ -45,7 +47,7 @@ def request_preview(
         "document_tokens": tokens,
         "tokens": total,
         "budget": budget,
-        "passages": settings.CHAT_RETRIEVAL_CHUNKS if mode == retrieval.RETRIEVAL else None,
+        "passages": passages,
         "model": model,
         "cost_usd": f"{cost:.6f}" if cost is not None else None,
     }

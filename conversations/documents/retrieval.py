@@ -5,9 +5,10 @@ Each request carries the conversation's documents in one of two modes:
 - **full**: when their text fits CHAT_DOCUMENT_CONTEXT_SHARE of the model's context window
   (`max_context_length` from `GET /models`), all of it, page by page, each page headed by a
   marker such as `[Document "report.pdf", page 2]`;
-- **retrieval**: otherwise the pages are cut into chunks (each keeps its page), ranked against
-  the question (by `mistral-embed` when a Mistral key is set, else by BM25, which needs no
-  model at all) and the best CHAT_RETRIEVAL_CHUNKS go, with the same markers.
+- **retrieval**: otherwise the passages (whole paragraphs or sentences of a page, cut once
+  at ingestion) ranked against the question (documents/ranking.py: BM25, fused with
+  `mistral-embed` when a Mistral key is set) fill the same budget, best first, and go in
+  the documents' text order, each run of neighbouring passages under its page's marker.
 
 Pages that have no text (scans when OCR was not available) go as pictures, and so does a
 page the question points at along with a figure word ("the chart on page 4"), next to its
@@ -16,6 +17,7 @@ text. The model is asked to cite pages as `[report.pdf, p. 2]`; the answer's ren
 """
 
 import asyncio
+import itertools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -24,7 +26,8 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from conversations.documents.ranking import Chunk, chunks_of, rank
+from conversations.documents.passages import marker, page_ranges
+from conversations.documents.ranking import Passage, passages_of, rank, spread_passages
 from conversations.documents.reading import (
     PDF,
     DocumentRejected,
@@ -38,6 +41,8 @@ from conversations.selectors import document_ids_of, documents_with_pages
 logger = logging.getLogger(__name__)
 
 FULL, RETRIEVAL = "full", "retrieval"
+# No passage with its marker takes fewer tokens: a budget with less left is full.
+_SMALLEST_PASSAGE = 12
 INSTRUCTIONS = (
     "The user attached the documents below. Answer from them when they are relevant, and "
     "cite the page of every fact you take from them in square brackets with the document's "
@@ -61,37 +66,74 @@ class Plan:
     documents: list[Document]
     text: str = ""
     pictures: list[tuple[Document, int]] = field(default_factory=list)
-    retriever: str = ""  # "mistral-embed" or "bm25", in retrieval mode
+    retriever: str = ""  # "BM25" or "BM25 + mistral-embed", in retrieval mode
+    passages: list[Passage] = field(default_factory=list)  # sent, in text order
 
     def note(self) -> str:
-        """A sentence under the answer: how the documents were sent."""
+        """A sentence under the answer: how the documents were sent, and in retrieval mode
+        from which pages."""
         count = len(self.documents)
         what = f"{count} document{'s' if count != 1 else ''}"
         if self.mode == FULL:
             return f"Sent the full text of {what}, ~{self.tokens:,} tokens."
+        sent = len(self.passages)
+        pages = f", from {pages_sent(self.passages)}" if self.passages else ""
         return (
-            f"{what.capitalize()} too long to send whole: sent the "
-            f"{settings.CHAT_RETRIEVAL_CHUNKS} most relevant passages "
-            f"({self.retriever}), ~{self.tokens:,} tokens."
+            f"{what.capitalize()} too long to send whole: sent the {sent} most relevant "
+            f"passage{'s' if sent != 1 else ''} ({self.retriever}), ~{self.tokens:,} "
+            f"tokens{pages}."
         )
+
+
+def pages_sent(passages: list[Passage], most: int = 12) -> str:
+    """The pages passages came from, per document, as ranges: "p. 3-5, 37 of manual.pdf";
+    past `most` ranges a document's list ends with how many more pages."""
+    by_name: dict[str, list[int]] = {}
+    for passage in passages:
+        pages = by_name.setdefault(passage.name, [])
+        if passage.page not in pages:
+            pages.append(passage.page)
+    out = []
+    for name, pages in by_name.items():
+        ranges = page_ranges(sorted(pages))
+        shown = ", ".join(ranges[:most])
+        if len(ranges) > most:
+            left = sum(_range_size(r) for r in ranges[most:])
+            shown += f" and {left} more page{'s' if left != 1 else ''}"
+        out.append(f"p. {shown} of {name}")
+    return "; ".join(out)
+
+
+def _range_size(text: str) -> int:
+    first, _, last = text.partition("-")
+    return int(last or first) - int(first) + 1
 
 
 def context_budget(max_context_length: int) -> int:
     return int(max_context_length * settings.CHAT_DOCUMENT_CONTEXT_SHARE)
 
 
-def marker(name: str, page: int) -> str:
-    return f'[Document "{name}", page {page}]'
-
-
 def full_tokens(documents: list[Document]) -> int:
     """Tokens of the documents' text as full mode sends it: the instructions, then each
     page's marker and text (page tokens were counted when the document was read)."""
-    total = count_tokens(_instructions(documents))
-    for document in documents:
-        for page in document.page_list:
-            total += count_tokens(marker(document.name, page.number)) + 2 + page.tokens
-    return total
+    return count_tokens(_instructions(documents)) + sum(_pages_tokens(d) for d in documents)
+
+
+# A ready document's pages never change: the count of their markers is kept (by id, name
+# and the pages' own tokens), so a question does not count 400 markers again.
+_counted: dict[tuple[int, str, int, int], int] = {}
+
+
+def _pages_tokens(document: Document) -> int:
+    pages = document.page_list
+    key = (document.pk, document.name, len(pages), sum(p.tokens for p in pages))
+    if key not in _counted:
+        if len(_counted) > 1024:
+            _counted.clear()
+        _counted[key] = sum(
+            count_tokens(marker(document.name, page.number)) + 2 + page.tokens for page in pages
+        )
+    return _counted[key]
 
 
 def choose_mode(documents: list[Document], budget: int) -> tuple[str, int]:
@@ -124,37 +166,57 @@ def plan_full(documents: list[Document], budget: int, tokens: int, question: str
 
 
 def plan_retrieval(
-    documents: list[Document], budget: int, question: str, ranked: list[Chunk], retriever: str
+    documents: list[Document], budget: int, question: str, ranked: list[Passage], retriever: str
 ) -> Plan:
-    """The best chunks in document and page order (easier to read than by score), plus the
-    text of pages the question names."""
-    named = referenced_pages(question)
-    chosen = list(ranked[: settings.CHAT_RETRIEVAL_CHUNKS])
-    for document in documents:
-        for page in document.page_list:
-            if page.number in named and page.text.strip():
-                chosen.append(Chunk(document.pk, document.name, page.number, page.text))
-    order = {d.pk: i for i, d in enumerate(documents)}
-    seen: set[tuple[int, int, str]] = set()
-    blocks = [
+    """As many passages as the budget holds, best first (the passages of pages the question
+    names before all, the ones no ranking chose last), at most CHAT_RETRIEVAL_CHUNKS when
+    that is set; sent in each
+    document's text order, neighbouring passages of a page under one marker, so a page reads
+    as it was written."""
+    head = (
         _instructions(documents)
         + " The documents are too long to send whole: these are the passages most relevant "
-        "to the question."
-    ]
-    for chunk in sorted(chosen, key=lambda c: (order[c.document_id], c.page)):
-        key = (chunk.document_id, chunk.page, chunk.text)
-        if key not in seen:
-            seen.add(key)
-            blocks.append(f"{marker(chunk.name, chunk.page)}\n{chunk.text}")
-    text = "\n\n".join(blocks)
+        "to the question, in the documents' order."
+    )
+    used = count_tokens(head)
+    named = referenced_pages(question)
+    first = [p for d in documents if named for p in passages_of(d) if p.page in named]
+    cap = settings.CHAT_RETRIEVAL_CHUNKS
+    chosen: dict[tuple[int, int], Passage] = {}
+    # After the ranked passages, the rest spread over the documents: a question whose words
+    # the text lacks ("Summarise it") still gets the budget's worth, from end to end.
+    for passage in itertools.chain(first, ranked, spread_passages(documents)):
+        if budget - used < _SMALLEST_PASSAGE or (cap and len(chosen) >= cap + len(first)):
+            break
+        key = (passage.document_id, passage.position)
+        if key in chosen or used + passage.tokens > budget:
+            continue
+        chosen[key] = passage
+        used += passage.tokens
+    order = {d.pk: i for i, d in enumerate(documents)}
+    sent = sorted(chosen.values(), key=lambda p: (order[p.document_id], p.position))
+    blocks = [head]
+    previous: Passage | None = None
+    for passage in sent:
+        if (
+            previous is not None
+            and previous.document_id == passage.document_id
+            and previous.page == passage.page
+            and previous.position + 1 == passage.position
+        ):
+            blocks[-1] += "\n\n" + passage.text
+        else:
+            blocks.append(f"{marker(passage.name, passage.page)}\n{passage.text}")
+        previous = passage
     return Plan(
         RETRIEVAL,
-        count_tokens(text),
+        used,
         budget,
         documents,
-        text,
+        "\n\n".join(blocks),
         _pictures(documents, question, []),
         retriever,
+        sent,
     )
 
 
@@ -228,9 +290,27 @@ async def plan_for_request(
         return None
     question = next((m.text for m in reversed(history) if m.role == "user"), "")
     budget = context_budget(await max_context_length(model))
+    return await documents_plan(
+        documents=documents,
+        question=question,
+        budget=budget,
+        user_id=user_id,
+        conversation_id=conversation_id,
+    )
+
+
+async def documents_plan(
+    *,
+    documents: list[Document],
+    question: str,
+    budget: int,
+    user_id: int,
+    conversation_id: int | None,
+) -> Plan:
+    """The documents' part of a request for `question` within `budget` tokens (documents
+    with their `page_list`)."""
     mode, tokens = await asyncio.to_thread(choose_mode, documents, budget)
     if mode == FULL:
         return await asyncio.to_thread(plan_full, documents, budget, tokens, question)
-    chunks = chunks_of(documents)
-    ranked, retriever = await rank(chunks, question, user_id, conversation_id)
+    ranked, retriever = await rank(documents, question, user_id, conversation_id)
     return await asyncio.to_thread(plan_retrieval, documents, budget, question, ranked, retriever)

@@ -8,7 +8,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from conversations.documents.ranking import chunks_of, rank
+from conversations.documents.ranking import rank
 from conversations.selectors import documents_with_pages
 from conversations.tools.context import Context, ToolFailed
 
@@ -53,7 +53,7 @@ async def documents_search(query: str, context: Context) -> str:
     )
     if not documents:
         return "The conversation's documents are not ready yet."
-    ranked, _ = await rank(chunks_of(documents), query, context.user_id, context.conversation_id)
+    ranked, _ = await rank(documents, query, context.user_id, context.conversation_id)
     passages = ranked[:SEARCH_PASSAGES]
     if not passages:
         return "Nothing in the documents matches."
