@@ -314,6 +314,10 @@ CHAT_TAIL_RENDERS_PER_SECOND = env.float("CHAT_TAIL_RENDERS_PER_SECOND", default
 # internals are not found at start-up stays on that road, with a warning in the log.
 CHAT_FAST_PATH = env.bool("CHAT_FAST_PATH", default=True)
 
+# Conversations inactive for longer than this many days are deleted by `manage.py retention`
+# (run it daily: docs/deploy.md); 0 keeps them for ever.
+CHAT_RETENTION_DAYS = env.int("CHAT_RETENTION_DAYS", default=0)
+
 # Tools an answer's model may call (conversations/tools/, live/tool_steps.py). One answer
 # takes at most CHAT_TOOL_MAX_STEPS model calls; each tool call may run CHAT_TOOL_TIMEOUT
 # seconds and its result is cut to CHAT_TOOL_RESULT_CHARS characters; a call that needs the
