@@ -703,3 +703,19 @@ async def test_stop_while_a_call_waits_for_approval_never_runs_it(
     [row] = await sync_to_async(calls_of)(final["id"])
     assert (row.status, row.result) == ("cancelled", "Stopped before it finished.")
     assert len(chat_bodies(fake_mistral)) == 1
+
+
+async def test_a_model_asking_for_tools_past_the_bound_is_not_run_and_the_answer_says_so(
+    user, open_socket, fake_mistral, settings
+):
+    settings.CHAT_TOOL_MAX_STEPS = 2
+    conversation = await conversation_with(user, ["builtin:datetime"])
+    fake_mistral.enqueue(Reply.tool_calls([("current_datetime", {})]))
+    fake_mistral.enqueue(
+        Reply.tool_calls([("current_datetime", {})], text=["Let me check again. "])
+    )
+    final = final_of(await ask(await open_socket(user), conversation))
+    assert len(chat_bodies(fake_mistral)) == 2
+    assert final["status"] == "complete"
+    assert final["notice"] == "Stopped after 2 model calls: the tools' limit."
+    assert [c["status"] for c in final["tools"]] == ["done"]  # the second ask was not run

@@ -13,6 +13,7 @@ through the same sanitizer for the reader, and sent to the model as plain text.
 """
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -100,6 +101,8 @@ async def answer_with_tools(
         asked = gen.asked.calls()
         if not asked or outcome.status != Message.Status.COMPLETE:
             return outcome
+        if step == settings.CHAT_TOOL_MAX_STEPS:
+            break  # asked for more although told not to: its calls are not run
         offset = len(gen.text)
         calls = [
             Call(call, by_name.get(call.name), step, position, offset)
@@ -128,10 +131,8 @@ async def answer_with_tools(
         gen.request, gen.usage, gen.prompt_counted = body, None, None
         if gen.text and not gen.text.endswith("\n\n"):
             await broadcast.conversation_publish(gen.conversation_id, gen.add("\n\n"))
-    gen.notice = " ".join(
-        filter(None, [gen.notice, f"Stopped after {settings.CHAT_TOOL_MAX_STEPS} tool steps."])
-    )
-    return outcome
+    bound = f"Stopped after {settings.CHAT_TOOL_MAX_STEPS} model calls: the tools' limit."
+    return dataclasses.replace(outcome, notice=" ".join(filter(None, [outcome.notice, bound])))
 
 
 def _step_messages(calls: list[Call]) -> list[dict[str, Any]]:
