@@ -349,6 +349,26 @@ def conversation_delete(*, conversation: Conversation) -> None:
     conversation.delete()
 
 
+def conversation_pin(*, conversation: Conversation, pinned: bool) -> Conversation:
+    """Pin (to the top of the sidebar) or unpin. Pinning an archived conversation brings it
+    back: a pin is there to be seen. Neither changes `updated_at`, the order of the rest."""
+    conversation.pinned_at = timezone.now() if pinned else None
+    if pinned:
+        conversation.archived_at = None
+    conversation.save(update_fields=["pinned_at", "archived_at"])
+    return conversation
+
+
+def conversation_archive(*, conversation: Conversation, archived: bool) -> Conversation:
+    """Archive (out of the sidebar, still found by search and by its URL) or bring back.
+    Archiving unpins: the pinned list is part of the sidebar."""
+    conversation.archived_at = timezone.now() if archived else None
+    if archived:
+        conversation.pinned_at = None
+    conversation.save(update_fields=["pinned_at", "archived_at"])
+    return conversation
+
+
 # Review
 
 

@@ -14,6 +14,7 @@ import { DeleteDialog, RenameDialog, SettingsDialog } from "./dialogs.js";
 import { urlFor } from "./http.js";
 import { fetchModels, ModelPicker } from "./models.js";
 import { ReportDialog } from "./report.js";
+import { Search, showFoundMessage } from "./search.js";
 import { wireShortcuts } from "./shortcuts.js";
 import { Sidebar } from "./sidebar.js";
 import { totalsText } from "./money.js";
@@ -391,14 +392,27 @@ function refresh() {
 const sidebar = new Sidebar({
   root: $("#sidebar"),
   list: $("#conv-list"),
+  pinnedList: $("#pinned-list"),
+  archived: $("#archived"),
   template: $("#conv-template"),
-  conversationUrl: config.conversationUrl,
+  urls: { conversation: config.conversationUrl, pin: config.pinUrl, archive: config.archiveUrl },
+  onError: (message) => notice(message),
   onRename: (id, title) => renameDialog.open(id, title),
   onDelete: (id, title) => {
     // Chosen now: the socket may remove the row before the request returns.
     focusAfterDelete = sidebar.neighbour(id);
     deleteDialog.open(id, title);
   },
+});
+
+new Search({
+  form: $("#search-form"),
+  input: $("#search-input"),
+  results: $("#search-results"),
+  list: $("#search-list"),
+  sections: $("#conv-sections"),
+  branchUrl: config.branchUrl,
+  onError: (message) => notice(message),
 });
 
 // Where focus goes once a conversation other than the open one is deleted: its row's
@@ -615,6 +629,7 @@ function lastOf(role) {
 }
 
 thread.scrollToEnd();
+showFoundMessage();
 refresh();
 socket.connect();
 if (state.conversation === null) composer.focus();
