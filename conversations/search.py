@@ -18,7 +18,8 @@ SQLite drops a table's triggers when a later migration rebuilds that table:
 # what a user typed is always a parameter)
 
 import re
-from dataclasses import dataclass, field
+import unicodedata
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
@@ -170,26 +171,72 @@ def index_repair(*, using: str = "default") -> None:
 _WORD = re.compile(r"[^\W_]+")
 MAX_WORDS = 8
 RESULTS = 20
-MARK_START, MARK_END = "\x02", "\x03"
+SNIPPET_WORDS = 24  # words shown around a match
+SNIPPET_BEFORE = 6  # of which before the first match
+
+
+def _fold(word: str) -> str:
+    """A word as SQLite's tokenizer compares it (case and diacritics removed), so the words
+    marked are the ones it matched (PostgreSQL's 'simple' keeps diacritics: it matches
+    fewer, and those are marked too)."""
+    decomposed = unicodedata.normalize("NFKD", word.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def query_words(query: str) -> list[str]:
+    return [_fold(word) for word in _WORD.findall(query)][:MAX_WORDS]
 
 
 @dataclass(frozen=True, slots=True)
 class Snippet:
-    """A piece of text around a match, as pieces that are either matched words or not: the
-    template writes each escaped, the matched ones inside <mark>."""
+    """Text around a match as pieces, each a matched word or not: the template writes each
+    escaped, the matched ones inside <mark>. Built here, in Python, from the stored text,
+    for both databases alike (PostgreSQL's ts_headline drops anything that looks like an
+    HTML tag, which answers about code are full of)."""
 
     parts: list[tuple[str, bool]]
 
     @classmethod
-    def marked(cls, text: str) -> "Snippet":
-        """From text whose matches the engine put between MARK_START and MARK_END (control
-        characters, which a message may hold too: at worst a piece is marked wrongly,
-        never unescaped)."""
-        parts = []
-        for i, piece in enumerate(re.split(f"[{MARK_START}{MARK_END}]", text)):
-            if piece:
-                parts.append((piece, i % 2 == 1))
-        return cls(parts)
+    def around(cls, text: str, words: list[str], *, whole: bool = False) -> "Snippet":
+        """The stretch of `text` around its first word matching `words` (every word whole
+        but the last, a prefix), with every match marked; with `whole`, all of `text`."""
+        *exact, last = words
+        tokens = list(_WORD.finditer(text))
+
+        def matches(token: re.Match) -> bool:
+            folded = _fold(token.group())
+            return folded in exact or folded.startswith(last)
+
+        marked = [matches(token) for token in tokens]
+        first, end = 0, len(tokens)
+        if not whole and tokens:
+            hit = marked.index(True) if True in marked else 0
+            first = max(0, hit - SNIPPET_BEFORE)
+            end = min(len(tokens), first + SNIPPET_WORDS)
+        if not tokens:
+            return cls([(" ".join(text.split()), False)] if text.strip() else [])
+        parts: list[tuple[str, bool]] = []
+        # From the end of the word before, so the punctuation that opens the first word shows.
+        position = tokens[first - 1].end() if first > 0 else 0
+        if first > 0:
+            parts.append(("…", False))
+        for token, mark in zip(tokens[first:end], marked[first:end], strict=True):
+            if mark:
+                parts.append((_flat(text[position : token.start()]), False))
+                parts.append((token.group(), True))
+                position = token.end()
+        tail_end = len(text) if whole or end == len(tokens) else tokens[end - 1].end()
+        parts.append((_flat(text[position:tail_end]), False))
+        if end < len(tokens) and not whole:
+            parts.append(("…", False))
+        if first > 0 and len(parts) > 1 and not parts[1][1]:
+            parts[1] = (parts[1][0].lstrip(), False)
+        return cls([part for part in parts if part[0]])
+
+
+def _flat(text: str) -> str:
+    """Line breaks and runs of spaces as one space: a snippet is one line."""
+    return re.sub(r"\s+", " ", text)
 
 
 @dataclass(slots=True)
@@ -205,11 +252,6 @@ class Hit:
     message_id: int | None = None
     role: str = ""
     snippet: Snippet | None = None
-    extra: dict = field(default_factory=dict)
-
-
-def query_words(query: str) -> list[str]:
-    return _WORD.findall(query.lower())[:MAX_WORDS]
 
 
 def conversation_search(*, user, query: str, limit: int = RESULTS) -> list[Hit]:
@@ -223,22 +265,40 @@ def conversation_search(*, user, query: str, limit: int = RESULTS) -> list[Hit]:
     engine = _Postgres(words) if connection.vendor == "postgresql" else _Sqlite(words)
     by_message = engine.messages(user.pk, limit)
     titled = engine.titles(user.pk, limit)
-    ids = list(dict.fromkeys([*by_message, *titled]))
-    rows = Conversation.objects.filter(pk__in=ids, owner=user).only(
+    rows = Conversation.objects.filter(pk__in={*by_message, *titled}, owner=user).only(
         "id", "title", "updated_at", "archived_at"
     )
-    snippets = engine.snippets([message_id for message_id, _ in by_message.values()])
     hits = []
     for row in rows:
         hit = Hit(row.pk, row.title, row.updated_at, row.archived_at is not None)
         if row.pk in titled:
-            hit.title_snippet = Snippet.marked(titled[row.pk])
+            hit.title_snippet = Snippet.around(row.title, words, whole=True)
         if row.pk in by_message:
             hit.message_id, hit.role = by_message[row.pk]
-            hit.snippet = snippets.get(hit.message_id)
         hits.append(hit)
     hits.sort(key=lambda hit: (hit.updated_at, hit.conversation_id), reverse=True)
-    return hits[:limit]
+    hits = hits[:limit]
+    found = [hit.message_id for hit in hits if hit.message_id is not None]
+    messages = Message.objects.filter(pk__in=found, conversation__owner=user).only("text", "parts")
+    by_id = {message.pk: message for message in messages}
+    for hit in hits:
+        if hit.message_id in by_id:
+            hit.snippet = _message_snippet(by_id[hit.message_id], words)
+    return hits
+
+
+def _message_snippet(message: Message, words: list[str]) -> Snippet:
+    """Around the match in the text or, when the words matched a document's name, the
+    names of the message's documents."""
+    snippet = Snippet.around(message.text, words)
+    if any(mark for _, mark in snippet.parts):
+        return snippet
+    names = " · ".join(
+        part["name"]
+        for part in message.parts or []
+        if isinstance(part, dict) and part.get("type") == "document" and "name" in part
+    )
+    return Snippet.around(names, words, whole=True) if names else snippet
 
 
 # How many matching messages are read per step while collecting distinct conversations,
@@ -248,110 +308,70 @@ _STEP = 200
 _STEPS = 10
 
 
-class _Sqlite:
+class _Engine:
+    """The statements of one database: the ids of the owner's newest matching messages and
+    titles. Snippets are not theirs."""
+
+    message_sql: str
+    title_sql: str
+
+    def __init__(self, words: list[str]) -> None:
+        self.match = ""
+
+    def messages(self, owner_id: int, limit: int) -> dict[int, tuple[int, str]]:
+        """conversation id: (its newest matching message, that message's role), newest
+        first, for `limit` conversations at most."""
+        found: dict[int, tuple[int, str]] = {}
+        before = 1 << 62
+        with connection.cursor() as cursor:
+            for _ in range(_STEPS):
+                cursor.execute(self.message_sql, [self.match, before, owner_id, _STEP])
+                rows = cursor.fetchall()
+                for message_id, conversation_id, role in rows:
+                    found.setdefault(conversation_id, (message_id, role))
+                if len(found) >= limit or len(rows) < _STEP:
+                    break
+                before = rows[-1][0]
+        return dict(list(found.items())[:limit])
+
+    def titles(self, owner_id: int, limit: int) -> set[int]:
+        with connection.cursor() as cursor:
+            cursor.execute(self.title_sql, [self.match, owner_id, limit])
+            return {pk for (pk,) in cursor.fetchall()}
+
+
+class _Sqlite(_Engine):
+    message_sql = (
+        f"SELECT f.rowid, m.conversation_id, m.role FROM {MESSAGE_FTS} f "
+        f"JOIN {MESSAGES} m ON m.id = f.rowid "
+        f"JOIN {CONVERSATIONS} c ON c.id = m.conversation_id "
+        f"WHERE {MESSAGE_FTS} MATCH %s AND f.rowid < %s AND c.owner_id = %s "
+        "ORDER BY f.rowid DESC LIMIT %s"
+    )
+    title_sql = (
+        f"SELECT f.rowid FROM {TITLE_FTS} f JOIN {CONVERSATIONS} c ON c.id = f.rowid "
+        f"WHERE {TITLE_FTS} MATCH %s AND c.owner_id = %s ORDER BY f.rowid DESC LIMIT %s"
+    )
+
     def __init__(self, words: list[str]) -> None:
         *whole, last = words
+        # Quoted: nothing of the query is FTS5 syntax (the words hold no quotes).
         self.match = " ".join([*(f'"{w}"' for w in whole), f'"{last}"*'])
 
-    def messages(self, owner_id: int, limit: int) -> dict[int, tuple[int, str]]:
-        """conversation id: (newest matching message, its role), newest first."""
-        found: dict[int, tuple[int, str]] = {}
-        before = 1 << 62
-        with connection.cursor() as cursor:
-            for _ in range(_STEPS):
-                cursor.execute(
-                    f"SELECT f.rowid, m.conversation_id, m.role FROM {MESSAGE_FTS} f "
-                    f"JOIN {MESSAGES} m ON m.id = f.rowid "
-                    f"JOIN {CONVERSATIONS} c ON c.id = m.conversation_id "
-                    f"WHERE {MESSAGE_FTS} MATCH %s AND f.rowid < %s AND c.owner_id = %s "
-                    "ORDER BY f.rowid DESC LIMIT %s",
-                    [self.match, before, owner_id, _STEP],
-                )
-                rows = cursor.fetchall()
-                for message_id, conversation_id, role in rows:
-                    found.setdefault(conversation_id, (message_id, role))
-                if len(found) >= limit or len(rows) < _STEP:
-                    break
-                before = rows[-1][0]
-        return dict(list(found.items())[:limit])
 
-    def titles(self, owner_id: int, limit: int) -> dict[int, str]:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT f.rowid, highlight({TITLE_FTS}, 0, %s, %s) FROM {TITLE_FTS} f "
-                f"JOIN {CONVERSATIONS} c ON c.id = f.rowid "
-                f"WHERE {TITLE_FTS} MATCH %s AND c.owner_id = %s ORDER BY f.rowid DESC LIMIT %s",
-                [MARK_START, MARK_END, self.match, owner_id, limit],
-            )
-            return dict(cursor.fetchall())
+class _Postgres(_Engine):
+    message_sql = (
+        f"SELECT m.id, m.conversation_id, m.role FROM {MESSAGES} m "
+        f"JOIN {CONVERSATIONS} c ON c.id = m.conversation_id "
+        "WHERE m.search_vector @@ to_tsquery('simple', %s) AND m.id < %s "
+        "AND c.owner_id = %s ORDER BY m.id DESC LIMIT %s"
+    )
+    title_sql = (
+        f"SELECT id FROM {CONVERSATIONS} WHERE {_PG_TITLE} @@ to_tsquery('simple', %s) "
+        "AND owner_id = %s ORDER BY id DESC LIMIT %s"
+    )
 
-    def snippets(self, message_ids: list[int]) -> dict[int, Snippet]:
-        if not message_ids:
-            return {}
-        ids = ", ".join(["%s"] * len(message_ids))
-        with connection.cursor() as cursor:
-            # -1: the column that matched best (the text, or the document names).
-            cursor.execute(
-                f"SELECT rowid, snippet({MESSAGE_FTS}, -1, %s, %s, '…', 16) "
-                f"FROM {MESSAGE_FTS} WHERE {MESSAGE_FTS} MATCH %s AND rowid IN ({ids})",
-                [MARK_START, MARK_END, self.match, *message_ids],
-            )
-            return {pk: Snippet.marked(text) for pk, text in cursor.fetchall()}
-
-
-class _Postgres:
     def __init__(self, words: list[str]) -> None:
         *whole, last = words
-        self.tsquery = " & ".join([*whole, f"{last}:*"])
-
-    def messages(self, owner_id: int, limit: int) -> dict[int, tuple[int, str]]:
-        found: dict[int, tuple[int, str]] = {}
-        before = 1 << 62
-        with connection.cursor() as cursor:
-            for _ in range(_STEPS):
-                cursor.execute(
-                    f"SELECT m.id, m.conversation_id, m.role FROM {MESSAGES} m "
-                    f"JOIN {CONVERSATIONS} c ON c.id = m.conversation_id "
-                    "WHERE m.search_vector @@ to_tsquery('simple', %s) AND m.id < %s "
-                    "AND c.owner_id = %s ORDER BY m.id DESC LIMIT %s",
-                    [self.tsquery, before, owner_id, _STEP],
-                )
-                rows = cursor.fetchall()
-                for message_id, conversation_id, role in rows:
-                    found.setdefault(conversation_id, (message_id, role))
-                if len(found) >= limit or len(rows) < _STEP:
-                    break
-                before = rows[-1][0]
-        return dict(list(found.items())[:limit])
-
-    def titles(self, owner_id: int, limit: int) -> dict[int, str]:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT id, ts_headline('simple', title, q, %s) "
-                f"FROM {CONVERSATIONS}, to_tsquery('simple', %s) q "
-                f"WHERE {_PG_TITLE} @@ q AND owner_id = %s ORDER BY id DESC LIMIT %s",
-                [_headline_options(whole=True), self.tsquery, owner_id, limit],
-            )
-            return dict(cursor.fetchall())
-
-    def snippets(self, message_ids: list[int]) -> dict[int, Snippet]:
-        if not message_ids:
-            return {}
-        names = "jsonb_path_query_array(m.parts, '$[*] ? (@.type == \"document\").name')"
-        with connection.cursor() as cursor:
-            # A match in a document's name shows the names, else the text around the match.
-            cursor.execute(
-                f"SELECT m.id, ts_headline('simple', CASE WHEN to_tsvector('simple', m.text) @@ q "
-                f"THEN m.text ELSE (SELECT string_agg(n, ' ') FROM jsonb_array_elements_text("
-                f"{names}) n) END, q, %s) "
-                f"FROM {MESSAGES} m, to_tsquery('simple', %s) q WHERE m.id = ANY(%s)",
-                [_headline_options(whole=False), self.tsquery, message_ids],
-            )
-            return {pk: Snippet.marked(text or "") for pk, text in cursor.fetchall()}
-
-
-def _headline_options(*, whole: bool) -> str:
-    marks = f'StartSel="{MARK_START}", StopSel="{MARK_END}"'
-    if whole:
-        return f"{marks}, HighlightAll=true"
-    return f'{marks}, MaxWords=24, MinWords=10, ShortWord=1, MaxFragments=1, FragmentDelimiter="…"'
+        # Letters and digits only: nothing of the query is tsquery syntax.
+        self.match = " & ".join([*whole, f"{last}:*"])

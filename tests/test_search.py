@@ -119,7 +119,7 @@ def test_snippet_is_highlighted_and_escaped(signed_in, user):
     html = _results(signed_in, "marmot")
     assert "<mark>marmot</mark>" in html.lower()
     assert "<script>" not in html and "<img" not in html
-    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "onerror=alert(1)&gt; runs a <mark>marmot</mark>" in html
     title_html = _results(signed_in, "bold")
     assert "<mark>bold</mark>" in title_html.lower()
     assert "&lt;b&gt;" in title_html and "<b>" not in title_html
@@ -203,6 +203,19 @@ def test_deleted_conversation_is_not_found(user):
     conversation_delete(conversation=conversation)
     assert _found(user, "capybara") == []
     assert _found(user, "ephemeral") == []
+
+
+def test_snippet_is_the_stretch_around_the_first_match():
+    from conversations.search import Snippet
+
+    text = " ".join(f"w{i}" for i in range(100)).replace("w50", "<b>Ünïcode</b>")
+    snippet = Snippet.around(text, ["unicode"])
+    shown = "".join(text for text, _ in snippet.parts)
+    assert shown.startswith("…w45 ") and shown.endswith(" w66…")  # "b" is a word too
+    assert [text for text, mark in snippet.parts if mark] == ["Ünïcode"]
+    assert "<b>Ünïcode</b>" in shown
+    lines = Snippet.around("first line\n\n  second  ZEBRA line", ["zeb"])
+    assert lines.parts == [("first line second ", False), ("ZEBRA", True), (" line", False)]
 
 
 def test_search_shows_newest_first_and_one_hit_per_conversation(user):
