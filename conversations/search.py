@@ -201,18 +201,21 @@ class Snippet:
         """The stretch of `text` around its first word matching `words` (every word whole
         but the last, a prefix), with every match marked; with `whole`, all of `text`."""
         *exact, last = words
-        tokens = list(_WORD.finditer(text))
 
         def matches(token: re.Match) -> bool:
-            folded = _fold(token.group())
+            word = token.group()
+            folded = word.lower() if word.isascii() else _fold(word)
             return folded in exact or folded.startswith(last)
 
-        marked = [matches(token) for token in tokens]
+        tokens = list(_WORD.finditer(text))
         first, end = 0, len(tokens)
-        if not whole and tokens:
-            hit = marked.index(True) if True in marked else 0
+        if not whole:
+            # Words are compared only up to the first match and in the stretch shown: a
+            # long answer's other thousands of words are not.
+            hit = next((i for i, token in enumerate(tokens) if matches(token)), 0)
             first = max(0, hit - SNIPPET_BEFORE)
             end = min(len(tokens), first + SNIPPET_WORDS)
+        marked = [False] * first + [matches(token) for token in tokens[first:end]]
         if not tokens:
             return cls([(" ".join(text.split()), False)] if text.strip() else [])
         parts: list[tuple[str, bool]] = []
