@@ -629,7 +629,7 @@ function lastOf(role) {
 }
 
 thread.scrollToEnd();
-showFoundMessage();
+showFoundMessage((button) => branches.loadEarlier(button));
 refresh();
 socket.connect();
 if (state.conversation === null) composer.focus();

@@ -102,11 +102,23 @@ export class Search {
   }
 }
 
-// After a search result's page loads: the message it named in view, and marked.
-export function showFoundMessage() {
+// After a search result's page loads: the message it named in view, and marked. One
+// older than the messages the page shows is on the same branch, further up: earlier
+// messages are loaded (loadEarlier(button), as "Show earlier messages" does) until it is.
+export async function showFoundMessage(loadEarlier) {
   const match = /^#message-(\d+)$/.exec(location.hash);
-  const el = match && document.getElementById(`message-${match[1]}`);
-  if (!el) return;
-  el.classList.add("is-found");
-  el.scrollIntoView({ block: "center" });
+  if (!match) return;
+  for (;;) {
+    const el = document.getElementById(`message-${match[1]}`);
+    if (el) {
+      el.classList.add("is-found");
+      el.scrollIntoView({ block: "center" });
+      return;
+    }
+    const button = document.getElementById("thread-earlier");
+    if (!button || Number(button.dataset.before) <= Number(match[1])) return;
+    const before = button.dataset.before;
+    await loadEarlier(button);
+    if (button.isConnected && button.dataset.before === before) return; // it failed
+  }
 }

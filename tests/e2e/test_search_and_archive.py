@@ -125,3 +125,28 @@ def test_pin_then_archive_then_find_and_bring_back(page: Page, fake):
     page.reload()
     wait_connected(page)
     expect(recent.locator(".conv-title")).to_have_text(["Owls", "Herons"])
+
+
+LONG = """
+from django.contrib.auth.models import User
+from conversations.models import Conversation, Message
+owner = User.objects.get(username=OWNER)
+c = Conversation.objects.create(owner=owner, model="mistral-small-latest", title="Long one")
+parent = None
+for i in range(300):
+    role = "user" if i % 2 == 0 else "assistant"
+    text = "the first wombat question" if i == 0 else f"message number {i}"
+    parent = Message.objects.create(conversation=c, role=role, text=text, parent=parent)
+"""
+
+
+def test_a_match_above_the_messages_the_page_shows_is_loaded_and_shown(page: Page, site_shell):
+    owner = sign_up(page)
+    site_shell(f"OWNER = {owner!r}\n" + LONG)
+    page.reload()
+    wait_connected(page)
+    search(page, "wombat").get_by_role("link").click()
+    found = page.locator(".msg", has_text="the first wombat question")
+    expect(found).to_have_class(re.compile("is-found"))
+    expect(found).to_be_in_viewport()
+    expect(page.locator("#thread-earlier")).to_have_count(0)
