@@ -246,6 +246,20 @@ def test_archived_conversation_leaves_the_sidebar_and_is_still_found(signed_in, 
     assert f'data-id="{conversation.pk}"' not in signed_in.get(reverse("archived")).content.decode()
 
 
+def test_archived_conversation_page_says_so_and_brings_it_back(signed_in, user):
+    conversation = _conversation(user, "Shelved", "hello", "hi")
+    signed_in.post(reverse("conversation_archive", args=[conversation.pk]))
+    page = signed_in.get(reverse("conversation", args=[conversation.pk])).content.decode()
+    assert "Archived: not in the sidebar." in page
+    response = signed_in.post(
+        reverse("conversation_archive", args=[conversation.pk]), {"archived": "0"}
+    )
+    assert response.status_code == 302
+    assert response["Location"] == reverse("conversation", args=[conversation.pk])
+    page = signed_in.get(response["Location"]).content.decode()
+    assert "Archived: not in the sidebar." not in page
+
+
 def test_pinned_conversations_lead_the_sidebar(signed_in, user):
     pinned = _conversation(user, "Pinned one")
     _conversation(user, "Newer one")
