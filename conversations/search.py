@@ -9,16 +9,20 @@ not indexed (the triggers skip pending and streaming rows), the ending indexes i
 
 Both engines are asked the same thing: every word of the query, the last one as a prefix
 (the box searches as one types), without stemming or stop words (conversations mix
-languages); newest matches first. The DDL is here, not only in the migration, because
-SQLite drops a table's triggers when a later migration rebuilds that table:
-`index_repair` puts them back after every `migrate`.
+languages); newest matches first.
+
+The DDL lives here and migration 0013 runs it, because SQLite drops a table's triggers when
+a later migration rebuilds that table: `index_repair` puts them back after every `migrate`
+(so a change to the DDL needs a migration of its own, which drops and re-creates).
 """
 
 # ruff: noqa: S608 (every statement here is built from our own table names and constants;
 # what a user typed is always a parameter)
 
+import itertools
 import re
 import unicodedata
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -199,7 +203,9 @@ class Snippet:
     @classmethod
     def around(cls, text: str, words: list[str], *, whole: bool = False) -> "Snippet":
         """The stretch of `text` around its first word matching `words` (every word whole
-        but the last, a prefix), with every match marked; with `whole`, all of `text`."""
+        but the last, a prefix), with every match marked; with `whole`, all of `text`.
+        The text is read only up to the end of the stretch, a word at a time: a long
+        answer's other thousands of words cost nothing (nor garbage to collect)."""
         *exact, last = words
 
         def matches(token: re.Match) -> bool:
@@ -207,32 +213,37 @@ class Snippet:
             folded = word.lower() if word.isascii() else _fold(word)
             return folded in exact or folded.startswith(last)
 
-        tokens = list(_WORD.finditer(text))
-        first, end = 0, len(tokens)
-        if not whole:
-            # Words are compared only up to the first match and in the stretch shown: a
-            # long answer's other thousands of words are not.
-            hit = next((i for i, token in enumerate(tokens) if matches(token)), 0)
-            first = max(0, hit - SNIPPET_BEFORE)
-            end = min(len(tokens), first + SNIPPET_WORDS)
-        marked = [False] * first + [matches(token) for token in tokens[first:end]]
-        if not tokens:
+        tokens = _WORD.finditer(text)
+        position, cut_before, window = 0, False, []
+        if whole:
+            window = list(tokens)
+        else:
+            # The match and the words before it, and the word before those: the stretch
+            # starts at its end, so the punctuation that opens the first word shows.
+            recent: deque[re.Match] = deque(maxlen=SNIPPET_BEFORE + 2)
+            for token in tokens:
+                recent.append(token)
+                if matches(token):
+                    break
+            else:  # no match in the text (it was in a document's name): its start
+                tokens, recent = _WORD.finditer(text), deque()
+            window = list(recent)
+            if recent.maxlen is not None and len(window) == recent.maxlen:
+                position, cut_before = window.pop(0).end(), True
+            window.extend(itertools.islice(tokens, SNIPPET_WORDS - len(window)))
+        cut_after = not whole and next(tokens, None) is not None
+        if not window:
             return cls([(" ".join(text.split()), False)] if text.strip() else [])
-        parts: list[tuple[str, bool]] = []
-        # From the end of the word before, so the punctuation that opens the first word shows.
-        position = tokens[first - 1].end() if first > 0 else 0
-        if first > 0:
-            parts.append(("…", False))
-        for token, mark in zip(tokens[first:end], marked[first:end], strict=True):
-            if mark:
+        parts: list[tuple[str, bool]] = [("…", False)] if cut_before else []
+        for token in window:
+            if matches(token):
                 parts.append((_flat(text[position : token.start()]), False))
                 parts.append((token.group(), True))
                 position = token.end()
-        tail_end = len(text) if whole or end == len(tokens) else tokens[end - 1].end()
-        parts.append((_flat(text[position:tail_end]), False))
-        if end < len(tokens) and not whole:
+        parts.append((_flat(text[position : window[-1].end() if cut_after else len(text)]), False))
+        if cut_after:
             parts.append(("…", False))
-        if first > 0 and len(parts) > 1 and not parts[1][1]:
+        if cut_before and len(parts) > 1 and not parts[1][1]:
             parts[1] = (parts[1][0].lstrip(), False)
         return cls([part for part in parts if part[0]])
 
