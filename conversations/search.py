@@ -122,6 +122,11 @@ POSTGRES_SETUP = [
     f"WHERE m.status NOT IN ({_ACTIVE})",
     f"CREATE INDEX conversations_message_search ON {MESSAGES} USING gin (search_vector)",
     f"CREATE INDEX conversations_title_search ON {CONVERSATIONS} USING gin ({_PG_TITLE})",
+    # Statistics of the new column now, not when autovacuum gets to it: without them the
+    # planner guesses how many rows a word matches, and for a rare word's prefix it chose
+    # to walk every message backwards by id (2 s on 200,000 messages instead of 3 ms).
+    f"ANALYZE {MESSAGES}",
+    f"ANALYZE {CONVERSATIONS}",
 ]
 
 POSTGRES_DROP = [
