@@ -1,5 +1,6 @@
 """The chat page and what it posts: the thread and its earlier messages, the sidebar and its
-next pages, renaming, deleting, a conversation's settings, the model list and reports.
+next pages, renaming, deleting (one, several or all), pinning, archiving and the archived
+list, search, a conversation's settings, the model list and reports.
 Every conversation is reached through `access_conversation`, so another user's id is a 404
 like a missing one.
 
@@ -44,6 +45,7 @@ from conversations.services import (
     conversation_pin,
     conversation_rename,
     conversation_update_settings,
+    conversations_delete,
     report_create,
 )
 from conversations.usage import answer_totals
@@ -178,6 +180,31 @@ def delete(request: HttpRequest, pk: int) -> HttpResponse:
     _publish_on_commit(request.user.pk, {"type": "conversation.deleted", "conversation": pk})
     if wants_json(request):
         return JsonResponse({"deleted": pk})
+    return redirect("chat")
+
+
+@login_required
+@require_POST
+def delete_many(request: HttpRequest) -> HttpResponse:
+    """Delete the posted conversations (`conversation`, repeated) or, with `all=1`, every
+    one of the user's; ids that are not the user's are ignored. Every tab is told with one
+    `conversations.deleted` frame."""
+    if request.POST.get("all") == "1":
+        ids = None
+    else:
+        try:
+            ids = [parse_id(value) for value in request.POST.getlist("conversation")]
+        except ValueError:
+            return JsonResponse({"errors": {"conversation": ["Not a conversation."]}}, status=400)
+        if not ids:
+            return JsonResponse({"errors": {"conversation": ["Choose conversations."]}}, status=400)
+    deleted = conversations_delete(user=request.user, conversation_ids=ids)
+    if deleted:
+        _publish_on_commit(
+            request.user.pk, {"type": "conversations.deleted", "conversations": deleted}
+        )
+    if wants_json(request):
+        return JsonResponse({"deleted": deleted})
     return redirect("chat")
 
 

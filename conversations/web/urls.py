@@ -19,6 +19,7 @@ urlpatterns = [
     path("c/<id:pk>/archive/", pages.archive, name="conversation_archive"),
     path("conversations/", pages.sidebar_more, name="sidebar_more"),
     path("conversations/archived/", pages.archived, name="archived"),
+    path("conversations/delete/", pages.delete_many, name="conversations_delete"),
     path("search/", pages.search, name="search"),
     path("models.json", pages.models_json, name="models_json"),
     path("attachments/", files.attachment_upload, name="attachment_upload"),
@@ -40,4 +41,5 @@ urlpatterns = [
     ),
     path("messages/<id:pk>/report/", pages.message_report, name="message_report"),
     path("accounts/signup/", accounts.signup, name="signup"),
+    path("accounts/delete/", accounts.account_delete_view, name="account_delete"),
 ]

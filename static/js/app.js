@@ -6,6 +6,7 @@
 
 import { ModelMenu, sourceText } from "./actions.js";
 import { Branches } from "./branches.js";
+import { wireBulkDelete } from "./bulk_delete.js";
 import { AttachmentTray, wireImageViewer } from "./attachments.js";
 import { Composer } from "./composer.js";
 import { DocumentTray, wireCitations } from "./documents.js";
@@ -255,6 +256,10 @@ function handleFrame(frame) {
       sidebar.remove(frame.conversation);
       if (frame.conversation === state.conversation) leaveDeletedConversation();
       break;
+    case "conversations.deleted":
+      for (const id of frame.conversations) sidebar.remove(id);
+      if (frame.conversations.includes(state.conversation)) leaveDeletedConversation();
+      break;
     case "error":
       handleError(frame);
       break;
@@ -403,6 +408,18 @@ const sidebar = new Sidebar({
     focusAfterDelete = sidebar.neighbour(id);
     deleteDialog.open(id, title);
   },
+});
+
+wireBulkDelete({
+  sidebar: $("#sidebar"),
+  toggle: $("#select-btn"),
+  bar: $("#select-bar"),
+  count: $("#select-count"),
+  submit: $("#select-delete"),
+  cancel: $("#select-cancel"),
+  deleteAll: $("#delete-all-btn"),
+  allForm: $("#delete-all-form"),
+  dialog: $("#bulk-delete-dialog"),
 });
 
 new Search({

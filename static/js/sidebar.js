@@ -67,6 +67,7 @@ export class Sidebar {
     if (isNew) {
       item = this.template.content.firstElementChild.cloneNode(true);
       item.dataset.id = String(conversation.id);
+      item.querySelector(".conv-select").value = String(conversation.id);
       item.querySelector(".conv-link").href = urlFor(this.urls.conversation, conversation.id);
     }
     const title = conversation.title || "New chat";
@@ -75,6 +76,7 @@ export class Sidebar {
     for (const [action, verb] of [["rename", "Rename"], ["pin", "Pin"], ["archive", "Archive"], ["delete", "Delete"]]) {
       item.querySelector(`[data-action="${action}"]`).setAttribute("aria-label", `${verb} ${title}`);
     }
+    item.querySelector(".conv-select").setAttribute("aria-label", `Select ${title}`);
     item.dataset.title = conversation.title;
     item.dataset.updated = conversation.updated_at;
     const pinned = conversation.pinned === true;
@@ -119,6 +121,7 @@ export class Sidebar {
   remove(id) {
     this.item(id)?.remove();
     this.refreshEmpty();
+    this.root.dispatchEvent(new Event("change")); // the count of selected rows
   }
 
   // Where focus goes once a conversation's row is gone: the row after it, else the one
