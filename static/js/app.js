@@ -603,6 +603,10 @@ wireShortcuts({
   help: $("#help-dialog"),
   helpButton: $("#help-btn"),
   newChat: () => location.assign(config.chatUrl),
+  search: () => {
+    if (overlayLayout.matches) setSidebarOpen(true);
+    $("#search-input").focus();
+  },
   focusComposer: () => composer.focus(),
   stop: () => {
     if (!thread.isBusy()) return false;

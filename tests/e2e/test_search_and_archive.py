@@ -80,6 +80,8 @@ def test_search_finds_an_answer_and_opens_it_on_its_branch(page: Page, fake):
 def test_search_that_finds_nothing_says_so(page: Page, fake):
     sign_up(page)
     ask(page, fake, "Hello", "Hi there.", "Greeting")
+    page.keyboard.press("Control+Shift+F")
+    expect(page.get_by_role("searchbox", name="Search conversations")).to_be_focused()
     results = search(page, "zebra")
     expect(results).to_contain_text("No conversation matches “zebra”.")
 
