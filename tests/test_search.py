@@ -246,6 +246,14 @@ def test_archived_conversation_leaves_the_sidebar_and_is_still_found(signed_in, 
     assert f'data-id="{conversation.pk}"' not in signed_in.get(reverse("archived")).content.decode()
 
 
+def test_archived_list_holds_only_the_users_own(signed_in, user, other_user):
+    theirs = _conversation(other_user, "Their archive")
+    theirs.archived_at = theirs.created_at
+    theirs.save()
+    archived = signed_in.get(reverse("archived")).content.decode()
+    assert "Their archive" not in archived and f'data-id="{theirs.pk}"' not in archived
+
+
 def test_archived_conversation_page_says_so_and_brings_it_back(signed_in, user):
     conversation = _conversation(user, "Shelved", "hello", "hi")
     signed_in.post(reverse("conversation_archive", args=[conversation.pk]))
