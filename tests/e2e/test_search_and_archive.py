@@ -1,12 +1,15 @@
 """Finding a conversation from the sidebar's search box (a match in an answer, highlighted,
-opened at that message on its branch), and pinning and archiving conversations."""
+opened at that message on its branch), and pinning and archiving conversations. With
+UPDATE_SCREENSHOTS=1 the results are kept as docs/screenshot-search.png."""
 
+import os
 import re
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import last_answer, send, sign_up, wait_connected
+from tests.e2e.conftest import ROOT, last_answer, send, sign_up, wait_connected
 from tests.fake_mistral import Reply, split_tokens
 
 pytestmark = pytest.mark.e2e
@@ -152,3 +155,27 @@ def test_a_match_above_the_messages_the_page_shows_is_loaded_and_shown(page: Pag
     expect(found).to_have_class(re.compile("is-found"))
     expect(found).to_be_in_viewport()
     expect(page.locator("#thread-earlier")).to_have_count(0)
+
+
+def test_search_results_screenshot(page: Page, fake, tmp_path):
+    """The sidebar's results, as docs/screenshot-search.png shows them (kept with
+    UPDATE_SCREENSHOTS=1)."""
+    out = ROOT / "docs" if os.environ.get("UPDATE_SCREENSHOTS") else Path(tmp_path)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.emulate_media(color_scheme="light", reduced_motion="reduce")
+    sign_up(page, f"ada{os.getpid()}")
+    ask(
+        page,
+        fake,
+        "Which rainforest do okapis live in?",
+        "Okapis live in the **Ituri rainforest**, in the north-east of the Democratic Republic "
+        "of the Congo.",
+        "Okapi habitat",
+    )
+    new_chat(page)
+    ask(page, fake, "Plan a trip to the rainforest", "Pack light, waterproof layers.", "Trip plan")
+    new_chat(page)
+    ask(page, fake, "Name a fruit", "A mango.", "Fruit")
+    expect(search(page, "rainfor").locator(".search-hit")).to_have_count(2)
+    page.mouse.move(0, 0)
+    page.screenshot(path=out / "screenshot-search.png")
