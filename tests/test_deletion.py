@@ -13,6 +13,7 @@ from django.urls import reverse
 
 from conversations.live import broadcast
 from conversations.models import ApiCall, Conversation, Document, Message, ReviewAudit
+from conversations.web.pages import BULK_DELETE_MAX
 from tests.helpers import message_create
 
 pytestmark = pytest.mark.django_db
@@ -123,6 +124,8 @@ def test_bulk_delete_refuses_nothing_chosen_or_bad_ids(signed_in, user):
     assert signed_in.post(reverse("conversations_delete"), {}, **JSON).status_code == 400
     response = signed_in.post(reverse("conversations_delete"), {"conversation": ["x"]}, **JSON)
     assert response.status_code == 400
+    too_many = {"conversation": [kept.pk] * (BULK_DELETE_MAX + 1)}
+    assert signed_in.post(reverse("conversations_delete"), too_many, **JSON).status_code == 400
     assert Conversation.objects.filter(pk=kept.pk).exists()
 
 
