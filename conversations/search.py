@@ -193,7 +193,9 @@ def _fold(word: str) -> str:
 
 
 def query_words(query: str) -> list[str]:
-    return [_fold(word) for word in _WORD.findall(query)][:MAX_WORDS]
+    """The words of a query, lowercased: each engine folds them as it indexes (SQLite's
+    tokenizer also drops diacritics, PostgreSQL's 'simple' keeps them)."""
+    return [word.lower() for word in _WORD.findall(query)][:MAX_WORDS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +213,7 @@ class Snippet:
         but the last, a prefix), with every match marked; with `whole`, all of `text`.
         The text is read only up to the end of the stretch, a word at a time: a long
         answer's other thousands of words cost nothing (nor garbage to collect)."""
-        *exact, last = words
+        *exact, last = [_fold(word) for word in words]
 
         def matches(token: re.Match) -> bool:
             word = token.group()

@@ -94,6 +94,17 @@ def test_search_ignores_case_and_query_syntax(user):
     assert _found(user, "   ") == []
 
 
+def test_search_finds_accented_words_as_typed(user):
+    conversation = _conversation(user, "", "Un café à Besançon", "Déjà vu.")
+    assert _found(user, "café") == [conversation.pk]
+    assert _found(user, "besanç") == [conversation.pk]
+    assert _found(user, "DÉJÀ") == [conversation.pk]
+    hit = conversation_search(user=user, query="café")[0]
+    assert [text for text, mark in hit.snippet.parts if mark] == ["café"]
+    if connection.vendor == "sqlite":  # its tokenizer drops diacritics; PostgreSQL's keeps them
+        assert _found(user, "cafe") == [conversation.pk]
+
+
 def test_search_never_finds_another_users_conversations(user, other_user):
     _conversation(other_user, "Secret plans", "the password is swordfish", "Noted: swordfish.")
     mine = _conversation(user, "", "a swordfish recipe?", "Grill it.")
