@@ -1,6 +1,11 @@
 """Pinned and archived conversations, and the full-text index of titles and messages
 (conversations/search.py): FTS5 tables and triggers on SQLite, a tsvector column with its
-trigger and GIN indexes on PostgreSQL. Existing rows are indexed here; reversible."""
+trigger and GIN indexes on PostgreSQL. Existing rows are indexed here; reversible.
+
+Not atomic, so that on PostgreSQL the existing messages are indexed a batch per transaction
+and the GIN indexes built CONCURRENTLY, with the site serving meanwhile. The index comes
+first and every step of it can run again, so a run cut short there is finished by the next
+`migrate`."""
 
 from django.db import migrations, models
 
@@ -18,11 +23,14 @@ def index_remove(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
+    atomic = False
+
     dependencies = [
         ("conversations", "0012_answer_format"),
     ]
 
     operations = [
+        migrations.RunPython(index_install, index_remove),
         migrations.AddField(
             model_name="conversation",
             name="archived_at",
@@ -33,5 +41,4 @@ class Migration(migrations.Migration):
             name="pinned_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
-        migrations.RunPython(index_install, index_remove),
     ]
