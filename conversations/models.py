@@ -48,6 +48,10 @@ class Conversation(models.Model):
     shown_leaf = models.ForeignKey(
         "Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # Pinned conversations lead the sidebar (newest pin first); archived ones leave it and
+    # are still found by search. Times rather than flags: they order and say when.
+    pinned_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

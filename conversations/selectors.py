@@ -141,18 +141,33 @@ def conversation_list(*, user) -> QuerySet[Conversation]:
     return Conversation.objects.filter(owner=user).order_by("-updated_at", "-id")
 
 
+_SIDEBAR_FIELDS = ("id", "title", "updated_at", "pinned_at", "archived_at")
+
+
 def conversation_page(
-    *, user, before: tuple[datetime, int] | None, size: int
+    *, user, before: tuple[datetime, int] | None, size: int, archived: bool = False
 ) -> tuple[list[Conversation], bool]:
-    """One page of the user's conversations, newest first, after the (updated_at, id) of
+    """One page of the user's unpinned conversations that are not archived (or, with
+    `archived`, of the archived ones), newest first, after the (updated_at, id) of
     `before` (the last row of the previous page), and whether more follow: by keyset, so
     the thousandth page costs what the first does."""
-    rows = conversation_list(user=user).only("id", "title", "updated_at")
+    rows = conversation_list(user=user).only(*_SIDEBAR_FIELDS)
+    if archived:
+        rows = rows.filter(archived_at__isnull=False)
+    else:
+        rows = rows.filter(archived_at__isnull=True, pinned_at__isnull=True)
     if before is not None:
         updated_at, pk = before
         rows = rows.filter(Q(updated_at__lt=updated_at) | Q(updated_at=updated_at, id__lt=pk))
     rows = list(rows[: size + 1])
     return rows[:size], len(rows) > size
+
+
+def conversations_pinned(*, user) -> list[Conversation]:
+    """The user's pinned conversations, the newest pin first: all of them, above the pages
+    of the rest."""
+    rows = Conversation.objects.filter(owner=user, pinned_at__isnull=False, archived_at=None)
+    return list(rows.only(*_SIDEBAR_FIELDS).order_by("-pinned_at", "-id"))
 
 
 def message_history(*, conversation_id: int, before_id: int | None = None) -> list[Message]:

@@ -410,6 +410,62 @@ def conversation_delete(*, conversation: Conversation) -> None:
     conversation.delete()
 
 
+@transaction.atomic
+def conversations_delete(*, user, conversation_ids: list[int] | None) -> list[int]:
+    """Delete these of the user's conversations, or all of them with None; the ids deleted
+    (another user's ids and missing ones are left out, as if not asked for). Their images'
+    and documents' files go once this commits (signals.py), unless a fork still names them."""
+    rows = Conversation.objects.filter(owner=user)
+    if conversation_ids is not None:
+        rows = rows.filter(pk__in=conversation_ids)
+    deleted = list(rows.order_by("id").values_list("pk", flat=True))
+    Conversation.objects.filter(pk__in=deleted).delete()
+    return deleted
+
+
+class AccountNotDeletable(Exception):
+    """The account holds rows that must outlive it (a reviewer's audit log); `message` is
+    for people."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@transaction.atomic
+def account_delete(*, user) -> None:
+    """Delete the account and everything it owns: conversations, messages, images and
+    documents (their files once this commits, signals.py), uploads, reports. Usage rows
+    stay, without their user, for the totals. Every socket of the user is closed on commit
+    (signals.sessions_end_on_delete). AccountNotDeletable for a reviewer with audit entries."""
+    if ReviewAudit.objects.filter(staff=user).exists():
+        raise AccountNotDeletable(
+            "This account reviewed conversations, and the review log keeps its name: an "
+            "administrator can deactivate it instead."
+        )
+    user.delete()
+
+
+def conversation_pin(*, conversation: Conversation, pinned: bool) -> Conversation:
+    """Pin (to the top of the sidebar) or unpin. Pinning an archived conversation brings it
+    back: a pin is there to be seen. Neither changes `updated_at`, the order of the rest."""
+    conversation.pinned_at = timezone.now() if pinned else None
+    if pinned:
+        conversation.archived_at = None
+    conversation.save(update_fields=["pinned_at", "archived_at"])
+    return conversation
+
+
+def conversation_archive(*, conversation: Conversation, archived: bool) -> Conversation:
+    """Archive (out of the sidebar, still found by search and by its URL) or bring back.
+    Archiving unpins: the pinned list is part of the sidebar."""
+    conversation.archived_at = timezone.now() if archived else None
+    if archived:
+        conversation.pinned_at = None
+    conversation.save(update_fields=["pinned_at", "archived_at"])
+    return conversation
+
+
 # Review
 
 

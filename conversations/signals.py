@@ -1,5 +1,6 @@
 """A user's open sockets close (code 4401) the moment their session ends: logout, a new
-password, deactivation. Each case calls `broadcast.user_sessions_end_sync` after commit."""
+password, deactivation, the account deleted. Each case calls
+`broadcast.user_sessions_end_sync` after commit."""
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_out
@@ -34,6 +35,12 @@ def remember_session_fields(sender, instance, update_fields=None, **kwargs) -> N
     instance._session_fields_before = (
         User.objects.filter(pk=instance.pk).values_list(*_WATCHED).first()
     )
+
+
+@receiver(post_delete, sender=User, dispatch_uid="conversations.sessions_end_on_delete")
+def sessions_end_on_delete(sender, instance, **kwargs) -> None:
+    user_id = instance.pk
+    transaction.on_commit(lambda: broadcast.user_sessions_end_sync(user_id))
 
 
 @receiver(post_save, sender=User, dispatch_uid="conversations.sessions_end_on_change")

@@ -92,6 +92,10 @@ def _add_messages(conversation, count):
         ("get", "conversation_settings", {"pk": 1}),
         ("post", "conversation_settings", {"pk": 1}),
         ("get", "sidebar_more", {}),
+        ("get", "archived", {}),
+        ("get", "search", {}),
+        ("post", "conversation_pin", {"pk": 1}),
+        ("post", "conversation_archive", {"pk": 1}),
         ("get", "models_json", {}),
         ("get", "password_change", {}),
     ],
@@ -111,6 +115,8 @@ def test_pages_require_login(client, method, name, kwargs):
         ("post", "conversation_delete"),
         ("get", "conversation_settings"),
         ("post", "conversation_settings"),
+        ("post", "conversation_pin"),
+        ("post", "conversation_archive"),
     ],
 )
 def test_someone_elses_conversation_is_not_found(client, other_user, conversation, method, name):
@@ -121,6 +127,7 @@ def test_someone_elses_conversation_is_not_found(client, other_user, conversatio
     conversation.refresh_from_db()
     assert conversation.title == "Mine"
     assert conversation.model == "mistral-small-latest"
+    assert conversation.pinned_at is None and conversation.archived_at is None
 
 
 def test_missing_conversation_is_not_found(signed_in):
@@ -380,8 +387,9 @@ def test_conversation_page_with_a_thousand_messages_uses_few_queries(
     _add_messages(conversation, 1000)
     # 7th: the answers the user reported; 8th: the answers' totals under the title; 9th:
     # the tree's (id, parent) pairs, to find the branch shown; 10th: the shown answers'
-    # tool calls; 11th: the user's saved schemas, for the settings dialog
-    with django_assert_max_num_queries(11):
+    # tool calls; 11th: the user's saved schemas, for the settings dialog; 12th: the pinned
+    # conversations
+    with django_assert_max_num_queries(12):
         signed_in.get(reverse("conversation", kwargs={"pk": conversation.pk}))
 
 

@@ -216,6 +216,8 @@ def conversation_data(conversation: Conversation) -> dict[str, Any]:
         "model": conversation.model,
         "tools": conversation.tools,
         "updated_at": conversation.updated_at.isoformat(),
+        "pinned": conversation.pinned_at is not None,
+        "archived": conversation.archived_at is not None,
     }
 
 

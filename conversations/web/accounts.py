@@ -1,16 +1,19 @@
 """Accounts: sign-up (open, closed or by approval, or with an invitation:
-conversations/accounts.py), and the page a login throttled by django-axes gets."""
+conversations/accounts.py), deleting one's own account, and the page a login throttled by
+django-axes gets."""
 
 import logging
 
 from django.conf import settings
-from django.contrib.auth import login
+from django.contrib.auth import login, logout
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from conversations.accounts import SignupClosed, account_create, check_signup_allowed
-from conversations.web.forms import SignupForm
+from conversations.services import AccountNotDeletable, account_delete
+from conversations.web.forms import AccountDeleteForm, SignupForm
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,25 @@ def signup(request: HttpRequest) -> HttpResponse:
         login(request, user, backend=_MODEL_BACKEND)
         return redirect("chat")
     return render(request, "registration/signup.html", {"form": form, "invite": invite})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def account_delete_view(request: HttpRequest) -> HttpResponse:
+    """Delete one's own account and everything in it, after typing the password again: a
+    session left open on a shared computer must not be enough. Every socket and session of
+    the account ends with it."""
+    form = AccountDeleteForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        try:
+            account_delete(user=request.user)
+        except AccountNotDeletable as refused:
+            form.add_error(None, refused.message)
+        else:
+            logout(request)
+            return render(request, "registration/account_deleted.html")
+    status = 400 if request.method == "POST" else 200
+    return render(request, "registration/account_delete.html", {"form": form}, status=status)
 
 
 def _closed(request: HttpRequest, closed: SignupClosed) -> HttpResponse:

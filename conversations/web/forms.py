@@ -41,6 +41,24 @@ class LoginForm(AuthenticationForm):
             raise
 
 
+class AccountDeleteForm(forms.Form):
+    password = forms.CharField(
+        label="Your password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+
+    def __init__(self, *args, user, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_password(self) -> str:
+        password = self.cleaned_data["password"]
+        if not self.user.check_password(password):
+            raise forms.ValidationError("That is not your password.")
+        return password
+
+
 class RenameForm(forms.Form):
     # Blank gives the conversation back its "New chat" label.
     title = forms.CharField(max_length=200, required=False, strip=True)

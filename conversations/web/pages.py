@@ -1,5 +1,6 @@
 """The chat page and what it posts: the thread and its earlier messages, the sidebar and its
-next pages, renaming, deleting, a conversation's settings, the model list and reports.
+next pages, renaming, deleting (one, several or all), pinning, archiving and the archived
+list, search, a conversation's settings, the model list and reports.
 Every conversation is reached through `access_conversation`, so another user's id is a 404
 like a missing one.
 
@@ -31,11 +32,13 @@ from conversations.live.frames import (
 from conversations.models import Conversation, Message
 from conversations.modelservers import model_ids, providers
 from conversations.rendering import render_markdown
+from conversations.search import conversation_search
 from conversations.selectors import (
     ConversationNotFound,
     ShownPath,
     access_saved_schema,
     conversation_page,
+    conversations_pinned,
     message_window,
     reported_message_ids,
     saved_schemas,
@@ -46,9 +49,12 @@ from conversations.services import (
     REPORT_REASON_MAX_CHARS,
     NotReportable,
     TooManySchemas,
+    conversation_archive,
     conversation_delete,
+    conversation_pin,
     conversation_rename,
     conversation_update_settings,
+    conversations_delete,
     report_create,
     schema_delete,
     schema_save,
@@ -59,6 +65,9 @@ from conversations.web.responses import conversation_or_404, wants_json
 
 # The sidebar shows this many conversations, then a "More" button for the next ones.
 SIDEBAR_PAGE_SIZE = 50
+# The most conversations deleted by id in one request (the sidebar ticks loaded rows only):
+# below every database's limit of bound parameters. `all=1` has no limit.
+BULK_DELETE_MAX = 1000
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -189,6 +198,98 @@ def delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@require_POST
+def delete_many(request: HttpRequest) -> HttpResponse:
+    """Delete the posted conversations (`conversation`, repeated) or, with `all=1`, every
+    one of the user's; ids that are not the user's are ignored. Every tab is told with one
+    `conversations.deleted` frame."""
+    if request.POST.get("all") == "1":
+        ids = None
+    else:
+        try:
+            ids = [parse_id(value) for value in request.POST.getlist("conversation")]
+        except ValueError:
+            return JsonResponse({"errors": {"conversation": ["Not a conversation."]}}, status=400)
+        if not ids or len(ids) > BULK_DELETE_MAX:
+            message = f"Choose from 1 to {BULK_DELETE_MAX:,} conversations, or all of them."
+            return JsonResponse({"errors": {"conversation": [message]}}, status=400)
+    deleted = conversations_delete(user=request.user, conversation_ids=ids)
+    if deleted:
+        _publish_on_commit(
+            request.user.pk, {"type": "conversations.deleted", "conversations": deleted}
+        )
+    if wants_json(request):
+        return JsonResponse({"deleted": deleted})
+    return redirect("chat")
+
+
+@login_required
+@require_POST
+def pin(request: HttpRequest, pk: int) -> HttpResponse:
+    """Pin with `pinned=1`, unpin with `pinned=0`; every tab's sidebar follows."""
+    conversation = conversation_or_404(request, pk)
+    conversation = conversation_pin(
+        conversation=conversation, pinned=request.POST.get("pinned", "1") == "1"
+    )
+    return _conversation_changed(request, conversation)
+
+
+@login_required
+@require_POST
+def archive(request: HttpRequest, pk: int) -> HttpResponse:
+    """Archive with `archived=1`, bring back with `archived=0`; every tab's sidebar
+    follows."""
+    conversation = conversation_or_404(request, pk)
+    conversation = conversation_archive(
+        conversation=conversation, archived=request.POST.get("archived", "1") == "1"
+    )
+    return _conversation_changed(request, conversation)
+
+
+def _conversation_changed(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+    data = conversation_data(conversation)
+    _publish_on_commit(request.user.pk, {"type": "conversation", "conversation": data})
+    if wants_json(request):
+        return JsonResponse({"conversation": data})
+    return redirect("conversation", pk=conversation.pk)
+
+
+@login_required
+@require_GET
+def archived(request: HttpRequest) -> HttpResponse:
+    """The archived conversations, newest first, as sidebar items (`?before=` pages on)."""
+    try:
+        before = _parse_cursor(request.GET["before"]) if "before" in request.GET else None
+    except ValueError:
+        return HttpResponseBadRequest("Not a cursor.")
+    rows, more = conversation_page(
+        user=request.user, before=before, size=SIDEBAR_PAGE_SIZE, archived=True
+    )
+    return render(
+        request,
+        "conversations/_sidebar_items.html",
+        {
+            "conversations": rows,
+            "more_cursor": _cursor(rows[-1]) if more else None,
+            "more_url": reverse("archived"),
+        },
+    )
+
+
+@login_required
+@require_GET
+def search(request: HttpRequest) -> HttpResponse:
+    """The user's conversations matching `?q=`: for the sidebar's search box the results
+    alone (`?partial=1`), else a page of its own, for a browser without script."""
+    query = request.GET.get("q", "")[:200]
+    hits = conversation_search(user=request.user, query=query) if query.strip() else []
+    context = {"query": query, "hits": hits}
+    if request.GET.get("partial") == "1":
+        return render(request, "conversations/_search_results.html", context)
+    return render(request, "conversations/search.html", context)
+
+
+@login_required
 @require_http_methods(["GET", "POST"])
 def conversation_settings(request: HttpRequest, pk: int) -> HttpResponse:
     """The chat page shows this form in a dialog; the page of its own serves without script
@@ -282,6 +383,7 @@ def message_report(request: HttpRequest, pk: int) -> JsonResponse:
 
 def _chat_page(request: HttpRequest, *, conversation: Conversation | None) -> HttpResponse:
     conversations, cursor = _sidebar_page(request.user, before=None)
+    pinned = conversations_pinned(user=request.user)
     path = shown_path(conversation) if conversation else None
     messages, earlier = (
         message_window(path=path, limit=settings.CHAT_PAGE_MESSAGES) if path else ([], False)
@@ -295,6 +397,7 @@ def _chat_page(request: HttpRequest, *, conversation: Conversation | None) -> Ht
         "messages": messages,
         "earlier": earlier,
         "conversations": conversations,
+        "pinned": pinned,
         "more_cursor": cursor,
         "model": model,
         "author": model_ids.author(model),

@@ -6,6 +6,7 @@
 
 import { ModelMenu, sourceText } from "./actions.js";
 import { Branches } from "./branches.js";
+import { wireBulkDelete } from "./bulk_delete.js";
 import { AttachmentTray, wireImageViewer } from "./attachments.js";
 import { Composer } from "./composer.js";
 import { DocumentTray, wireCitations } from "./documents.js";
@@ -16,6 +17,7 @@ import { ShareDialog } from "./share.js";
 import { urlFor } from "./http.js";
 import { fetchModels, ModelPicker } from "./models.js";
 import { ReportDialog } from "./report.js";
+import { Search, showFoundMessage } from "./search.js";
 import { wireShortcuts } from "./shortcuts.js";
 import { Sidebar } from "./sidebar.js";
 import { totalsText } from "./money.js";
@@ -274,6 +276,10 @@ function handleFrame(frame) {
       sidebar.remove(frame.conversation);
       if (frame.conversation === state.conversation) leaveDeletedConversation();
       break;
+    case "conversations.deleted":
+      for (const id of frame.conversations) sidebar.remove(id);
+      if (frame.conversations.includes(state.conversation)) leaveDeletedConversation();
+      break;
     case "error":
       handleError(frame);
       break;
@@ -424,14 +430,39 @@ function refresh() {
 const sidebar = new Sidebar({
   root: $("#sidebar"),
   list: $("#conv-list"),
+  pinnedList: $("#pinned-list"),
+  archived: $("#archived"),
   template: $("#conv-template"),
-  conversationUrl: config.conversationUrl,
+  urls: { conversation: config.conversationUrl, pin: config.pinUrl, archive: config.archiveUrl },
+  onError: (message) => notice(message),
   onRename: (id, title) => renameDialog.open(id, title),
   onDelete: (id, title) => {
     // Chosen now: the socket may remove the row before the request returns.
     focusAfterDelete = sidebar.neighbour(id);
     deleteDialog.open(id, title);
   },
+});
+
+wireBulkDelete({
+  sidebar: $("#sidebar"),
+  toggle: $("#select-btn"),
+  bar: $("#select-bar"),
+  count: $("#select-count"),
+  submit: $("#select-delete"),
+  cancel: $("#select-cancel"),
+  deleteAll: $("#delete-all-btn"),
+  allForm: $("#delete-all-form"),
+  dialog: $("#bulk-delete-dialog"),
+});
+
+new Search({
+  form: $("#search-form"),
+  input: $("#search-input"),
+  results: $("#search-results"),
+  list: $("#search-list"),
+  sections: $("#conv-sections"),
+  branchUrl: config.branchUrl,
+  onError: (message) => notice(message),
 });
 
 // Where focus goes once a conversation other than the open one is deleted: its row's
@@ -618,6 +649,10 @@ wireShortcuts({
   help: $("#help-dialog"),
   helpButton: $("#help-btn"),
   newChat: () => location.assign(config.chatUrl),
+  search: () => {
+    if (overlayLayout.matches) setSidebarOpen(true);
+    $("#search-input").focus();
+  },
   focusComposer: () => composer.focus(),
   stop: () => {
     if (!thread.isBusy()) return false;
@@ -661,6 +696,7 @@ function lastOf(role) {
 }
 
 thread.scrollToEnd();
+showFoundMessage((button) => branches.loadEarlier(button));
 refresh();
 socket.connect();
 if (state.conversation === null) composer.focus();

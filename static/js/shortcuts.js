@@ -18,6 +18,7 @@ export const SHORTCUTS = [
   { group: "Message box", keys: ["Shift+Escape"], label: "Focus the message box", action: "focusComposer", typing: true },
   { group: "Message box", keys: ["ArrowUp"], label: "Edit the last question, from an empty box", action: "editLastFromBox", typing: true },
   { group: "Conversations", keys: ["Mod+Shift+O"], label: "New chat", action: "newChat" },
+  { group: "Conversations", keys: ["Mod+Shift+F"], label: "Search conversations", action: "search" },
   { group: "Answers", keys: ["Mod+Shift+C"], label: "Copy the last answer", action: "copyLastAnswer" },
   { group: "Answers", keys: ["Mod+Shift+;"], label: "Copy the last code block", action: "copyLastCode" },
   { group: "Answers", keys: ["Mod+Shift+Enter"], label: "Regenerate the last answer", action: "regenerateLast" },
