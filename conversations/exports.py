@@ -27,7 +27,7 @@ BATCH = 50
 def conversations_to_export(*, user, ids: list[int] | None) -> list[int]:
     """The ids of the user's conversations to export: `ids` among them (others' are not
     there), or all, oldest first."""
-    rows = Conversation.objects.filter(owner=user)
+    rows = Conversation.objects.filter(owner=user, temporary=False)
     if ids is not None:
         rows = rows.filter(pk__in=ids)
     return list(rows.order_by("created_at", "id").values_list("pk", flat=True))

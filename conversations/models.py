@@ -40,6 +40,10 @@ class Conversation(models.Model):
     )
     answer_schema_name = models.CharField(max_length=64, blank=True)
     answer_schema = models.JSONField(null=True, blank=True)
+    # A temporary chat: in no list, search or export, and deleted when the session it was
+    # started in ends (at logout, else by `manage.py retention` once the session expired).
+    temporary = models.BooleanField(default=False)
+    session_key = models.CharField(max_length=40, blank=True)
     # The tools this conversation's answers may call, by key ("builtin:datetime",
     # "mcp:<server>/<tool>"; conversations/tools/catalog.py): the user switches each on.
     tools = models.JSONField(default=list, blank=True)

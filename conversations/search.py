@@ -312,9 +312,9 @@ def conversation_search(*, user, query: str, limit: int = RESULTS) -> list[Hit]:
     engine = _Postgres(words) if connection.vendor == "postgresql" else _Sqlite(words)
     by_message = engine.messages(user.pk, limit)
     titled = engine.titles(user.pk, limit)
-    rows = Conversation.objects.filter(pk__in={*by_message, *titled}, owner=user).only(
-        "id", "title", "updated_at", "archived_at"
-    )
+    rows = Conversation.objects.filter(
+        pk__in={*by_message, *titled}, owner=user, temporary=False
+    ).only("id", "title", "updated_at", "archived_at")
     hits = []
     for row in rows:
         hit = Hit(row.pk, row.title, row.updated_at, row.archived_at is not None)

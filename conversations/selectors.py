@@ -138,7 +138,8 @@ def with_tool_calls(messages: list[Message]) -> list[Message]:
 
 
 def conversation_list(*, user) -> QuerySet[Conversation]:
-    return Conversation.objects.filter(owner=user).order_by("-updated_at", "-id")
+    """The user's conversations, newest first; temporary chats are in no list."""
+    return Conversation.objects.filter(owner=user, temporary=False).order_by("-updated_at", "-id")
 
 
 _SIDEBAR_FIELDS = ("id", "title", "updated_at", "pinned_at", "archived_at")
@@ -166,7 +167,9 @@ def conversation_page(
 def conversations_pinned(*, user) -> list[Conversation]:
     """The user's pinned conversations, the newest pin first: all of them, above the pages
     of the rest."""
-    rows = Conversation.objects.filter(owner=user, pinned_at__isnull=False, archived_at=None)
+    rows = Conversation.objects.filter(
+        owner=user, pinned_at__isnull=False, archived_at=None, temporary=False
+    )
     return list(rows.only(*_SIDEBAR_FIELDS).order_by("-pinned_at", "-id"))
 
 

@@ -96,6 +96,8 @@ def message_submit(
     attachment_ids: list[int] | None = None,
     document_ids: list[int] | None = None,
     tools: list[str] | None = None,
+    temporary: bool = False,
+    session_key: str = "",
 ) -> Submitted:
     """Create the question and its empty answer together (and the conversation, when
     `conversation_id` is None, with the `tools` switched on in the composer), so a reload
@@ -103,7 +105,13 @@ def message_submit(
     same trip: this is the one database call between a `send` frame and the model
     request."""
     if conversation_id is None:
-        conversation = Conversation.objects.create(owner=user, model=model, tools=tools or [])
+        conversation = Conversation.objects.create(
+            owner=user,
+            model=model,
+            tools=tools or [],
+            temporary=temporary,
+            session_key=session_key if temporary else "",
+        )
     else:
         conversation, answering, parent_id = access_conversation_for_question(
             user=user, conversation_id=conversation_id
@@ -169,6 +177,8 @@ class Question:
     attachment_ids: list[int] | None = None
     document_ids: list[int] | None = None
     tools: list[str] | None = None  # a new conversation's, from the composer
+    temporary: bool = False  # a new conversation's: a temporary chat, of this session
+    session_key: str = ""
 
     @property
     def plain(self) -> bool:
@@ -188,6 +198,8 @@ def _submit_alone(question: Question) -> Submitted:
         attachment_ids=question.attachment_ids,
         document_ids=question.document_ids,
         tools=question.tools,
+        temporary=question.temporary,
+        session_key=question.session_key,
     )
 
 

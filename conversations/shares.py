@@ -36,6 +36,8 @@ def share_create(
 ) -> Share:
     """A link to the branch shown up to `message_id` (None: its end). Messages still being
     written are left out: a snapshot holds what was said."""
+    if conversation.temporary:
+        raise NothingToShare("A temporary chat cannot be shared: it ends with your session.")
     tree = conversation_tree(conversation_id=conversation.pk)
     leaf = message_id if message_id is not None else shown_leaf(tree, conversation.shown_leaf_id)
     if leaf is None or leaf not in tree:

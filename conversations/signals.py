@@ -1,6 +1,7 @@
 """A user's open sockets close (code 4401) the moment their session ends: logout, a new
 password, deactivation, the account deleted. Each case calls
-`broadcast.user_sessions_end_sync` after commit."""
+`broadcast.user_sessions_end_sync` after commit. A logout also ends the session's temporary
+chats, and a row's files go with it."""
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_out
@@ -11,7 +12,7 @@ from django.dispatch import receiver
 
 from conversations.documents.ranking import derived_file_names
 from conversations.live import broadcast
-from conversations.models import Attachment, Document
+from conversations.models import Attachment, Conversation, Document
 
 User = get_user_model()
 
@@ -23,6 +24,14 @@ _WATCHED = ("password", "is_active")
 def sessions_end_on_logout(sender, request, user, **kwargs) -> None:
     if user is not None and user.pk is not None:
         broadcast.user_sessions_end_sync(user.pk)
+
+
+@receiver(user_logged_out, dispatch_uid="conversations.temporary_chats_end_on_logout")
+def temporary_chats_end_on_logout(sender, request, user, **kwargs) -> None:
+    """The session's temporary chats end with it (their files with them, on commit)."""
+    key = getattr(getattr(request, "session", None), "session_key", None)
+    if user is not None and user.pk is not None and key:
+        Conversation.objects.filter(owner_id=user.pk, temporary=True, session_key=key).delete()
 
 
 @receiver(pre_save, sender=User, dispatch_uid="conversations.remember_session_fields")

@@ -153,6 +153,8 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
                     attachment_ids=frame.get("attachments"),
                     document_ids=frame.get("documents"),
                     tools=frame.get("tools"),
+                    temporary=frame.get("temporary", False),
+                    session_key=self.scope["session"].session_key or "",
                 )
             )
         except AnswerInProgress as busy:

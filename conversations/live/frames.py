@@ -215,6 +215,7 @@ def conversation_data(conversation: Conversation) -> dict[str, Any]:
         "title": conversation.title,
         "model": conversation.model,
         "tools": conversation.tools,
+        "temporary": conversation.temporary,
         "updated_at": conversation.updated_at.isoformat(),
         "pinned": conversation.pinned_at is not None,
         "archived": conversation.archived_at is not None,

@@ -44,6 +44,9 @@ class SendFrame(TypedDict):
     attachments: NotRequired[list[int]]  # uploaded image ids, in the order shown
     documents: NotRequired[list[int]]  # uploaded document ids, read and ready
     tools: NotRequired[list[str]]  # a new conversation's tools, switched on in the composer
+    temporary: NotRequired[
+        bool
+    ]  # a new conversation: a temporary chat (in no list, ends with the session)
 
 
 class StopFrame(TypedDict):
@@ -295,6 +298,11 @@ def parse_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame:
                 ):
                     raise ProtocolError("invalid", "'tools' must be a list of tool keys.")
                 parsed["tools"] = tools
+            temporary = frame.get("temporary")
+            if temporary is not None:
+                if type(temporary) is not bool:
+                    raise ProtocolError("invalid", "'temporary' must be true or false.")
+                parsed["temporary"] = temporary
         else:
             parsed = {"type": kind, "message": _int(frame, "message")}
         parsed["text"] = text

@@ -261,7 +261,7 @@ function handleFrame(frame) {
     case "conversation": {
       const c = frame.conversation;
       const known = sidebar.has(c.id);
-      sidebar.upsert(c);
+      if (!c.temporary) sidebar.upsert(c); // a temporary chat is in no list
       if (state.creating && state.conversation === null && !known) adopt(c.id);
       if (c.id === state.conversation) {
         sidebar.setActive(c.id);
@@ -312,7 +312,17 @@ function adopt(id) {
   sidebar.setActive(id);
   settingsDialog.setConversation(id);
   $("#settings-btn").hidden = false;
+  temporaryButton.hidden = true; // chosen before the first question, for good
 }
+
+// A new chat may be temporary: in no list or search, deleted when the session ends.
+const temporaryButton = $("#temporary-btn");
+temporaryButton.addEventListener("click", () => {
+  const on = temporaryButton.getAttribute("aria-pressed") !== "true";
+  temporaryButton.setAttribute("aria-pressed", String(on));
+  $("#temporary-note").hidden = !on;
+  announce(on ? "Temporary chat: it will not be kept." : "A normal chat, kept in your history.");
+});
 
 window.addEventListener("popstate", () => location.reload());
 
@@ -384,6 +394,7 @@ function send(text, attachmentIds = [], documentIds = []) {
   if (state.conversation === null) {
     frame.model = picker.value;
     if (toolMenu.keys().length) frame.tools = toolMenu.keys();
+    if (temporaryButton.getAttribute("aria-pressed") === "true") frame.temporary = true;
     state.creating = true;
   }
   if (!socket.isOpen && document.body.dataset.connection === "connecting") {

@@ -1,5 +1,6 @@
-"""`manage.py retention`: delete conversations inactive for longer than CHAT_RETENTION_DAYS
-(conversations/retention.py); run it daily from cron or a systemd timer (docs/deploy.md)."""
+"""`manage.py retention`: delete the temporary chats whose session ended, and conversations
+inactive for longer than CHAT_RETENTION_DAYS (conversations/retention.py); run it daily
+from cron or a systemd timer (docs/deploy.md)."""
 
 from typing import Any
 
@@ -7,7 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from conversations.retention import retention_sweep
+from conversations.retention import retention_sweep, temporary_sweep
 
 
 class Command(BaseCommand):
@@ -23,6 +24,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, days: int | None, dry_run: bool, **options: Any) -> None:
         days = settings.CHAT_RETENTION_DAYS if days is None else days
+        if not dry_run:
+            ended = temporary_sweep(now=timezone.now())
+            self.stdout.write(
+                f"Deleted {ended} temporary chat{'s' if ended != 1 else ''} whose session ended."
+            )
         if not days:
             self.stdout.write("CHAT_RETENTION_DAYS is 0: conversations are kept for ever.")
             return
