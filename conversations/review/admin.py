@@ -37,7 +37,7 @@ from conversations.models import (
 )
 from conversations.rendering import render_markdown
 from conversations.review.exports import conversations_export, csv_safe, part_line, usd
-from conversations.selectors import review_priority, review_queue, review_transcript
+from conversations.review.reads import review_priority, review_queue, review_transcript
 from conversations.services import conversation_review_set, review_audit_record
 
 ENDED_BADLY = (Message.Status.FAILED, Message.Status.STOPPED, Message.Status.INTERRUPTED)
