@@ -1,5 +1,9 @@
 """Writes. Each is a sync function, atomic where it touches several rows; async callers
-await it through `database_sync_to_async` and broadcast only after it returns (committed)."""
+await it through `database_sync_to_async` and broadcast only after it returns (committed).
+
+Over 500 lines: it is every write a user's action makes on their own rows (questions, the
+conversation's settings, tools, schemas, pins, deletions, reports); the writes with a life
+of their own live beside it (branches.py, answers.py, uploads.py, shares.py, imports.py)."""
 
 from dataclasses import dataclass
 from typing import Any
