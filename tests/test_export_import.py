@@ -115,7 +115,9 @@ def test_export_then_import_gives_the_same_tree_back(signed_in, user):
 def test_export_holds_only_the_users_own_conversations(signed_in, user, other_user):
     mine = tree(user)
     theirs = tree(other_user, title="Secret")
-    exported = json.loads(export(signed_in, format="json", conversations=f"{mine.pk},{theirs.pk}"))
+    mixed = signed_in.get(reverse("export"), {"conversations": f"{mine.pk},{theirs.pk}"})
+    assert mixed.status_code == 404  # another user's id, as everywhere
+    exported = json.loads(export(signed_in, format="json", conversations=str(mine.pk)))
     assert [c["title"] for c in exported["conversations"]] == ["Colours"]
     everything = json.loads(export(signed_in, format="json"))
     assert [c["title"] for c in everything["conversations"]] == ["Colours"]

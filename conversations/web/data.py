@@ -5,7 +5,7 @@ conversations.json. Thin over exports.py and imports.py."""
 import datetime
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -54,6 +54,8 @@ def export(request: HttpRequest) -> HttpResponse:
     except ValueError:
         return error_json("invalid", "'conversations' is a comma-separated list of ids.")
     chosen = conversations_to_export(user=request.user, ids=ids)
+    if ids is not None and len(chosen) != len(set(ids)):
+        raise Http404("No such conversation.")  # another user's, or gone: as everywhere
     mime, suffix, chunks = _FORMATS[kind]
     response = StreamingHttpResponse(chunks(chosen), content_type=mime)
     day = datetime.date.today().isoformat()
