@@ -719,3 +719,21 @@ async def test_a_model_asking_for_tools_past_the_bound_is_not_run_and_the_answer
     assert final["status"] == "complete"
     assert final["notice"] == "Stopped after 2 model calls: the tools' limit."
     assert [c["status"] for c in final["tools"]] == ["done"]  # the second ask was not run
+
+
+async def test_a_model_list_that_cannot_be_read_answers_without_tools(
+    user, open_socket, fake_mistral, monkeypatch
+):
+    from conversations.modelservers import providers
+    from conversations.modelservers.errors import ModelServerError
+
+    async def unreadable(model_id):
+        raise ModelServerError("The model server could not be reached.", status=503)
+
+    monkeypatch.setattr(providers, "model_card", unreadable)
+    conversation = await conversation_with(user, ["builtin:datetime"])
+    fake_mistral.enqueue(Reply.tokens(["Fine without."]))
+    final = final_of(await ask(await open_socket(user), conversation))
+    assert final["status"] == "complete"
+    assert "tools" not in chat_bodies(fake_mistral)[0]
+    assert "the model server's list of models is unavailable" in final["notice"]

@@ -148,7 +148,13 @@ async def _tools(
     """The tools switched on for the conversation, when its model can call them; a note
     for the reader when it cannot. A continued answer goes without (its prefix must end
     the request)."""
-    if not await providers.can_call_tools(model):
+    try:
+        calls_tools = await providers.can_call_tools(model)
+    except ChatError as err:  # the model list could not be read: answer without tools
+        logger.info("Listing models failed (%s); no tools offered", err.code)
+        notes.append("Tools were not offered: the model server's list of models is unavailable.")
+        return []
+    if not calls_tools:
         notes.append(f"Tools were not offered: {model} cannot call them.")
         return []
     has_documents = bool(document_ids_of(history))

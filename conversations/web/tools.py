@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET, require_POST
 
+from conversations.errors import ChatError
 from conversations.live import broadcast
 from conversations.live.frames import conversation_data
 from conversations.modelservers import providers
@@ -37,8 +38,8 @@ async def tools_json(request: HttpRequest) -> JsonResponse:
     if model:
         try:
             data["model_calls_tools"] = await providers.can_call_tools(model)
-        except Exception:  # noqa: BLE001 — an unknown model or a server down: say no
-            data["model_calls_tools"] = False
+        except ChatError:  # the model list could not be read: not known, so not said
+            data["problems"].append("Whether this model can call tools could not be checked.")
     return JsonResponse(data)
 
 
