@@ -11,7 +11,7 @@ Both engines are asked the same thing: every word of the query, the last one as 
 (the box searches as one types), without stemming or stop words (conversations mix
 languages); newest matches first.
 
-The DDL lives here and migration 0013 runs it, because SQLite drops a table's triggers when
+The DDL lives here and migration 0017 runs it, because SQLite drops a table's triggers when
 a later migration rebuilds that table: `index_repair` puts them back after every `migrate`
 (so a change to the DDL needs a migration of its own, which drops and re-creates).
 """
@@ -106,7 +106,7 @@ _PG_TITLE = "to_tsvector('simple', title)"
 
 # The column and its trigger first, so rows written while the rest runs are indexed as
 # they are written; then the rows already there, a batch per transaction; then the indexes,
-# built CONCURRENTLY when the migration runs outside a transaction (it does: migration 0013
+# built CONCURRENTLY when the migration runs outside a transaction (it does: migration 0017
 # is not atomic), so the messages table is never locked for more than a moment. Every step
 # can run again: a run cut short is finished by the next `migrate` (after dropping an index
 # a cut-short CONCURRENTLY build left INVALID, which IF NOT EXISTS would keep).
