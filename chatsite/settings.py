@@ -3,6 +3,9 @@
 Everything that differs between a laptop and a deployment is an environment variable;
 the defaults give a working single-process site: SQLite, the in-memory channel layer,
 and a secret key generated once into `var/secret_key`.
+
+Over 400 lines: every setting the site has is here, each with the comment that says what it
+does, because this is the one module that reads the environment.
 """
 
 import os

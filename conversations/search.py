@@ -14,6 +14,9 @@ languages); newest matches first.
 The DDL lives here and migration 0017 runs it, because SQLite drops a table's triggers when
 a later migration rebuilds that table: `index_repair` puts them back after every `migrate`
 (so a change to the DDL needs a migration of its own, which drops and re-creates).
+
+Over 400 lines: two engines' DDL and statements side by side (they answer the same
+question), and the snippets both share.
 """
 
 # ruff: noqa: S608 (every statement here is built from our own table names and constants;

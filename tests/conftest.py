@@ -1,9 +1,11 @@
 import asyncio
 import importlib
+import json
 import os
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from channels_redis.core import RedisChannelLayer
 from django.apps import apps as django_apps
@@ -167,6 +169,27 @@ async def open_socket():
     for communicator in opened:
         if not communicator.future.done():
             await communicator.disconnect()
+
+
+@pytest.fixture
+def user_events(user):
+    """What the user's sockets would receive through the channel layer."""
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(broadcast.user_group(user.pk), channel)
+
+    async def receive(within):
+        async with asyncio.timeout(within):
+            return await layer.receive(channel)
+
+    def next_event(within: float = 1.0) -> dict:
+        event = async_to_sync(receive)(within)
+        if event["type"] == "relay.frame":
+            return json.loads(event["text"])
+        return event
+
+    yield next_event
+    async_to_sync(layer.flush)()
 
 
 @pytest.fixture

@@ -1,17 +1,11 @@
 """Deleting several conversations, all of them, or one's whole account: what goes (rows,
 files), what stays (another user's), and that every tab and socket is told at once."""
 
-import asyncio
-import json
-
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.urls import reverse
 
-from conversations.live import broadcast
 from conversations.models import ApiCall, Conversation, Document, Message, ReviewAudit
 from conversations.web.pages import BULK_DELETE_MAX
 from tests.helpers import message_create
@@ -30,27 +24,6 @@ def _media(settings, tmp_path):
 def signed_in(client, user):
     client.force_login(user)
     return client
-
-
-@pytest.fixture
-def user_events(user):
-    """What the user's sockets would receive through the channel layer."""
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(broadcast.user_group(user.pk), channel)
-
-    async def receive(within):
-        async with asyncio.timeout(within):
-            return await layer.receive(channel)
-
-    def next_event(within: float = 1.0) -> dict:
-        event = async_to_sync(receive)(within)
-        if event["type"] == "relay.frame":
-            return json.loads(event["text"])
-        return event
-
-    yield next_event
-    async_to_sync(layer.flush)()
 
 
 def _conversation(owner, title="Chat", *, document=False):

@@ -527,7 +527,7 @@ def mcp_http_url():
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             break
         except OSError:
-            time.sleep(0.05)
+            time.sleep(0.05)  # polling with a deadline, until the server listens
     yield f"http://127.0.0.1:{port}/mcp"
     process.terminate()
     process.wait(5)

@@ -1,16 +1,12 @@
-import asyncio
 import html
 import json
 import re
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from conversations.live import broadcast
 from conversations.models import Conversation, Message
 from conversations.web.pages import SIDEBAR_PAGE_SIZE
 from tests.helpers import link_in_order, message_create
@@ -39,27 +35,6 @@ def conversation(user):
 def signed_in(client, user):
     client.force_login(user)
     return client
-
-
-@pytest.fixture
-def user_events(user):
-    """What the user's sockets would receive through the channel layer."""
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(broadcast.user_group(user.pk), channel)
-
-    async def receive(within):
-        async with asyncio.timeout(within):
-            return await layer.receive(channel)
-
-    def next_event(within: float = 1.0) -> dict:
-        event = async_to_sync(receive)(within)
-        if event["type"] == "relay.frame":
-            return json.loads(event["text"])
-        return event
-
-    yield next_event
-    async_to_sync(layer.flush)()
 
 
 def _add_messages(conversation, count):

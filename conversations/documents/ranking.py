@@ -9,6 +9,9 @@ question when that failed), calls made several at a time; the question's vector 
 and that ranking and BM25's are fused by reciprocal rank. A failed embeddings call is
 remembered for CHAT_EMBEDDINGS_RETRY_SECONDS, during which BM25 alone ranks, with no call.
 Every embeddings call is recorded as usage.
+
+Over 400 lines: ranking is one job with its two halves (BM25's index, stored and cached, and
+the embeddings' vectors, stored, cached and fused), which share the passages and the caches.
 """
 
 import array

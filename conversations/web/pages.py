@@ -6,6 +6,9 @@ like a missing one.
 
 Forms post the classic way and get a redirect; the chat page's script posts the same forms
 with `Accept: application/json` and gets JSON (400 with field errors when invalid).
+
+Over 400 lines: these are the views of the one chat page, each thin; the pages of their own
+(files, tools, shares, export and import, accounts) are in the modules beside it.
 """
 
 import json
